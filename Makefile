@@ -1,0 +1,40 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both install what is
+# missing (scripts/deps.sh) and build once; the integration tests use the binary just built.
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+
+SWIFT   ?= swift
+BIN_DIR := $(shell pwd)/.build/debug
+export STIGMER_EXEC_BIN := $(BIN_DIR)/stigmer-exec
+
+.PHONY: all deps build test unit integration demo release clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(SWIFT) build --build-tests
+
+unit: build
+	$(SWIFT) test --skip-build
+
+integration: build
+	python3 -m pytest -q integration
+
+test: build
+	$(SWIFT) test --skip-build
+	python3 -m pytest -q integration
+
+demo: build
+	@scripts/demo.sh
+
+# The shipped binary: release, static Swift runtime, stripped, in its own build folder
+# (switching --static-swift-stdlib in a shared folder rebuilds everything).
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product stigmer-exec
+	mkdir -p dist && cp .build-static/release/stigmer-exec dist/ && strip dist/stigmer-exec
+
+clean:
+	rm -rf .build .build-static dist

@@ -1,0 +1,218 @@
+/// The resource model (DESIGN.md §2), in Stigmer's shape. Values are either plaintext or a
+/// sealed string (`v1:…` or legacy base64) that only `StigmerCrypto` can open.
+
+/// What a variable holds before it reaches a child: plaintext, or a sealed value.
+public enum ValueContent: Sendable, Equatable, Redacted {
+    case plain(String)
+    case sealed(String)
+
+    public var redactedDescription: String {
+        switch self {
+        case .plain: redactedMarker
+        case .sealed: "<sealed>"
+        }
+    }
+}
+
+/// One entry of an Environment's or env_spec's `data`. `content == nil` means required:
+/// a higher layer must supply it (only meaningful in an Agent's env_spec).
+public struct EnvironmentValue: Sendable, Equatable, Redacted {
+    public var content: ValueContent?
+    public var isSecret: Bool
+    /// Stigmer's `description` field (renamed: `description` is the redacted rendering).
+    public var summary: String?
+
+    public init(content: ValueContent?, isSecret: Bool = false, summary: String? = nil) {
+        self.content = content
+        self.isSecret = isSecret
+        self.summary = summary
+    }
+
+    public var redactedDescription: String {
+        content == nil ? "<required\(isSecret ? ", secret" : "")>" : redactedMarker
+    }
+}
+
+/// Variables by name, in the order they were declared (so listings follow the manifest).
+public struct Variables<Value: Sendable & Equatable>: Sendable, Equatable {
+    public private(set) var names: [String] = []
+    private var values: [String: Value] = [:]
+
+    public init() {}
+
+    public subscript(name: String) -> Value? {
+        get { values[name] }
+        set {
+            if let newValue {
+                if values.updateValue(newValue, forKey: name) == nil { names.append(name) }
+            } else if values.removeValue(forKey: name) != nil {
+                names.removeAll { $0 == name }
+            }
+        }
+    }
+
+    public var count: Int { names.count }
+    public var isEmpty: Bool { names.isEmpty }
+
+    /// Entries in declaration order.
+    public var entries: [(name: String, value: Value)] {
+        names.map { ($0, values[$0]!) }
+    }
+
+    /// Entries sorted by name, for stable output.
+    public var sortedEntries: [(name: String, value: Value)] {
+        names.sorted().map { ($0, values[$0]!) }
+    }
+}
+
+extension Variables: Redacted {
+    public var redactedDescription: String { "[\(redactedList(names))]" }
+}
+
+/// An Environment's `spec`, and an Agent's `env_spec` (same shape).
+public struct EnvironmentSpec: Sendable, Equatable, Redacted {
+    public var summary: String?
+    public var data: Variables<EnvironmentValue>
+
+    public init(summary: String? = nil, data: Variables<EnvironmentValue> = .init()) {
+        self.summary = summary
+        self.data = data
+    }
+
+    public var redactedDescription: String { "EnvironmentSpec(\(redactedList(data.names)))" }
+}
+
+public struct Environment: Sendable, Equatable, Redacted {
+    public var name: String
+    public var spec: EnvironmentSpec
+
+    public init(name: String, spec: EnvironmentSpec) {
+        self.name = name
+        self.spec = spec
+    }
+
+    public var redactedDescription: String { "Environment(\(name): \(redactedList(spec.data.names)))" }
+}
+
+public struct Agent: Sendable, Equatable, Redacted {
+    public var name: String
+    public var summary: String?
+    public var envSpec: EnvironmentSpec
+    public var mcpServers: [McpServerDefinition]
+
+    public init(name: String, summary: String? = nil, envSpec: EnvironmentSpec = .init(),
+                mcpServers: [McpServerDefinition] = []) {
+        self.name = name
+        self.summary = summary
+        self.envSpec = envSpec
+        self.mcpServers = mcpServers
+    }
+
+    public var redactedDescription: String {
+        "Agent(\(name): \(redactedList(envSpec.data.names)); servers: \(mcpServers.map(\.name).joined(separator: ", ")))"
+    }
+}
+
+public struct AgentInstance: Sendable, Equatable, CustomStringConvertible {
+    public var name: String
+    public var agentID: String
+    public var environmentRefs: [String]
+
+    public init(name: String, agentID: String, environmentRefs: [String]) {
+        self.name = name
+        self.agentID = agentID
+        self.environmentRefs = environmentRefs
+    }
+
+    public var description: String {
+        "AgentInstance(\(name): agent \(agentID), environments \(environmentRefs.joined(separator: ", ")))"
+    }
+}
+
+/// Where a merged value came from (DESIGN.md §2): `template`, `environment:<name>`, `runtime`.
+public enum Layer: Sendable, Hashable, CustomStringConvertible {
+    case template
+    case environment(String)
+    case runtime
+
+    public var description: String {
+        switch self {
+        case .template: "template"
+        case .environment(let name): "environment:\(name)"
+        case .runtime: "runtime"
+        }
+    }
+
+    public init?(_ text: String) {
+        switch text {
+        case "template": self = .template
+        case "runtime": self = .runtime
+        default:
+            guard text.hasPrefix("environment:") else { return nil }
+            let name = String(text.dropFirst("environment:".count))
+            guard !name.isEmpty else { return nil }
+            self = .environment(name)
+        }
+    }
+}
+
+/// One merged value of an ExecutionContext, with its provenance.
+public struct ExecutionValue: Sendable, Equatable, Redacted {
+    public var content: ValueContent
+    public var isSecret: Bool
+    public var layer: Layer
+
+    public init(content: ValueContent, isSecret: Bool, layer: Layer) {
+        self.content = content
+        self.isSecret = isSecret
+        self.layer = layer
+    }
+
+    public var redactedDescription: String { "\(redactedMarker) (\(isSecret ? "secret" : "plain"), \(layer))" }
+}
+
+public struct ExecutionContext: Sendable, Equatable, Redacted {
+    public var executionID: String
+    public var data: Variables<ExecutionValue>
+    /// Seconds since the Unix epoch.
+    public var createdAt: Int64
+    public var expiresAt: Int64
+
+    public init(executionID: String, data: Variables<ExecutionValue>, createdAt: Int64, expiresAt: Int64) {
+        self.executionID = executionID
+        self.data = data
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+
+    public var redactedDescription: String { "ExecutionContext(\(executionID): \(redactedList(data.names)))" }
+}
+
+/// A manifest resource, as loaded from YAML or JSON.
+public enum Resource: Sendable, Equatable, CustomStringConvertible {
+    case environment(Environment)
+    case agent(Agent)
+    case agentInstance(AgentInstance)
+    /// An McpServer manifest: Agent-shaped (env_spec, mcp_servers) for what matters here.
+    case mcpServer(Agent)
+
+    public var kind: String {
+        switch self {
+        case .environment: "Environment"
+        case .agent: "Agent"
+        case .agentInstance: "AgentInstance"
+        case .mcpServer: "McpServer"
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .environment(let e): e.name
+        case .agent(let a): a.name
+        case .agentInstance(let i): i.name
+        case .mcpServer(let s): s.name
+        }
+    }
+
+    public var description: String { "\(kind)/\(name)" }
+}

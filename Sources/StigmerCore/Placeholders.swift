@@ -1,0 +1,236 @@
+/// `${NAME}` placeholders in MCP server configs (DESIGN.md §4).
+///
+///     ${NAME}             the context's value
+///     ${NAME:-fallback}   fallback (literal text) when NAME is unset or empty
+///     ${env:NAME}         alias of ${NAME} (VS Code / Cursor configs)
+///     $${                 a literal "${"
+///     $NAME, $5, $(x)     left alone: only "${" starts a placeholder
+///
+/// The scanner makes one pass over the UTF-8 bytes. Inserted values are appended to the
+/// output and never scanned again, so a value containing "${X}" stays literal: no recursive
+/// expansion, no injection.
+public enum Placeholder {
+    public enum Segment: Sendable, Equatable {
+        case literal(String)
+        /// `column` is the 1-based position (in Unicode scalars) of the `$`.
+        case reference(name: String, fallback: String?, column: Int)
+    }
+
+    public enum Problem: Sendable, Equatable, CustomStringConvertible {
+        case unterminated(column: Int)
+        case badName(column: Int)
+        case unsupported(column: Int)
+        case missing(name: String, column: Int)
+
+        public var column: Int {
+            switch self {
+            case .unterminated(let c), .badName(let c), .unsupported(let c), .missing(_, let c): c
+            }
+        }
+
+        /// Never includes a value: only names and the kind of problem.
+        public var description: String {
+            switch self {
+            case .unterminated: "unterminated ${ (close it with }, or write $${ for a literal ${)"
+            case .badName: "bad variable name inside ${…}; names must match [A-Za-z_][A-Za-z0-9_]*"
+            case .unsupported: "unsupported expansion; only ${NAME}, ${NAME:-fallback} and ${env:NAME} are supported"
+            case .missing(let name, _): "${\(name)} is not set in the execution context"
+            }
+        }
+    }
+
+    /// Splits a template into literals and references, reporting every syntax problem.
+    public static func parse(_ text: String) -> (segments: [Segment], problems: [Problem]) {
+        let bytes = Array(text.utf8)
+        var segments: [Segment] = []
+        var problems: [Problem] = []
+        var literal: [UInt8] = []
+        var i = 0
+        let n = bytes.count
+
+        func flush() {
+            if !literal.isEmpty {
+                segments.append(.literal(String(decoding: literal, as: UTF8.self)))
+                literal.removeAll(keepingCapacity: true)
+            }
+        }
+
+        while i < n {
+            let b = bytes[i]
+            guard b == UInt8(ascii: "$") else { literal.append(b); i += 1; continue }
+            // `$${` is an escaped, literal `${`.
+            if i + 2 < n, bytes[i + 1] == UInt8(ascii: "$"), bytes[i + 2] == UInt8(ascii: "{") {
+                literal.append(contentsOf: [UInt8(ascii: "$"), UInt8(ascii: "{")])
+                i += 3
+                continue
+            }
+            guard i + 1 < n, bytes[i + 1] == UInt8(ascii: "{") else { literal.append(b); i += 1; continue }
+
+            let column = scalarColumn(bytes, i)
+            guard let close = bytes[(i + 2)...].firstIndex(of: UInt8(ascii: "}")) else {
+                // Nothing after this can be interpreted reliably.
+                problems.append(.unterminated(column: column))
+                literal.append(contentsOf: bytes[i...])
+                break
+            }
+            var body = bytes[(i + 2)..<close]
+            if body.starts(with: Array("env:".utf8)) { body = body.dropFirst(4) }
+            let nameEnd = body.firstIndex { !VariableName.isContinuation($0) } ?? body.endIndex
+            let name = body[body.startIndex..<nameEnd]
+            let rest = body[nameEnd...]
+            var fallback: String?
+            var problem: Problem?
+            if rest.isEmpty {
+                if !VariableName.isValid(utf8: name) { problem = .badName(column: column) }
+            } else if rest.starts(with: Array(":-".utf8)) {
+                let text = rest.dropFirst(2)
+                if !VariableName.isValid(utf8: name) {
+                    problem = .badName(column: column)
+                } else if text.contains(UInt8(ascii: "$")) && containsOpen(text) {
+                    problem = .unsupported(column: column)  // no nesting in fallbacks
+                } else {
+                    fallback = String(decoding: text, as: UTF8.self)
+                }
+            } else if name.isEmpty || VariableName.isValid(utf8: name) {
+                // ${A%b}, ${A:?x}, ${#A}, ${A/x/y}, ${!A}, ${$(cmd)}: shell forms we refuse
+                // rather than half-implement.
+                problem = .unsupported(column: column)
+            } else {
+                problem = .badName(column: column)
+            }
+            if let problem {
+                problems.append(problem)
+                literal.append(contentsOf: bytes[i...close])
+            } else {
+                flush()
+                segments.append(.reference(name: String(decoding: name, as: UTF8.self), fallback: fallback, column: column))
+            }
+            i = close + 1
+        }
+        flush()
+        return (segments, problems)
+    }
+
+    /// Resolves a template. `lookup` returns nil for an unset name. All problems are
+    /// reported, none of the output is returned when there is any.
+    public static func resolve(_ text: String, lookup: (String) -> String?) -> Result<String, ProblemList> {
+        let (segments, syntax) = parse(text)
+        var problems = syntax
+        var out = ""
+        for segment in segments {
+            switch segment {
+            case .literal(let s): out += s
+            case .reference(let name, let fallback, let column):
+                if let value = lookup(name), !(fallback != nil && value.isEmpty) {
+                    out += value
+                } else if let fallback {
+                    out += fallback
+                } else {
+                    problems.append(.missing(name: name, column: column))
+                }
+            }
+        }
+        if problems.isEmpty { return .success(out) }
+        return .failure(ProblemList(problems.sorted { $0.column < $1.column }))
+    }
+
+    /// Names a template refers to (whether or not a fallback is given), in order, unique.
+    public static func references(in text: String) -> [String] {
+        var seen = Set<String>()
+        var out: [String] = []
+        for case .reference(let name, _, _) in parse(text).segments where seen.insert(name).inserted {
+            out.append(name)
+        }
+        return out
+    }
+
+    /// The template that resolves to `text` exactly: every `${` becomes `$${`.
+    public static func escape(_ text: String) -> String {
+        text.replacing("${", with: "$${")
+    }
+
+    static func scalarColumn(_ bytes: [UInt8], _ index: Int) -> Int {
+        var column = 1
+        for b in bytes[..<index] where b & 0xC0 != 0x80 { column += 1 }
+        return column
+    }
+
+    static func containsOpen(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var previous: UInt8 = 0
+        for b in bytes {
+            if previous == UInt8(ascii: "$") && (b == UInt8(ascii: "{") || b == UInt8(ascii: "(")) { return true }
+            previous = b
+        }
+        return false
+    }
+
+    /// A `Sendable` wrapper so `Result` can carry a list of problems.
+    public struct ProblemList: Error, Sendable, Equatable {
+        public var problems: [Problem]
+        public init(_ problems: [Problem]) { self.problems = problems }
+    }
+}
+
+/// A placeholder problem with its place in a config: server, field, column.
+public struct LocatedProblem: Sendable, Equatable, CustomStringConvertible {
+    public var server: String
+    public var field: String
+    public var problem: Placeholder.Problem
+
+    public init(server: String, field: String, problem: Placeholder.Problem) {
+        self.server = server
+        self.field = field
+        self.problem = problem
+    }
+
+    public var description: String {
+        "server \(quoted(server)) \(field) column \(problem.column): \(problem)"
+    }
+}
+
+extension McpServerDefinition {
+    /// Every templated field of this server, with its path: the fields DESIGN.md §4 applies
+    /// placeholders to (never keys or server names).
+    public var templatedFields: [(field: String, template: String)] {
+        var out: [(String, String)] = []
+        func pairs(_ prefix: String, _ list: [ConfigPair]) {
+            for pair in list { out.append(("\(prefix).\(pair.key)", pair.value)) }
+        }
+        switch transport {
+        case .stdio(let s):
+            out.append(("command", s.command))
+            for (i, arg) in s.args.enumerated() { out.append(("args[\(i)]", arg)) }
+            pairs("env", s.env)
+            if let dir = s.workingDir { out.append(("working_dir", dir)) }
+        case .http(let h):
+            out.append(("url", h.url))
+            pairs("headers", h.headers)
+            pairs("query_params", h.queryParams)
+        case .docker(let d):
+            for (i, arg) in d.args.enumerated() { out.append(("args[\(i)]", arg)) }
+            pairs("env", d.env)
+        }
+        return out
+    }
+
+    /// The context names this server refers to, in order, unique (its least-privilege set).
+    public var referencedNames: [String] {
+        var seen = Set<String>()
+        var out: [String] = []
+        for (_, template) in templatedFields {
+            for name in Placeholder.references(in: template) where seen.insert(name).inserted { out.append(name) }
+        }
+        return out
+    }
+
+    /// Every problem across every templated field, against `lookup`.
+    public func placeholderProblems(lookup: (String) -> String?) -> [LocatedProblem] {
+        var problems: [LocatedProblem] = []
+        for (field, template) in templatedFields {
+            if case .failure(let list) = Placeholder.resolve(template, lookup: lookup) {
+                problems += list.problems.map { LocatedProblem(server: name, field: field, problem: $0) }
+            }
+        }
+        return problems
+    }
+}

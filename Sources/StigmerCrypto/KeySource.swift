@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StigmerCore
+import StigmerSystem
+
+/// Where the master key comes from (DESIGN.md §5), first found wins:
+/// `--key-fd N` (read once, then closed: the key stays out of every environment) →
+/// `STIGMER_ENCRYPTION_KEY` → `$STIGMER_HOME/encryption.key` (0600/0400, owned by us).
+public enum KeySource {
+    public static let environmentVariable = "STIGMER_ENCRYPTION_KEY"
+
+    public static func load(keyFD: Int32?, home: StigmerHome) throws(StigmerError) -> KeyRing {
+        if let fd = keyFD { return try fromDescriptor(fd) }
+        if let text = Sys.getenv(environmentVariable) {
+            return try KeyRing.parse(Array(text.utf8), source: environmentVariable)
+        }
+        return try fromFile(home.keyFile, missingHint: true)
+    }
+
+    static func fromDescriptor(_ fd: Int32) throws(StigmerError) -> KeyRing {
+        defer { Sys.close(fd) }
+        var bytes: [UInt8]
+        do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
+            throw .notPermitted("cannot read the key from --key-fd \(fd); pass an open descriptor, e.g. --key-fd 3 3<keyfile", cause: error.description)
+        }
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        return try KeyRing.parse(bytes, source: "--key-fd \(fd)")
+    }
+
+    public static func fromFile(_ path: String, missingHint: Bool = false) throws(StigmerError) -> KeyRing {
+        let fd: Int32
+        do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
+            if error == .notFound {
+                throw .notPermitted("no encryption key: \(quoted(path)) does not exist; run `stigmer-exec key init`, or give --key-fd or \(environmentVariable)")
+            }
+            throw .notPermitted("cannot open key file \(quoted(path))", cause: error.description)
+        }
+        defer { Sys.close(fd) }
+        // Checked on the open descriptor, not the path, so the file cannot be swapped in
+        // between. Symlinks are followed (Kubernetes mounts secrets that way); the target
+        // is what must be private.
+        let st: FileStatus
+        do { st = try Sys.fstat(fd) } catch {
+            throw .notPermitted("cannot inspect key file \(quoted(path))", cause: error.description)
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw .notPermitted("key file \(quoted(path)) is not a regular file")
+        }
+        guard st.st_uid == Sys.euid else {
+            throw .notPermitted("key file \(quoted(path)) is owned by uid \(st.st_uid), not by you (uid \(Sys.euid)); run: chown \(Sys.euid) \(path)")
+        }
+        let mode = st.st_mode & 0o7777
+        guard mode == 0o600 || mode == 0o400 else {
+            throw .notPermitted("key file \(quoted(path)) has mode \(octal(mode)); it must be 0600 or 0400 — run: chmod 600 \(path)")
+        }
+        var bytes: [UInt8]
+        do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
+            throw .notPermitted("cannot read key file \(quoted(path))", cause: error.description)
+        }
+        defer { for i in bytes.indices { bytes[i] = 0 } }
+        return try KeyRing.parse(bytes, source: path)
+    }
+
+    /// `key init`: a new key file, 0600, in a 0700 home. Never overwrites.
+    public static func createKeyFile(home: StigmerHome) throws(StigmerError) -> EncryptionKey {
+        try home.ensureExists()
+        let path = home.keyFile
+        let fd: Int32
+        do { fd = try Sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600) } catch {
+            if error == .exists {
+                throw .notPermitted("\(quoted(path)) already exists; refusing to overwrite a key (values sealed with it would be lost); move it away first if you really mean to replace it")
+            }
+            throw StigmerError(.ioError, "cannot create \(quoted(path))", cause: error.description)
+        }
+        let key = EncryptionKey.generate()
+        do throws(Errno) {
+            defer { Sys.close(fd) }
+            // The umask may only have removed bits; make the mode exact.
+            guard fchmod(fd, 0o600) == 0 else { throw Errno.current }
+            try IO.writeAll(fd, key.base64 + "\n")
+            try Sys.fsync(fd)
+        } catch {
+            try? Sys.unlink(path)
+            throw StigmerError(.ioError, "cannot write \(quoted(path))", cause: error.description)
+        }
+        return key
+    }
+}

@@ -1,0 +1,93 @@
+import Crypto
+import StigmerCore
+
+/// A 256-bit AES key and its public id. The id is the first 8 bytes of
+/// SHA-256("stigmer-exec/key-id" ‖ 0 ‖ key), in hex: it names the key in `v1:<key-id>:…`
+/// values so a wrong key is told apart from a tampered value, and reveals nothing usable.
+public struct EncryptionKey: Sendable, Redacted {
+    public let key: SymmetricKey
+    public let id: String
+
+    public init(bytes: some Collection<UInt8>) throws(StigmerError) {
+        let array = Array(bytes)
+        guard array.count == 32 else {
+            throw .notPermitted("encryption key is \(array.count) bytes; AES-256 needs exactly 32")
+        }
+        key = SymmetricKey(data: array)
+        var hasher = SHA256()
+        hasher.update(data: Array("stigmer-exec/key-id".utf8) + [0])
+        key.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        id = hasher.finalize().prefix(8).map { byte in
+            let hex = Array("0123456789abcdef".utf8)
+            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
+        }.joined()
+    }
+
+    /// A new random key (BoringSSL's RNG, backed by getrandom).
+    public static func generate() -> EncryptionKey {
+        let key = SymmetricKey(size: .bits256)
+        // Force-try is sound here: a freshly generated 256-bit key is always 32 bytes.
+        return key.withUnsafeBytes { buffer in try! EncryptionKey(bytes: buffer) }
+    }
+
+    /// The key as standard base64 text: the format of the key file and STIGMER_ENCRYPTION_KEY.
+    public var base64: String { key.withUnsafeBytes { Base64.encode($0) } }
+
+    public var redactedDescription: String { "EncryptionKey(\(id))" }
+}
+
+/// The loaded keys, oldest first. New values are sealed with the newest (DESIGN.md §5,
+/// rotation); any loaded key may open.
+public struct KeyRing: Sendable, Redacted {
+    public let keys: [EncryptionKey]
+    /// Where the keys came from, for messages: "--key-fd 3", "STIGMER_ENCRYPTION_KEY", a path.
+    public let source: String
+
+    public init(keys: [EncryptionKey], source: String) {
+        precondition(!keys.isEmpty, "a key ring holds at least one key")
+        self.keys = keys
+        self.source = source
+    }
+
+    public var newest: EncryptionKey { keys[keys.count - 1] }
+
+    public func key(id: String) -> EncryptionKey? { keys.first { $0.id == id } }
+
+    public var redactedDescription: String { "KeyRing(\(keys.map(\.id).joined(separator: ", ")) from \(source))" }
+
+    /// Parses key material: exactly 32 raw bytes, or base64 text with one key per line
+    /// (newest last; blank lines and `#` comments allowed). `source` locates errors.
+    public static func parse(_ bytes: [UInt8], source: String) throws(StigmerError) -> KeyRing {
+        if bytes.count == 32, Base64.decode(String(decoding: bytes, as: UTF8.self)) == nil || !isText(bytes) {
+            return KeyRing(keys: [try EncryptionKey(bytes: bytes)], source: source)
+        }
+        guard isText(bytes) else {
+            throw .notPermitted("encryption key from \(source) is \(bytes.count) bytes of binary data; give exactly 32 raw bytes or base64 text (as `stigmer-exec key init` writes)")
+        }
+        var keys: [EncryptionKey] = []
+        var lineNumber = 0
+        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var text = String(decoding: line, as: UTF8.self)
+            while let last = text.last, last.isWhitespace { text.removeLast() }
+            while let first = text.first, first.isWhitespace { text.removeFirst() }
+            if text.isEmpty || text.hasPrefix("#") { continue }
+            let at = lineNumber > 1 ? " line \(lineNumber)" : ""
+            guard let decoded = Base64.decode(text) else {
+                throw .notPermitted("encryption key from \(source)\(at) is not valid base64; expected 44 characters of standard base64 encoding 32 random bytes (create one with `stigmer-exec key init`)")
+            }
+            guard decoded.count == 32 else {
+                throw .notPermitted("encryption key from \(source)\(at) decodes to \(decoded.count) bytes; AES-256 needs exactly 32 (create one with `stigmer-exec key init`)")
+            }
+            keys.append(try EncryptionKey(bytes: decoded))
+        }
+        guard !keys.isEmpty else {
+            throw .notPermitted("encryption key from \(source) is empty; create one with `stigmer-exec key init`")
+        }
+        return KeyRing(keys: keys, source: source)
+    }
+
+    static func isText(_ bytes: [UInt8]) -> Bool {
+        bytes.allSatisfy { $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || ($0 >= 0x20 && $0 < 0x7F) }
+    }
+}

@@ -1,0 +1,110 @@
+import Crypto
+import StigmerCore
+
+/// What a sealed value is bound to (DESIGN.md §5): its scope and variable name. The
+/// associated data is exactly `stigmer-exec/v1 ‖ 0 ‖ scope ‖ 0 ‖ name`, so a ciphertext
+/// cannot be moved to another variable, environment or execution.
+public struct Binding: Sendable, Hashable, CustomStringConvertible {
+    public let scope: String
+    public let name: String
+
+    public init(scope: String, name: String) {
+        self.scope = scope
+        self.name = name
+    }
+
+    public static func environment(_ environment: String, _ name: String) -> Binding {
+        Binding(scope: "environment:\(environment)", name: name)
+    }
+
+    public static func execution(_ executionID: String, _ name: String) -> Binding {
+        Binding(scope: "execution:\(executionID)", name: name)
+    }
+
+    public var associatedData: [UInt8] {
+        Array("stigmer-exec/v1".utf8) + [0] + Array(scope.utf8) + [0] + Array(name.utf8)
+    }
+
+    public var description: String { "\(name) in \(scope)" }
+
+    /// Checks a `--scope` argument: `environment:<name>` or `execution:<id>`.
+    public static func validateScope(_ scope: String) throws(StigmerError) {
+        for prefix in ["environment:", "execution:"] where scope.hasPrefix(prefix) {
+            let rest = scope.dropFirst(prefix.count)
+            if !rest.isEmpty && !rest.utf8.contains(0) { return }
+        }
+        throw .usage("invalid scope \(quoted(scope)); expected environment:<name> or execution:<execution-id>")
+    }
+}
+
+/// AES-256-GCM sealing in the stored form `v1:<key-id>:<base64(nonce ‖ ciphertext ‖ tag)>`,
+/// and reading of the legacy form `base64(nonce ‖ ciphertext ‖ tag)` (no associated data),
+/// which Stigmer's Go/Java EnvironmentSecretService writes.
+public enum Sealer {
+    static let nonceSize = 12
+    static let tagSize = 16
+
+    public static func seal(_ plaintext: some Collection<UInt8>, for binding: Binding, with ring: KeyRing) throws(StigmerError) -> String {
+        let key = ring.newest
+        do {
+            let box = try AES.GCM.seal(Array(plaintext), using: key.key, nonce: AES.GCM.Nonce(),
+                                       authenticating: binding.associatedData)
+            guard let combined = box.combined else { throw StigmerError(.internalError, "AES-GCM produced no combined form") }
+            return "v1:\(key.id):\(Base64.encode(combined))"
+        } catch let error as StigmerError {
+            throw error
+        } catch {
+            throw StigmerError(.internalError, "cannot seal \(binding)", cause: "\(error)")
+        }
+    }
+
+    /// Opens a sealed value bound to `binding`. When authentication fails, `candidates`
+    /// (other bindings the caller knows of) are tried to tell "sealed for another variable"
+    /// apart from "tampered"; neither is ever used.
+    public static func open(_ sealed: String, for binding: Binding, with ring: KeyRing,
+                            candidates: [Binding] = []) throws(StigmerError) -> [UInt8] {
+        if sealed.hasPrefix("v1:") {
+            let parts = sealed.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3, !parts[1].isEmpty, let payload = Base64.decode(parts[2]) else {
+                throw .data("sealed value for \(binding) is malformed; expected v1:<key-id>:<base64>, as `stigmer-exec key seal` prints")
+            }
+            let keyID = String(parts[1])
+            guard let key = ring.key(id: keyID) else {
+                throw .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
+            }
+            guard payload.count >= nonceSize + tagSize else {
+                throw .notPermitted("sealed value for \(binding) is too short to be AES-GCM output; it was truncated or tampered with — refusing to use it")
+            }
+            if let plaintext = tryOpen(payload, key, binding.associatedData) { return plaintext }
+            for other in candidates where other != binding {
+                if tryOpen(payload, key, other.associatedData) != nil {
+                    throw .notPermitted("sealed value for \(binding) was sealed for \(other); a sealed value cannot be moved — seal it again with `stigmer-exec key seal --scope \(binding.scope) --name \(binding.name)`")
+                }
+            }
+            throw .notPermitted("sealed value for \(binding) failed authentication: it was tampered with, or sealed for another scope or name — refusing to use it")
+        }
+        // Legacy: bare base64, no associated data, no key id: try each loaded key.
+        guard let payload = Base64.decode(sealed) else {
+            throw .data("sealed value for \(binding) is neither v1:<key-id>:<base64> nor legacy base64; check that it was copied whole")
+        }
+        guard payload.count >= nonceSize + tagSize else {
+            throw .notPermitted("legacy sealed value for \(binding) is too short to be AES-GCM output; it was truncated or tampered with — refusing to use it")
+        }
+        for key in ring.keys.reversed() {
+            if let plaintext = tryOpen(payload, key, []) { return plaintext }
+        }
+        throw .notPermitted("legacy sealed value for \(binding) cannot be opened with any loaded key (\(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)): wrong key, or tampered with — refusing to use it")
+    }
+
+    static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {
+        guard let box = try? AES.GCM.SealedBox(combined: payload),
+              var data = try? AES.GCM.open(box, using: key.key, authenticating: associatedData)
+        else { return nil }
+        let out = Array(data)
+        // Clear the intermediate copy before it is released.
+        data.withUnsafeMutableBytes { raw in
+            for i in raw.indices { raw[i] = 0 }
+        }
+        return out
+    }
+}

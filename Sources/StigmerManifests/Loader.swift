@@ -1,0 +1,57 @@
+import StigmerCore
+import StigmerSystem
+
+/// Reads manifests, MCP configs and env files from disk into the core model.
+public enum Loader {
+    /// Parses `text` as JSON when the file says so (by extension or first character),
+    /// else as YAML (one or more documents).
+    public static func documents(_ text: String, file: String) throws(StigmerError) -> [Document] {
+        let first = text.utf8.first { ![0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }
+        if file.hasSuffix(".json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
+            return [try JSONReader.document(text, file: file)]
+        }
+        return try YAMLReader.documents(text, file: file)
+    }
+
+    public static func text(_ path: String) throws(StigmerError) -> String {
+        let bytes = try IO.readFile(path)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .data("\(path): not valid UTF-8 text; save it as UTF-8")
+        }
+        return text
+    }
+
+    /// Every resource in a manifest file (YAML may hold several, separated by `---`).
+    public static func resources(text: String, file: String) throws(StigmerError) -> [Resource] {
+        var out: [Resource] = []
+        for document in try documents(text, file: file) {
+            if case .null = document.kind { continue }  // empty document between `---`
+            out.append(try ResourceDecoder.resource(Field(root: document, file: file)))
+        }
+        guard !out.isEmpty else { throw .data("\(file): no resources found; expected apiVersion, kind, metadata and spec") }
+        return out
+    }
+
+    public static func resources(path: String) throws(StigmerError) -> [Resource] {
+        try resources(text: try text(path), file: path)
+    }
+
+    public static func mcpConfig(text: String, file: String) throws(StigmerError) -> McpConfig {
+        let documents = try documents(text, file: file).filter {
+            if case .null = $0.kind { return false }
+            return true
+        }
+        guard documents.count == 1 else {
+            throw .data("\(file): expected one MCP config document, found \(documents.count)")
+        }
+        return try ResourceDecoder.mcpConfig(Field(root: documents[0], file: file))
+    }
+
+    public static func mcpConfig(path: String) throws(StigmerError) -> McpConfig {
+        try mcpConfig(text: try text(path), file: path)
+    }
+
+    public static func envFile(path: String) throws(StigmerError) -> [EnvFileEntry] {
+        try EnvFile.parse(try text(path), file: path)
+    }
+}

@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StigmerCore
+
+/// `$STIGMER_HOME` (default `~/.stigmer`): the key file and the embedded store live here.
+public struct StigmerHome: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// `--home`, then `STIGMER_HOME`, then `$HOME/.stigmer`, then the passwd entry's home.
+    public static func resolve(_ override: String?) throws(StigmerError) -> StigmerHome {
+        if let override, !override.isEmpty { return StigmerHome(path: override) }
+        if let env = Sys.getenv("STIGMER_HOME"), !env.isEmpty { return StigmerHome(path: env) }
+        if let home = Sys.getenv("HOME"), !home.isEmpty { return StigmerHome(path: home + "/.stigmer") }
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir {
+            return StigmerHome(path: String(cString: dir) + "/.stigmer")
+        }
+        throw .usage("cannot find a home directory; set STIGMER_HOME or pass --home")
+    }
+
+    public var keyFile: String { path + "/encryption.key" }
+
+    /// Creates the home 0700 if missing; refuses an existing one others can read or write,
+    /// since it holds the key and the store.
+    public func ensureExists() throws(StigmerError) {
+        do {
+            try Sys.mkdir(path, 0o700)
+            return
+        } catch let e where e == .exists {
+            // Checked below.
+        } catch let e where e == .notFound {
+            // Parents first (0700 too; they are ours), then the home itself.
+            var prefix = path.hasPrefix("/") ? "" : "."
+            for part in path.split(separator: "/") {
+                prefix += "/" + part
+                do { try Sys.mkdir(prefix, 0o700) } catch let e where e == .exists {} catch {
+                    throw StigmerError(.ioError, "cannot create \(quoted(prefix))", cause: error.description)
+                }
+            }
+            return
+        } catch {
+            throw StigmerError(.ioError, "cannot create \(quoted(path)); check the parent's permissions", cause: error.description)
+        }
+        try checkPrivate()
+    }
+
+    /// The home must be a directory owned by us with no group or other access.
+    public func checkPrivate() throws(StigmerError) {
+        let st: FileStatus
+        do { st = try Sys.lstat(path) } catch {
+            throw StigmerError(.ioError, "cannot inspect \(quoted(path))", cause: error.description)
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw .notPermitted("\(quoted(path)) is not a directory; point STIGMER_HOME at a private directory")
+        }
+        guard st.st_uid == Sys.euid else {
+            throw .notPermitted("\(quoted(path)) is owned by uid \(st.st_uid), not by you (uid \(Sys.euid)); use a home of your own")
+        }
+        let mode = st.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw .notPermitted("\(quoted(path)) has mode \(octal(mode)); others must not reach the key — run: chmod 700 \(path)")
+        }
+    }
+}
+
+public func octal(_ mode: mode_t) -> String {
+    let digits = String(mode & 0o7777, radix: 8)
+    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+}

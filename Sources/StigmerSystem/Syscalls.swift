@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import StigmerCore
+
+public typealias FileStatus = Glibc.stat
+
+/// An errno value, read on the line right after the failing call (swift-system's rule).
+public struct Errno: Error, Sendable, Equatable, CustomStringConvertible {
+    public var rawValue: Int32
+    public init(_ rawValue: Int32) { self.rawValue = rawValue }
+    public static var current: Errno { Errno(errno) }
+
+    public var description: String {
+        guard let text = strerror(rawValue) else { return "errno \(rawValue)" }
+        return String(cString: text)
+    }
+
+    public static let notFound = Errno(ENOENT)
+    public static let exists = Errno(EEXIST)
+    public static let interrupted = Errno(EINTR)
+}
+
+/// Thin wrappers, one per syscall, named after it. `-1` becomes a thrown `Errno`; EINTR is
+/// retried here, in one place.
+public enum Sys {
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ call: () -> T) throws(Errno) -> T {
+        while true {
+            let r = call()
+            if r != -1 { return r }
+            let e = Errno.current
+            if e != .interrupted { throw e }
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws(Errno) -> Int32 {
+        try retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public static func close(_ fd: Int32) {
+        // Not retried: on Linux the descriptor is gone even when close reports EINTR.
+        _ = Glibc.close(fd)
+    }
+
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try retrying { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try retrying { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    public static func fstat(_ fd: Int32) throws(Errno) -> FileStatus {
+        var st = FileStatus()
+        _ = try retrying { Glibc.fstat(fd, &st) }
+        return st
+    }
+
+    public static func lstat(_ path: String) throws(Errno) -> FileStatus {
+        var st = FileStatus()
+        _ = try retrying { Glibc.lstat(path, &st) }
+        return st
+    }
+
+    public static func mkdir(_ path: String, _ mode: mode_t) throws(Errno) {
+        _ = try retrying { Glibc.mkdir(path, mode) }
+    }
+
+    public static func fsync(_ fd: Int32) throws(Errno) {
+        _ = try retrying { Glibc.fsync(fd) }
+    }
+
+    public static func unlink(_ path: String) throws(Errno) {
+        _ = try retrying { Glibc.unlink(path) }
+    }
+
+    public static func isatty(_ fd: Int32) -> Bool { Glibc.isatty(fd) == 1 }
+
+    public static var euid: uid_t { geteuid() }
+
+    /// Seconds since the Unix epoch.
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+
+    public static func getenv(_ name: String) -> String? {
+        guard let value = Glibc.getenv(name) else { return nil }
+        return String(cString: value)
+    }
+}
+
+/// Reading and writing whole descriptors and files.
+public enum IO {
+    /// Reads `fd` to EOF, refusing more than `limit` bytes.
+    public static func readAll(_ fd: Int32, limit: Int = 64 << 20) throws(Errno) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { buf in Result { () throws(Errno) in try Sys.read(fd, into: buf) } }.get()
+            if n == 0 { break }
+            out.append(contentsOf: chunk[..<n])
+            if out.count > limit { throw Errno(EFBIG) }
+        }
+        // The chunk may have held secret bytes: clear it before it is freed.
+        for i in chunk.indices { chunk[i] = 0 }
+        return out
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) throws(Errno) {
+        let array = Array(bytes)
+        var offset = 0
+        while offset < array.count {
+            let n = try array.withUnsafeBytes { buf in
+                Result { () throws(Errno) in try Sys.write(fd, UnsafeRawBufferPointer(rebasing: buf[offset...])) }
+            }.get()
+            offset += n
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ text: String) throws(Errno) {
+        try writeAll(fd, Array(text.utf8))
+    }
+
+    /// Reads a regular file (no FIFOs or devices that could block), as a located error.
+    public static func readFile(_ path: String, limit: Int = 64 << 20) throws(StigmerError) -> [UInt8] {
+        let fd: Int32
+        do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
+            throw StigmerError(error == .notFound ? .dataError : .ioError,
+                               "cannot open \(quoted(path)); check the path", cause: error.description)
+        }
+        defer { Sys.close(fd) }
+        do {
+            let st = try Sys.fstat(fd)
+            if st.st_mode & S_IFMT == S_IFDIR {
+                throw StigmerError.data("\(quoted(path)) is a directory; give a file")
+            }
+            return try readAll(fd, limit: limit)
+        } catch let e as Errno {
+            throw StigmerError(.ioError, "cannot read \(quoted(path))", cause: e.description)
+        } catch let e as StigmerError {
+            throw e
+        } catch {
+            throw StigmerError(.ioError, "cannot read \(quoted(path))")
+        }
+    }
+}
+
+/// Messages for the user on stderr (fd 2). Written with one `write` per line so lines from
+/// concurrent processes do not interleave mid-line.
+public enum Stderr {
+    public static func line(_ text: String) {
+        try? IO.writeAll(2, text + "\n")
+    }
+}

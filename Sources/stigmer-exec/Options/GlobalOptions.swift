@@ -1,0 +1,43 @@
+import ArgumentParser
+import Logging
+import StigmerCore
+import StigmerCrypto
+import StigmerSystem
+
+/// Options every command shares: where the home is, where the key comes from, how much
+/// to log.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The stigmer-exec home (key, store). Default: $STIGMER_HOME, else ~/.stigmer.", valueName: "DIR"))
+    var home: String?
+
+    @Option(name: .customLong("key-fd"), help: ArgumentHelp("Read the encryption key from this descriptor (then close it). Overrides STIGMER_ENCRYPTION_KEY and the key file.", valueName: "N"))
+    var keyFD: Int32?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Default: $STIGMER_LOG_LEVEL, else warning.", valueName: "LEVEL"))
+    var logLevel: Logger.Level?
+
+    func validate() throws {
+        if let keyFD, keyFD < 0 { throw ValidationError("--key-fd must be a descriptor number (0 or more)") }
+    }
+
+    func logger() throws(StigmerError) -> Logger {
+        var level = logLevel ?? .warning
+        if logLevel == nil, let text = Sys.getenv("STIGMER_LOG_LEVEL"), !text.isEmpty {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
+                throw .usage("STIGMER_LOG_LEVEL=\(quoted(text)) is not a level; use trace, debug, info, notice, warning, error or critical")
+            }
+            level = parsed
+        }
+        return Log.bootstrap(level)
+    }
+
+    func resolvedHome() throws(StigmerError) -> StigmerHome {
+        try StigmerHome.resolve(home)
+    }
+
+    func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing {
+        let ring = try KeySource.load(keyFD: keyFD, home: try resolvedHome())
+        logger.debug("loaded encryption keys", metadata: ["keys": "\(ring.keys.map(\.id).joined(separator: ","))", "source": "\(ring.source)"])
+        return ring
+    }
+}

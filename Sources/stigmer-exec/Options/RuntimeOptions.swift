@@ -1,0 +1,57 @@
+import ArgumentParser
+import StigmerCore
+import StigmerManifests
+import StigmerSystem
+
+/// The runtime layer's inputs (DESIGN.md §3, §8).
+struct RuntimeOptions: ParsableArguments {
+    @Option(name: .customLong("env"), help: ArgumentHelp("Set a plain variable (repeatable).", valueName: "NAME=VALUE"))
+    var env: [String] = []
+
+    @Option(name: .customLong("secret"), help: ArgumentHelp("Set a secret. Without =VALUE it is read without echo on a terminal, else one line from stdin; NAME=VALUE works but shows in /proc/*/cmdline.", valueName: "NAME[=VALUE]"))
+    var secret: [String] = []
+
+    @Option(name: .customLong("env-file"), help: ArgumentHelp("Read plain variables from a file (repeatable; later wins).", valueName: "FILE"))
+    var envFile: [String] = []
+
+    @Option(name: .customLong("secret-file"), help: ArgumentHelp("Read secrets from a file in the env-file format (repeatable).", valueName: "FILE"))
+    var secretFile: [String] = []
+
+    var isEmpty: Bool { env.isEmpty && secret.isEmpty && envFile.isEmpty && secretFile.isEmpty }
+
+    func validate() throws {
+        for item in env { _ = try RuntimeLayer.assignment(item, flag: "--env") }
+        for item in secret where item.contains("=") { _ = try RuntimeLayer.assignment(item, flag: "--secret") }
+        for item in secret where !item.contains("=") && !VariableName.isValid(item) {
+            throw ValidationError("--secret: \(VariableName.problem(item))")
+        }
+    }
+
+    /// Builds the layer: files first, then flags (flags win). Prompts for value-less
+    /// `--secret NAME`s last, once every file has parsed, so bad input never costs a prompt.
+    func layer() throws(StigmerError) -> RuntimeLayer {
+        var layer = RuntimeLayer()
+        for path in envFile { layer.add(try Loader.envFile(path: path), secret: false) }
+        for path in secretFile { layer.add(try Loader.envFile(path: path), secret: true) }
+        for item in env {
+            let (name, value) = try RuntimeLayer.assignment(item, flag: "--env")
+            layer.set(name, value, secret: false)
+        }
+        var prompted: [String] = []
+        for item in secret {
+            if item.contains("=") {
+                let (name, _) = try RuntimeLayer.assignment(item, flag: "--secret")
+                Stderr.line("stigmer-exec: warning: --secret \(name)=… puts the value in the process's argv, readable in /proc; prefer --secret \(name) (prompt or stdin) or --secret-file")
+                let (_, value) = try RuntimeLayer.assignment(item, flag: "--secret")
+                layer.set(name, value, secret: true)
+            } else {
+                prompted.append(item)
+            }
+        }
+        for name in prompted {
+            let bytes = try Terminal.readSecretLine(prompt: "Value for secret \(name): ")
+            layer.set(name, String(decoding: bytes, as: UTF8.self), secret: true)
+        }
+        return layer
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import StigmerCore
+import StigmerSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct StigmerExec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stigmer-exec",
+        abstract: "Run processes with an execution's secrets injected: decrypted in memory, never on disk.",
+        discussion: """
+            Exit status: the child's own when it ran; else 64 usage, 65 bad input data, \
+            66 not found, 69 store/server unavailable, 77 not permitted (key, auth, tamper), \
+            78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
+            """,
+        version: "0.1.0",
+        subcommands: [KeyCommand.self, PlanCommand.self]
+    )
+
+    /// Parses and runs; every failure leaves as one line on stderr and its documented
+    /// status (StigmerError.exitStatus is the only mapping).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as StigmerError {
+            Stderr.line("stigmer-exec: \(error)")
+            Glibc.exit(error.exitStatus)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

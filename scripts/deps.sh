@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and testing stigmer-exec needs, and only what is missing:
+# Debian packages (when root; otherwise says what to install) and the pinned Python
+# test requirements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libseccomp-dev libsqlite3-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "deps: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "deps: missing Debian packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+if ! python3 - <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+want = {}
+for line in open("integration/requirements.txt"):
+    line = line.split("#")[0].strip()
+    if line:
+        name, pinned = line.split("==")
+        want[name] = pinned
+sys.exit(0 if all(version(n) == v for n, v in want.items()) else 1)
+PY
+then
+    echo "deps: installing integration/requirements.txt"
+    python3 -m pip install -q --disable-pip-version-check -r integration/requirements.txt
+fi
+
+command -v swift >/dev/null || { echo "deps: swift not found; install Swift 6.x (here: /opt/swift/usr/bin)" >&2; exit 1; }
