@@ -1,0 +1,498 @@
+"""Black-box tests of `stigmer-exec key init|seal|open`.
+
+Interoperability is checked against Python's `cryptography` AES-GCM, using
+the documented v1 format:
+
+    v1:<key-id>:<base64(nonce(12) || ciphertext || tag(16))>
+    AD     = b"stigmer-exec/v1\\0" + scope + b"\\0" + name
+    key-id = hex(SHA-256(b"stigmer-exec/key-id\\0" + key)[:8])
+
+and the legacy format: bare base64(nonce || ciphertext || tag), no AD.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import secrets
+import stat
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from conftest import describe, run
+
+SCOPE = "environment:github-prod"
+NAME = "GITHUB_TOKEN"
+KEY_FILE = "encryption.key"
+
+V1_RE = re.compile(rb"\Av1:([0-9a-f]{16}):([A-Za-z0-9+/]+={0,2})\n\Z")
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def canary() -> bytes:
+    return f"canary-{secrets.token_hex(12)}".encode()
+
+
+def associated_data(scope: str, name: str) -> bytes:
+    return b"stigmer-exec/v1" + b"\0" + scope.encode() + b"\0" + name.encode()
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"stigmer-exec/key-id" + b"\0" + key).digest()[:8].hex()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def new_key() -> bytes:
+    return os.urandom(32)
+
+
+def py_seal_v1(key: bytes, scope: str, name: str, plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data(scope, name))
+    return f"v1:{key_id(key)}:{b64(sealed)}".encode()
+
+
+def py_seal_legacy(key: bytes, plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return b64(nonce + AESGCM(key).encrypt(nonce, plaintext, None)).encode()
+
+
+def py_open(key: bytes, payload: bytes, ad: bytes | None) -> bytes:
+    return AESGCM(key).decrypt(payload[:12], payload[12:], ad)
+
+
+def parse_v1(stdout: bytes) -> tuple[str, bytes]:
+    """(key-id, decoded payload) of one `key seal` output line."""
+    m = V1_RE.match(stdout)
+    assert m, f"not v1:<16 hex>:<base64>\\n: {stdout!r}"
+    payload = base64.b64decode(m.group(2), validate=True)
+    assert len(payload) >= 12 + 16, f"payload too short for nonce+tag: {len(payload)}"
+    return m.group(1).decode(), payload
+
+
+def key_init(home) -> bytes:
+    """Run `key init` in `home`; return the raw 32-byte key."""
+    proc = run(["key", "init"], home)
+    assert proc.returncode == 0, describe(proc)
+    return read_key_file(home)
+
+
+def read_key_file(home) -> bytes:
+    text = (home / KEY_FILE).read_bytes()
+    return base64.b64decode(text.strip(), validate=True)
+
+
+def write_key_file(home, key: bytes, mode: int) -> None:
+    home.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(home, 0o700)
+    path = home / KEY_FILE
+    path.write_bytes((b64(key) + "\n").encode())
+    os.chmod(path, mode)
+
+
+def seal(home, plaintext: bytes, scope=SCOPE, name=NAME, env_extra=None, extra_args=(), fd_map=None):
+    return run(
+        ["key", "seal", *extra_args, "--scope", scope, "--name", name],
+        home,
+        input=plaintext,
+        env_extra=env_extra,
+        fd_map=fd_map,
+    )
+
+
+def open_(home, sealed: bytes, scope=SCOPE, name=NAME, env_extra=None):
+    return run(["key", "open", "--scope", scope, "--name", name], home, input=sealed, env_extra=env_extra)
+
+
+def seal_ok(home, plaintext: bytes, **kw) -> bytes:
+    proc = seal(home, plaintext, **kw)
+    assert proc.returncode == 0, describe(proc)
+    return proc.stdout
+
+
+def assert_one_line_error(proc, exit_code: int, *needles: str, secret: bytes | None = None) -> str:
+    """Exit code, empty stdout, and exactly one stderr line containing every needle."""
+    assert proc.returncode == exit_code, describe(proc)
+    assert proc.stdout == b"", describe(proc)
+    err = proc.stderr.decode("utf-8", errors="replace")
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
+    assert err.endswith("\n"), describe(proc)
+    assert "Traceback" not in err and "Fatal error" not in err, describe(proc)
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
+    if secret is not None:
+        assert secret not in proc.stderr and secret not in proc.stdout, describe(proc)
+    return err
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# --------------------------------------------------------------------------
+# key init
+
+
+def test_init_creates_private_key_file(home):
+    proc = run(["key", "init"], home)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == b"", describe(proc)
+
+    path = home / KEY_FILE
+    assert path.is_file()
+    assert mode_of(home) == 0o700, oct(mode_of(home))
+    assert mode_of(path) == 0o600, oct(mode_of(path))
+
+    text = path.read_bytes()
+    assert len(text) == 45 and text.endswith(b"\n"), text
+    assert re.fullmatch(rb"[A-Za-z0-9+/]{43}=\n", text), text
+    assert len(base64.b64decode(text[:44], validate=True)) == 32
+
+
+def test_init_twice_refuses_to_overwrite(home):
+    key_init(home)
+    path = home / KEY_FILE
+    before = path.read_bytes()
+    before_stat = os.stat(path)
+
+    proc = run(["key", "init"], home)
+    assert_one_line_error(proc, 77, "already exists")
+    assert path.read_bytes() == before
+    after_stat = os.stat(path)
+    assert (after_stat.st_ino, after_stat.st_mtime_ns) == (before_stat.st_ino, before_stat.st_mtime_ns)
+    assert mode_of(path) == 0o600
+
+
+def test_init_keys_are_random(tmp_path, bin_path):
+    assert key_init(tmp_path / "a") != key_init(tmp_path / "b")
+
+
+# --------------------------------------------------------------------------
+# seal / open round trips
+
+
+@pytest.mark.parametrize(
+    "stdin, expected",
+    [
+        (b"plain", b"plain"),
+        (b"plain\n", b"plain"),  # one trailing newline is dropped
+        (b"plain\n\n", b"plain\n"),  # ... only one
+        ("multi\nline \u00e9\u2603 \U0001f511".encode(), "multi\nline \u00e9\u2603 \U0001f511".encode()),
+        (b"", b""),
+    ],
+    ids=["no-newline", "one-newline", "two-newlines", "utf8-multiline", "empty"],
+)
+def test_seal_then_open_round_trips(home, stdin, expected):
+    key = key_init(home)
+    out = seal_ok(home, stdin)
+    kid, _ = parse_v1(out)
+    assert kid == key_id(key)
+
+    proc = open_(home, out)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == expected  # exact bytes, no newline added
+
+
+def test_seal_uses_a_fresh_nonce_each_time(home):
+    key_init(home)
+    a = seal_ok(home, b"same")
+    b = seal_ok(home, b"same")
+    assert a != b
+    assert parse_v1(a)[1][:12] != parse_v1(b)[1][:12]
+
+
+def test_open_accepts_value_without_trailing_newline(home):
+    key_init(home)
+    out = seal_ok(home, b"value")
+    proc = open_(home, out.rstrip(b"\n"))
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == b"value"
+
+
+# --------------------------------------------------------------------------
+# interop with Python cryptography: v1
+
+
+def test_binary_seal_opens_in_python(home):
+    key = key_init(home)
+    secret = "t\u00f6k\u00e9n-\u2603-".encode() + canary()
+    out = seal_ok(home, secret + b"\n")
+
+    kid, payload = parse_v1(out)
+    assert kid == key_id(key)
+    assert py_open(key, payload, associated_data(SCOPE, NAME)) == secret
+
+
+def test_binary_seal_binds_scope_and_name_in_python(home):
+    key = key_init(home)
+    scope, name = "execution:0f8e-42", "SLACK_WEBHOOK"
+    secret = canary()
+    _, payload = parse_v1(seal_ok(home, secret, scope=scope, name=name))
+    assert py_open(key, payload, associated_data(scope, name)) == secret
+    for wrong in (associated_data(SCOPE, name), associated_data(scope, NAME)):
+        with pytest.raises(InvalidTag):
+            py_open(key, payload, wrong)
+
+
+def test_python_seal_opens_with_binary(home):
+    key = key_init(home)
+    secret = "gr\u00fc\u00dfe \u65e5\u672c \U0001f510 ".encode() + canary()
+    sealed = py_seal_v1(key, SCOPE, NAME, secret)
+
+    proc = open_(home, sealed + b"\n")
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == secret
+
+
+# --------------------------------------------------------------------------
+# legacy (no AD, no prefix)
+
+
+@pytest.mark.parametrize(
+    "scope, name",
+    [(SCOPE, NAME), ("execution:abc-123", "OTHER_NAME")],
+)
+def test_python_legacy_value_opens_with_binary(home, scope, name):
+    key = key_init(home)
+    secret = "l\u00e9gacy-".encode() + canary()
+    sealed = py_seal_legacy(key, secret)
+
+    proc = open_(home, sealed + b"\n", scope=scope, name=name)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == secret
+
+
+def test_v1_payload_is_not_openable_as_legacy(home):
+    key = key_init(home)
+    out = seal_ok(home, canary())
+    prefix = f"v1:{key_id(key)}:".encode()
+    assert out.startswith(prefix)
+    payload = base64.b64decode(out[len(prefix):].strip(), validate=True)
+    with pytest.raises(InvalidTag):
+        py_open(key, payload, None)
+
+
+def test_v1_payload_stripped_of_prefix_does_not_open_with_binary(home):
+    """The binary must not fall back to no-AD decryption of a bound value."""
+    key = key_init(home)
+    secret = canary()
+    out = seal_ok(home, secret)
+    bare = out.split(b":", 2)[2]
+    proc = open_(home, bare)
+    assert proc.returncode != 0, describe(proc)
+    assert secret not in proc.stdout and secret not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize(
+    "scope, name",
+    [("environment:github-staging", NAME), (SCOPE, "GITHUB_TOKEN2"), ("execution:github-prod", NAME)],
+    ids=["wrong-scope", "wrong-name", "wrong-scope-kind"],
+)
+def test_open_with_wrong_scope_or_name_fails_authentication(home, scope, name):
+    key_init(home)
+    secret = canary()
+    out = seal_ok(home, secret)
+    proc = open_(home, out, scope=scope, name=name)
+    assert_one_line_error(proc, 77, "failed authentication", secret=secret)
+
+
+@pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
+def test_open_tampered_value_fails_authentication(home, where):
+    key_init(home)
+    secret = canary()
+    out = seal_ok(home, secret)
+    kid, payload = parse_v1(out)
+    index = {"nonce": 3, "ciphertext": 12 + len(secret) // 2, "tag": len(payload) - 1}[where]
+    tampered = bytearray(payload)
+    tampered[index] ^= 0x01
+    value = f"v1:{kid}:{b64(bytes(tampered))}\n".encode()
+
+    proc = open_(home, value)
+    assert_one_line_error(proc, 77, "failed authentication", secret=secret)
+
+
+def test_open_tampered_legacy_value_fails_authentication(home):
+    key = key_init(home)
+    secret = canary()
+    payload = bytearray(base64.b64decode(py_seal_legacy(key, secret)))
+    payload[-3] ^= 0x80
+    proc = open_(home, b64(bytes(payload)).encode())
+    # A legacy value carries no key-id, so the binary cannot tell a wrong key
+    # from tampering; it must still refuse, in one line, without the plaintext.
+    assert_one_line_error(proc, 77, "tampered", secret=secret)
+
+
+def test_open_with_wrong_key_says_key_not_loaded(tmp_path, bin_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    key_init(first)
+    key_init(second)
+    secret = canary()
+    out = seal_ok(first, secret)
+
+    proc = open_(second, out)
+    assert_one_line_error(proc, 77, "not loaded", secret=secret)
+
+
+def _sealed_elsewhere(secret: bytes) -> bytes:
+    return py_seal_v1(new_key(), SCOPE, NAME, secret) + b"\n"
+
+
+@pytest.mark.parametrize("command", ["seal", "open"])
+@pytest.mark.parametrize(
+    "env_key, needle",
+    [
+        ("not-base64!!", "not valid base64"),
+        (b64(os.urandom(16)), "16 bytes"),
+    ],
+    ids=["not-base64", "16-bytes"],
+)
+def test_bad_env_key_is_rejected(home, command, env_key, needle):
+    secret = canary()
+    env = {"STIGMER_ENCRYPTION_KEY": env_key}
+    if command == "seal":
+        proc = seal(home, secret, env_extra=env)
+    else:
+        proc = open_(home, _sealed_elsewhere(secret), env_extra=env)
+    err = assert_one_line_error(proc, 77, needle, secret=secret)
+    assert env_key not in err or env_key == "not-base64!!"
+
+
+@pytest.mark.parametrize("command", ["seal", "open"])
+def test_group_readable_key_file_is_rejected(home, command):
+    write_key_file(home, new_key(), 0o644)
+    secret = canary()
+    if command == "seal":
+        proc = seal(home, secret)
+    else:
+        proc = open_(home, _sealed_elsewhere(secret))
+    assert_one_line_error(proc, 77, "0644", "chmod 600", secret=secret)
+
+
+@pytest.mark.parametrize("command", ["seal", "open"])
+def test_missing_key_points_to_key_init(home, command):
+    secret = canary()
+    if command == "seal":
+        proc = seal(home, secret)
+    else:
+        proc = open_(home, _sealed_elsewhere(secret))
+    assert_one_line_error(proc, 77, "key init", secret=secret)
+    assert not (home / KEY_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"v1:abc:%%%\n", b"v1:abc:%%%", b"v1:{kid}:%%%\n", b"v2:{kid}:QUJD\n"],
+    ids=["spec-example", "spec-example-no-newline", "bad-base64", "unknown-version"],
+)
+def test_malformed_sealed_value_is_a_data_error(home, value):
+    key = key_init(home)
+    # {kid} is the loaded key's id, so only the malformation can be reported.
+    proc = open_(home, value.replace(b"{kid}", key_id(key).encode()))
+    assert_one_line_error(proc, 65)
+
+
+def test_truncated_sealed_value_is_refused(home):
+    """Too short for nonce+tag: the spec leaves 65 (malformed) or 77 (tampered) open."""
+    key = key_init(home)
+    proc = open_(home, f"v1:{key_id(key)}:QUJD\n".encode())
+    assert proc.returncode in (65, 77), describe(proc)
+    assert proc.stdout == b"" and len(proc.stderr.splitlines()) == 1, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# key sources and precedence: --key-fd > STIGMER_ENCRYPTION_KEY > key file
+
+
+def _assert_sealed_with(out: bytes, key: bytes, secret: bytes):
+    kid, payload = parse_v1(out)
+    assert kid == key_id(key)
+    assert py_open(key, payload, associated_data(SCOPE, NAME)) == secret
+
+
+def _seal_with_key_fd(home, secret: bytes, fd_key: bytes, via: str, tmp_path, env_extra=None):
+    text = (b64(fd_key) + "\n").encode()
+    if via == "pipe":
+        r, w = os.pipe()
+        try:
+            os.write(w, text)
+            os.close(w)
+            w = -1
+            return seal(home, secret, env_extra=env_extra, extra_args=["--key-fd", "3"], fd_map={3: r})
+        finally:
+            os.close(r)
+            if w != -1:
+                os.close(w)
+    path = tmp_path / "fd-key.txt"
+    path.write_bytes(text)
+    os.chmod(path, 0o600)
+    with open(path, "rb") as f:
+        return seal(home, secret, env_extra=env_extra, extra_args=["--key-fd", "3"], fd_map={3: f.fileno()})
+
+
+def test_key_file_is_used_by_default(home):
+    file_key = key_init(home)
+    secret = canary()
+    _assert_sealed_with(seal_ok(home, secret), file_key, secret)
+
+
+def test_env_key_wins_over_key_file(home):
+    file_key = key_init(home)
+    env_key = new_key()
+    secret = canary()
+    out = seal_ok(home, secret, env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
+    _assert_sealed_with(out, env_key, secret)
+    assert key_id(env_key) != key_id(file_key)
+
+
+@pytest.mark.parametrize("via", ["pipe", "file"])
+def test_key_fd_wins_over_env_and_key_file(home, tmp_path, via):
+    key_init(home)
+    env_key, fd_key = new_key(), new_key()
+    secret = canary()
+    proc = _seal_with_key_fd(home, secret, fd_key, via, tmp_path, env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
+    assert proc.returncode == 0, describe(proc)
+    _assert_sealed_with(proc.stdout, fd_key, secret)
+
+
+def test_key_fd_works_without_any_other_key(home, tmp_path):
+    fd_key = new_key()
+    secret = canary()
+    proc = _seal_with_key_fd(home, secret, fd_key, "pipe", tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    _assert_sealed_with(proc.stdout, fd_key, secret)
+
+
+def test_env_key_opens_python_sealed_value(home):
+    env_key = new_key()
+    secret = canary()
+    proc = open_(home, py_seal_v1(env_key, SCOPE, NAME, secret), env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == secret
+
+
+def test_read_only_key_file_is_accepted(home):
+    key = new_key()
+    write_key_file(home, key, 0o400)
+    secret = canary()
+    out = seal_ok(home, secret)
+    _assert_sealed_with(out, key, secret)
+    proc = open_(home, out)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == secret
