@@ -4,7 +4,9 @@ import PackageDescription
 // Dependencies point one way, downward (STYLE.md):
 //   StigmerCore (model, merge, placeholders, env files; no I/O, no Foundation)
 //     -> StigmerSystem (thin Glibc wrappers)  -> StigmerCrypto (AES-GCM, keys)
-//     -> StigmerManifests (YAML/JSON documents)  -> stigmer-exec (CLI wiring only)
+//     -> StigmerManifests (YAML/JSON documents)
+//     -> StigmerStore (protocol, in-memory, SQLite)  -> StigmerLaunch (exec, spawn, supervise)
+//     -> StigmerEngine (apply, contexts, resolve for launch)  -> stigmer-exec (CLI wiring only)
 let package = Package(
     name: "stigmer-exec",
     platforms: [.macOS(.v15)],
@@ -29,10 +31,18 @@ let package = Package(
             ]
         ),
         .target(name: "StigmerManifests", dependencies: ["StigmerCore", "StigmerSystem", "Yams"]),
+        // The system SQLite (libsqlite3-dev), through a module map: the smallest binding,
+        // nothing but the C API (TOOLCHAIN.md: 2 s clean build, no Foundation).
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "StigmerStore", dependencies: ["StigmerCore", "StigmerSystem", "CSQLite"]),
+        .target(name: "CStigmerShims"),
+        .target(name: "StigmerLaunch", dependencies: ["StigmerCore", "StigmerSystem", "CStigmerShims"]),
+        .target(name: "StigmerEngine", dependencies: ["StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerStore"]),
         .executableTarget(
             name: "stigmer-exec",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests",
+                "StigmerStore", "StigmerLaunch", "StigmerEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -40,6 +50,7 @@ let package = Package(
         .testTarget(name: "StigmerCoreTests", dependencies: ["StigmerCore"]),
         .testTarget(name: "StigmerCryptoTests", dependencies: ["StigmerCrypto", "StigmerSystem"]),
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),
+        .testTarget(name: "StigmerStoreTests", dependencies: ["StigmerStore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -26,7 +26,15 @@ public enum Base64 {
 
     /// nil for anything that is not canonical standard base64.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        let input = Array(text.utf8)
+        decode(array: Array(text.utf8))
+    }
+
+    public static func decode(bytes: some Collection<UInt8>) -> [UInt8]? {
+        decode(array: Array(bytes))
+    }
+
+    /// Concrete, so the launch path does not instantiate generic collection metadata.
+    public static func decode(array input: [UInt8]) -> [UInt8]? {
         guard input.count % 4 == 0 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(input.count / 4 * 3)

@@ -34,7 +34,11 @@ public struct EnvironmentValue: Sendable, Equatable, Redacted {
 }
 
 /// Variables by name, in the order they were declared (so listings follow the manifest).
-public struct Variables<Value: Sendable & Equatable>: Sendable, Equatable {
+///
+/// `Value` carries no protocol requirement on purpose: a generic parameter with one makes
+/// the runtime check the conformance when the type is first instantiated, which scans
+/// every conformance record of the binary (~0.1 ms each on the launch path).
+public struct Variables<Value: Sendable>: Sendable {
     public private(set) var names: [String] = []
     private var values: [String: Value] = [:]
 
@@ -64,6 +68,8 @@ public struct Variables<Value: Sendable & Equatable>: Sendable, Equatable {
         names.sorted().map { ($0, values[$0]!) }
     }
 }
+
+extension Variables: Equatable where Value: Equatable {}
 
 extension Variables: Redacted {
     public var redactedDescription: String { "[\(redactedList(names))]" }

@@ -58,7 +58,8 @@ public struct KeyRing: Sendable, Redacted {
     /// Parses key material: exactly 32 raw bytes, or base64 text with one key per line
     /// (newest last; blank lines and `#` comments allowed). `source` locates errors.
     public static func parse(_ bytes: [UInt8], source: String) throws(StigmerError) -> KeyRing {
-        if bytes.count == 32, Base64.decode(String(decoding: bytes, as: UTF8.self)) == nil || !isText(bytes) {
+        // Bytes only (no Character or Unicode tables): this runs on every launch.
+        if bytes.count == 32, !isText(bytes) || Base64.decode(String(decoding: bytes, as: UTF8.self)) == nil {
             return KeyRing(keys: [try EncryptionKey(bytes: bytes)], source: source)
         }
         guard isText(bytes) else {
@@ -68,12 +69,12 @@ public struct KeyRing: Sendable, Redacted {
         var lineNumber = 0
         for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
-            var text = String(decoding: line, as: UTF8.self)
-            while let last = text.last, last.isWhitespace { text.removeLast() }
-            while let first = text.first, first.isWhitespace { text.removeFirst() }
-            if text.isEmpty || text.hasPrefix("#") { continue }
+            let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+            guard let first = line.firstIndex(where: { !blank($0) }), let last = line.lastIndex(where: { !blank($0) }) else { continue }
+            let text = line[first...last]
+            if text.first == UInt8(ascii: "#") { continue }
             let at = lineNumber > 1 ? " line \(lineNumber)" : ""
-            guard let decoded = Base64.decode(text) else {
+            guard let decoded = Base64.decode(array: Array(text)) else {
                 throw .notPermitted("encryption key from \(source)\(at) is not valid base64; expected 44 characters of standard base64 encoding 32 random bytes (create one with `stigmer-exec key init`)")
             }
             guard decoded.count == 32 else {

@@ -17,13 +17,17 @@ struct StigmerExec: ParsableCommand {
             78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
             """,
         version: "0.1.0",
-        subcommands: [KeyCommand.self, PlanCommand.self]
+        subcommands: [RunCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self]
     )
 
     /// Parses and runs; every failure leaves as one line on stderr and its documented
     /// status (StigmerError.exitStatus is the only mapping).
     static func main() {
+        let args = CommandLine.arguments
         do {
+            if args.count > 2, args[1] == "run", let request = RunRequest.fastParse(args[2...]) {
+                try request.perform()
+            }
             var command = try parseAsRoot()
             try command.run()
         } catch let error as StigmerError {

@@ -2,10 +2,12 @@ import ArgumentParser
 import Logging
 import StigmerCore
 import StigmerCrypto
+import StigmerEngine
+import StigmerStore
 import StigmerSystem
 
 /// Options every command shares: where the home is, where the key comes from, how much
-/// to log.
+/// to log. The behaviour lives in `Settings`, which the `run` fast path fills by hand.
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The stigmer-exec home (key, store). Default: $STIGMER_HOME, else ~/.stigmer.", valueName: "DIR"))
     var home: String?
@@ -20,6 +22,19 @@ struct GlobalOptions: ParsableArguments {
         if let keyFD, keyFD < 0 { throw ValidationError("--key-fd must be a descriptor number (0 or more)") }
     }
 
+    var settings: Settings { Settings(home: home, keyFD: keyFD, logLevel: logLevel) }
+
+    func logger() throws(StigmerError) -> Logger { try settings.logger() }
+    func resolvedHome() throws(StigmerError) -> StigmerHome { try settings.resolvedHome() }
+    func engine(_ store: (any Store)?, _ logger: Logger) -> Engine { settings.engine(store, logger) }
+    func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try settings.keyRing(logger) }
+}
+
+struct Settings {
+    var home: String?
+    var keyFD: Int32?
+    var logLevel: Logger.Level?
+
     func logger() throws(StigmerError) -> Logger {
         var level = logLevel ?? .warning
         if logLevel == nil, let text = Sys.getenv("STIGMER_LOG_LEVEL"), !text.isEmpty {
@@ -33,6 +48,11 @@ struct GlobalOptions: ParsableArguments {
 
     func resolvedHome() throws(StigmerError) -> StigmerHome {
         try StigmerHome.resolve(home)
+    }
+
+    /// The engine over `store`, loading keys only when a secret needs them.
+    func engine(_ store: (any Store)?, _ logger: Logger) -> Engine {
+        Engine(store: store) { () throws(StigmerError) -> KeyRing in try keyRing(logger) }
     }
 
     func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing {

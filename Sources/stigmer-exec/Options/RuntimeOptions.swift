@@ -17,13 +17,27 @@ struct RuntimeOptions: ParsableArguments {
     @Option(name: .customLong("secret-file"), help: ArgumentHelp("Read secrets from a file in the env-file format (repeatable).", valueName: "FILE"))
     var secretFile: [String] = []
 
+    var inputs: RuntimeInputs { RuntimeInputs(env: env, secret: secret, envFile: envFile, secretFile: secretFile) }
+    var isEmpty: Bool { inputs.isEmpty }
+
+    func validate() throws { try inputs.check() }
+
+    func layer() throws(StigmerError) -> RuntimeLayer { try inputs.layer() }
+}
+
+struct RuntimeInputs {
+    var env: [String] = []
+    var secret: [String] = []
+    var envFile: [String] = []
+    var secretFile: [String] = []
+
     var isEmpty: Bool { env.isEmpty && secret.isEmpty && envFile.isEmpty && secretFile.isEmpty }
 
-    func validate() throws {
+    func check() throws(StigmerError) {
         for item in env { _ = try RuntimeLayer.assignment(item, flag: "--env") }
         for item in secret where item.contains("=") { _ = try RuntimeLayer.assignment(item, flag: "--secret") }
         for item in secret where !item.contains("=") && !VariableName.isValid(item) {
-            throw ValidationError("--secret: \(VariableName.problem(item))")
+            throw .usage("--secret: \(VariableName.problem(item))")
         }
     }
 

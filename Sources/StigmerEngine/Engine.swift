@@ -1,0 +1,261 @@
+import StigmerCore
+import StigmerCrypto
+import StigmerStore
+import StigmerSystem
+
+/// Plaintext values ready for a child's environment, in context order. Held as bytes so
+/// they can be wiped; renders as `NAME=<redacted>`.
+public struct ResolvedValues: Sendable, Redacted {
+    public var entries: [(name: String, value: [UInt8])] = []
+
+    public init() {}
+
+    public var names: [String] { entries.map(\.name) }
+
+    public mutating func wipe() {
+        for i in entries.indices {
+            for j in entries[i].value.indices { entries[i].value[j] = 0 }
+        }
+        entries.removeAll()
+    }
+
+    public var redactedDescription: String { "ResolvedValues(\(redactedList(names)))" }
+}
+
+/// The operations between the CLI and the store: apply, merge from stored resources,
+/// create contexts, and open a context for launch. The key is asked for only when a
+/// secret is actually involved.
+public struct Engine {
+    public let store: (any Store)?
+    let loadKeys: () throws(StigmerError) -> KeyRing
+
+    public init(store: (any Store)?, keys: @escaping () throws(StigmerError) -> KeyRing) {
+        self.store = store
+        self.loadKeys = keys
+    }
+
+    func requireStore(_ what: String) throws(StigmerError) -> any Store {
+        guard let store else {
+            throw .notFound("\(what): nothing has been stored yet; `stigmer-exec apply -f MANIFEST` first")
+        }
+        return store
+    }
+
+    // MARK: apply
+
+    /// Seals every plaintext secret for its Environment and checks every sealed value
+    /// opens with its binding — so a value that could never be used is refused now, not at
+    /// launch time. Returns the resources as they are to be stored.
+    public func prepareForStore(_ resources: [Resource]) throws(StigmerError) -> [Resource] {
+        var ring: KeyRing?
+        func keys() throws(StigmerError) -> KeyRing {
+            if let ring { return ring }
+            let loaded = try loadKeys()
+            ring = loaded
+            return loaded
+        }
+        let candidates = resources.flatMap { resource -> [Binding] in
+            guard case .environment(let env) = resource else { return [] }
+            return env.spec.data.entries.compactMap { entry in
+                if case .sealed = entry.value.content { return .environment(env.name, entry.name) }
+                return nil
+            }
+        }
+        var out: [Resource] = []
+        for resource in resources {
+            guard case .environment(var env) = resource else { out.append(resource); continue }
+            for (name, value) in env.spec.data.entries where value.isSecret {
+                let binding = Binding.environment(env.name, name)
+                switch value.content {
+                case .plain(let text):
+                    var sealedValue = value
+                    sealedValue.content = .sealed(try Sealer.seal(Array(text.utf8), for: binding, with: try keys()))
+                    env.spec.data[name] = sealedValue
+                case .sealed(let text):
+                    var plaintext = try Sealer.open(text, for: binding, with: try keys(), candidates: candidates)
+                    for i in plaintext.indices { plaintext[i] = 0 }
+                case nil:
+                    break
+                }
+            }
+            out.append(.environment(env))
+        }
+        return out
+    }
+
+    // MARK: merge
+
+    /// The merge input from stored resources: `--instance` (its agent and environments),
+    /// or `--agent` and `--env-ref`s, plus the runtime layer.
+    public func mergeInput(agent: String?, instance: String?, envRefs: [String], runtime: RuntimeLayer) throws(StigmerError) -> MergeInput {
+        var agentName = agent
+        var refs = envRefs
+        if let instance {
+            let store = try requireStore("AgentInstance \(quoted(instance))")
+            guard let found = try store.instance(instance) else {
+                throw .notFound("AgentInstance \(quoted(instance)) not found; apply its manifest with `stigmer-exec apply -f`")
+            }
+            if let agentName, agentName != found.agentID {
+                throw .usage("--agent \(agentName) does not match AgentInstance \(instance), whose agent is \(found.agentID)")
+            }
+            agentName = found.agentID
+            refs = found.environmentRefs
+        }
+        var input = MergeInput(runtime: runtime.values)
+        if let agentName {
+            let store = try requireStore("Agent \(quoted(agentName))")
+            guard let found = try store.agent(agentName) else {
+                throw .notFound("Agent \(quoted(agentName)) not found; apply its manifest with `stigmer-exec apply -f`")
+            }
+            input.template = found.envSpec
+        }
+        for ref in refs {
+            let store = try requireStore("Environment \(quoted(ref))")
+            guard let found = try store.environment(ref) else {
+                throw .notFound("Environment \(quoted(ref)) not found; apply it with `stigmer-exec apply -f`, or see `stigmer-exec env list`")
+            }
+            input.environments.append(found)
+        }
+        return input
+    }
+
+    // MARK: contexts
+
+    /// Merges, re-seals every secret under `execution:<id>`, and stores the context.
+    /// Nothing is stored unless every step succeeds.
+    @discardableResult
+    public func createContext(executionID: String, input: MergeInput, ttlSeconds: Int64, replace: Bool) throws(StigmerError) -> ExecutionContext {
+        try Self.checkExecutionID(executionID)
+        let store = try requireStore("context \(quoted(executionID))")
+        var merged = try Merge.merge(input)
+        if merged.entries.contains(where: { $0.value.isSecret }) {
+            let ring = try loadKeys()
+            for (name, value) in merged.entries where value.isSecret {
+                var plaintext = try open(value, name: name, ring: ring)
+                defer { for i in plaintext.indices { plaintext[i] = 0 } }
+                var resealed = value
+                resealed.content = .sealed(try Sealer.seal(plaintext, for: .execution(executionID, name), with: ring))
+                merged[name] = resealed
+            }
+        }
+        let now = Sys.now()
+        let context = ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: now + ttlSeconds)
+        try store.createContext(context, replace: replace)
+        return context
+    }
+
+    public static func checkExecutionID(_ id: String) throws(StigmerError) {
+        guard !id.isEmpty, id.utf8.count <= 256,
+              id.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw .usage("invalid execution id \(quoted(id)): use 1 to 256 printable ASCII characters without spaces")
+        }
+    }
+
+    /// A stored, unexpired context, or a 66 that says which.
+    public func storedContext(_ executionID: String) throws(StigmerError) -> ExecutionContext {
+        try Self.checkExecutionID(executionID)
+        guard let store, let context = try store.context(executionID) else {
+            throw .notFound("no context for execution \(quoted(executionID)); create it with `stigmer-exec context create --execution-id \(executionID)`")
+        }
+        guard context.expiresAt > Sys.now() else {
+            throw .notFound("the context for execution \(quoted(executionID)) expired at \(Time.iso8601(context.expiresAt)); create it again")
+        }
+        return context
+    }
+
+    // MARK: plaintext for launch
+
+    /// Opens every value of a merged or stored set, in order. Sealed values are opened
+    /// with the binding their layer implies; any failure stops everything.
+    public func plaintext(_ data: Variables<ExecutionValue>, executionID: String?) throws(StigmerError) -> ResolvedValues {
+        var out = ResolvedValues()
+        let needsKey = data.entries.contains { if case .sealed = $0.value.content { true } else { false } }
+        let ring = needsKey ? try loadKeys() : nil
+        do throws(StigmerError) {
+            for (name, value) in data.entries {
+                switch value.content {
+                case .plain(let text): out.entries.append((name, Array(text.utf8)))
+                case .sealed(let sealed):
+                    let binding: Binding
+                    if let executionID {
+                        binding = .execution(executionID, name)
+                    } else if case .environment(let env) = value.layer {
+                        binding = .environment(env, name)
+                    } else {
+                        throw StigmerError(.internalError, "sealed value for \(name) has no binding")
+                    }
+                    out.entries.append((name, try Sealer.open(sealed, for: binding, with: ring!)))
+                }
+            }
+        } catch {
+            out.wipe()
+            throw error
+        }
+        return out
+    }
+
+    func open(_ value: ExecutionValue, name: String, ring: KeyRing) throws(StigmerError) -> [UInt8] {
+        switch value.content {
+        case .plain(let text): return Array(text.utf8)
+        case .sealed(let sealed):
+            guard case .environment(let env) = value.layer else {
+                throw StigmerError(.internalError, "sealed value for \(name) outside an environment")
+            }
+            return try Sealer.open(sealed, for: .environment(env, name), with: ring)
+        }
+    }
+}
+
+/// Durations (`--ttl`): `90s`, `30m`, `24h`, `7d`, combined as `1h30m`.
+public enum Duration {
+    public static func seconds(_ text: String) throws(StigmerError) -> Int64 {
+        var total: Int64 = 0
+        var number: Int64 = 0
+        var digits = 0
+        for ch in text {
+            if let d = ch.wholeNumberValue, ch.isASCII {
+                number = number * 10 + Int64(d)
+                digits += 1
+                guard digits <= 9 else { break }
+                continue
+            }
+            let unit: Int64
+            switch ch {
+            case "s": unit = 1
+            case "m": unit = 60
+            case "h": unit = 3600
+            case "d": unit = 86400
+            default: unit = 0
+            }
+            guard unit > 0, digits > 0 else { digits = -1; break }
+            total += number * unit
+            number = 0
+            digits = 0
+        }
+        guard digits == 0, total > 0, total <= 366 * 86400 else {
+            throw .usage("invalid duration \(quoted(text)); use e.g. 90s, 30m, 24h, 7d or 1h30m (at most 366d)")
+        }
+        return total
+    }
+}
+
+/// UTC timestamps without Foundation.
+public enum Time {
+    public static func iso8601(_ seconds: Int64) -> String {
+        var days = seconds / 86400
+        var rem = seconds % 86400
+        if rem < 0 { rem += 86400; days -= 1 }
+        // Civil-from-days (Howard Hinnant).
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(y)-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))Z"
+    }
+}

@@ -1,0 +1,98 @@
+import CSQLite
+import StigmerCore
+
+/// A minimal SQLite connection: prepare, bind, step. Values are always bound as
+/// parameters, so SQL text (and therefore any error SQLite reports) never holds a value.
+final class SQLiteConnection {
+    let db: OpaquePointer
+    let path: String
+
+    init(path: String, flags: Int32) throws(StigmerError) {
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "code \(rc)"
+            if let handle { sqlite3_close_v2(handle) }
+            throw StigmerError(.unavailable, "cannot open the store \(quoted(path))", cause: message)
+        }
+        db = handle
+        self.path = path
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(db) }
+
+    enum Value {
+        case text(String)
+        case int(Int64)
+        case null
+    }
+
+    func error(_ what: String, _ rc: Int32) -> StigmerError {
+        let message = String(cString: sqlite3_errmsg(db))
+        let primary = rc & 0xFF
+        if primary == SQLITE_BUSY || primary == SQLITE_LOCKED {
+            return StigmerError(.unavailable, "the store \(quoted(path)) stayed locked while \(what); retry", cause: message)
+        }
+        if primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB {
+            return StigmerError(.unavailable, "the store \(quoted(path)) is damaged or not a stigmer-exec database (\(what))", cause: message)
+        }
+        if primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM {
+            return StigmerError(.notPermitted, "cannot write the store \(quoted(path)) while \(what); check its permissions", cause: message)
+        }
+        return StigmerError(.unavailable, "store error while \(what)", cause: message)
+    }
+
+    func exec(_ sql: String, _ what: String) throws(StigmerError) {
+        let rc = sqlite3_exec(db, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(what, rc) }
+    }
+
+    /// Runs one statement; `row` sees each result row.
+    func run(_ sql: String, _ values: [Value] = [], _ what: String, row: ((Row) throws(StigmerError) -> Void)? = nil) throws(StigmerError) {
+        var stmt: OpaquePointer?
+        var rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(what, rc) }
+        defer { sqlite3_finalize(stmt) }
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        for (i, value) in values.enumerated() {
+            let index = Int32(i + 1)
+            switch value {
+            case .text(let s): rc = sqlite3_bind_text(stmt, index, s, -1, transient)
+            case .int(let n): rc = sqlite3_bind_int64(stmt, index, n)
+            case .null: rc = sqlite3_bind_null(stmt, index)
+            }
+            guard rc == SQLITE_OK else { throw error(what, rc) }
+        }
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw error(what, rc) }
+            try row?(Row(stmt: stmt))
+        }
+    }
+
+    func changes() -> Int { Int(sqlite3_changes(db)) }
+
+    /// BEGIN IMMEDIATE … COMMIT, rolled back on any error: all or nothing.
+    func transaction<T>(_ what: String, _ body: () throws(StigmerError) -> T) throws(StigmerError) -> T {
+        try exec("BEGIN IMMEDIATE", what)
+        do {
+            let result = try body()
+            try exec("COMMIT", what)
+            return result
+        } catch {
+            _ = sqlite3_exec(db, "ROLLBACK", nil, nil, nil)
+            throw error
+        }
+    }
+
+    struct Row {
+        let stmt: OpaquePointer
+        func text(_ i: Int32) -> String? {
+            guard let p = sqlite3_column_text(stmt, i) else { return nil }
+            return String(cString: p)
+        }
+        func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+    }
+}

@@ -1,0 +1,297 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSQLite
+import StigmerCore
+import StigmerSystem
+
+/// The embedded default store: SQLite at `$STIGMER_HOME/stigmer.db`, WAL, a busy timeout,
+/// versioned migrations (`PRAGMA user_version`), secure_delete so a deleted context's
+/// ciphertext is overwritten, mode 0600. Secrets are stored sealed only.
+public final class SQLiteStore: Store {
+    public static let fileName = "stigmer.db"
+    static let busyTimeoutMilliseconds = 5000
+
+    /// Each migration moves the schema from version N to N+1. Never edit one that shipped.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE resources (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT,
+            agent TEXT,
+            environment_refs TEXT,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, name)
+        ) WITHOUT ROWID;
+        CREATE TABLE resource_values (
+            kind TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            value TEXT,
+            sealed INTEGER NOT NULL,
+            is_secret INTEGER NOT NULL,
+            description TEXT,
+            PRIMARY KEY (kind, owner, name)
+        ) WITHOUT ROWID;
+        CREATE TABLE contexts (
+            execution_id TEXT NOT NULL PRIMARY KEY,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX contexts_by_expiry ON contexts (expires_at);
+        CREATE TABLE context_values (
+            execution_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            value TEXT NOT NULL,
+            sealed INTEGER NOT NULL,
+            is_secret INTEGER NOT NULL,
+            layer TEXT NOT NULL,
+            PRIMARY KEY (execution_id, name)
+        ) WITHOUT ROWID;
+        """,
+    ]
+
+    let connection: SQLiteConnection
+
+    /// Opens (and, when `create`, creates) the store at `path`. A missing file without
+    /// `create` is `nil`: nothing has been stored yet. `readOnly` is for the launch path:
+    /// such a connection never writes, migrates or checkpoints (no fsync on close).
+    public static func open(path: String, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+        if !create {
+            do { _ = try Sys.lstat(path) } catch let e where e == .notFound { return nil } catch {
+                throw StigmerError(.unavailable, "cannot reach the store \(quoted(path))", cause: error.description)
+            }
+        } else {
+            // Created 0600 before SQLite sees it; SQLite gives -wal and -shm the same mode.
+            let fd: Int32
+            do { fd = try Sys.open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600) } catch {
+                throw StigmerError(.ioError, "cannot create the store \(quoted(path))", cause: error.description)
+            }
+            Sys.close(fd)
+        }
+        return try SQLiteStore(path: path, readOnly: readOnly && !create)
+    }
+
+    init(path: String, readOnly: Bool = false) throws(StigmerError) {
+        connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
+        // Keep -wal and -shm between connections: otherwise every launch creates and the
+        // last one unlinks both files, which costs more than the whole query.
+        var persist: Int32 = 1
+        sqlite3_file_control(connection.db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist)
+        try connection.exec("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds); PRAGMA secure_delete = ON", "opening")
+        if readOnly {
+            let version = try userVersion()
+            guard version == Self.migrations.count else {
+                throw StigmerError(.unavailable, "the store \(quoted(path)) has schema version \(version), this stigmer-exec expects \(Self.migrations.count); run a writing command (e.g. `stigmer-exec context gc`) to migrate it, or upgrade stigmer-exec")
+            }
+        } else {
+            try migrate()
+        }
+    }
+
+    func userVersion() throws(StigmerError) -> Int {
+        var version = 0
+        try connection.run("PRAGMA user_version", [], "reading the schema version") { row in version = Int(row.int(0)) }
+        return version
+    }
+
+    func migrate() throws(StigmerError) {
+        let current = try userVersion()
+        if current == Self.migrations.count { return }
+        guard current < Self.migrations.count else {
+            throw StigmerError(.unavailable, "the store \(quoted(connection.path)) has schema version \(current), newer than this stigmer-exec knows (\(Self.migrations.count)); upgrade stigmer-exec")
+        }
+        // WAL is a property of the file; set once, outside a transaction.
+        try connection.exec("PRAGMA journal_mode = WAL", "enabling WAL")
+        try connection.transaction("migrating the schema") { () throws(StigmerError) in
+            // Re-read inside the write lock: another process may have migrated meanwhile.
+            let version = try userVersion()
+            for index in version..<Self.migrations.count {
+                try connection.exec(Self.migrations[index], "applying migration \(index + 1)")
+            }
+            try connection.exec("PRAGMA user_version = \(Self.migrations.count)", "recording the schema version")
+        }
+    }
+
+    // MARK: Resources
+
+    public func apply(_ resources: [Resource]) throws(StigmerError) {
+        try StoreRules.check(resources)
+        let now = Sys.now()
+        try connection.transaction("applying resources") { () throws(StigmerError) in
+            for resource in resources {
+                let kind = resource.kind, name = resource.name
+                try connection.run("DELETE FROM resources WHERE kind = ? AND name = ?", [.text(kind), .text(name)], "replacing \(resource)")
+                try connection.run("DELETE FROM resource_values WHERE kind = ? AND owner = ?", [.text(kind), .text(name)], "replacing \(resource)")
+                var description: String?, agent: String?, refs: String?
+                var data = Variables<EnvironmentValue>()
+                switch resource {
+                case .environment(let e): description = e.spec.summary; data = e.spec.data
+                case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data
+                case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n")
+                }
+                try connection.run(
+                    "INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(kind), .text(name), Self.optional(description), Self.optional(agent), Self.optional(refs), .int(now)],
+                    "storing \(resource)")
+                for (position, (variable, value)) in data.entries.enumerated() {
+                    let (text, sealed) = Self.columns(value.content)
+                    try connection.run(
+                        "INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [.text(kind), .text(name), .text(variable), .int(Int64(position)), text, .int(sealed ? 1 : 0),
+                         .int(value.isSecret ? 1 : 0), Self.optional(value.summary)],
+                        "storing \(resource)")
+                }
+            }
+        }
+    }
+
+    static func optional(_ s: String?) -> SQLiteConnection.Value { s.map { .text($0) } ?? .null }
+
+    static func columns(_ content: ValueContent?) -> (SQLiteConnection.Value, Bool) {
+        switch content {
+        case .plain(let s): (.text(s), false)
+        case .sealed(let s): (.text(s), true)
+        case nil: (.null, false)
+        }
+    }
+
+    static func content(_ text: String?, sealed: Bool) -> ValueContent? {
+        guard let text else { return nil }
+        return sealed ? .sealed(text) : .plain(text)
+    }
+
+    func values(kind: String, owner: String) throws(StigmerError) -> Variables<EnvironmentValue> {
+        var data = Variables<EnvironmentValue>()
+        try connection.run(
+            "SELECT name, value, sealed, is_secret, description FROM resource_values WHERE kind = ? AND owner = ? ORDER BY position",
+            [.text(kind), .text(owner)], "reading \(kind)/\(owner)") { row in
+                data[row.text(0) ?? ""] = EnvironmentValue(content: Self.content(row.text(1), sealed: row.int(2) != 0),
+                                                           isSecret: row.int(3) != 0, summary: row.text(4))
+            }
+        return data
+    }
+
+    func resourceRow(_ kind: String, _ name: String) throws(StigmerError) -> (description: String?, agent: String?, refs: String?)? {
+        var found: (String?, String?, String?)?
+        try connection.run("SELECT description, agent, environment_refs FROM resources WHERE kind = ? AND name = ?",
+                           [.text(kind), .text(name)], "reading \(kind)/\(name)") { row in
+            found = (row.text(0), row.text(1), row.text(2))
+        }
+        return found
+    }
+
+    public func environment(_ name: String) throws(StigmerError) -> Environment? {
+        guard let row = try resourceRow("Environment", name) else { return nil }
+        return Environment(name: name, spec: EnvironmentSpec(summary: row.description, data: try values(kind: "Environment", owner: name)))
+    }
+
+    public func environments() throws(StigmerError) -> [Environment] {
+        var names: [String] = []
+        try connection.run("SELECT name FROM resources WHERE kind = 'Environment' ORDER BY name", [], "listing environments") { row in
+            names.append(row.text(0) ?? "")
+        }
+        var out: [Environment] = []
+        for name in names { if let e = try environment(name) { out.append(e) } }
+        return out
+    }
+
+    public func deleteEnvironment(_ name: String) throws(StigmerError) -> Bool {
+        try connection.transaction("deleting Environment/\(name)") { () throws(StigmerError) -> Bool in
+            try connection.run("DELETE FROM resources WHERE kind = 'Environment' AND name = ?", [.text(name)], "deleting Environment/\(name)")
+            let deleted = connection.changes() > 0
+            try connection.run("DELETE FROM resource_values WHERE kind = 'Environment' AND owner = ?", [.text(name)], "deleting Environment/\(name)")
+            return deleted
+        }
+    }
+
+    public func agent(_ name: String) throws(StigmerError) -> Agent? {
+        for kind in ["Agent", "McpServer"] {
+            if let row = try resourceRow(kind, name) {
+                return Agent(name: name, summary: row.description,
+                             envSpec: EnvironmentSpec(data: try values(kind: kind, owner: name)))
+            }
+        }
+        return nil
+    }
+
+    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? {
+        guard let row = try resourceRow("AgentInstance", name) else { return nil }
+        let refs = (row.refs ?? "").split(separator: "\n").map(String.init)
+        return AgentInstance(name: name, agentID: row.agent ?? "", environmentRefs: refs)
+    }
+
+    // MARK: Contexts
+
+    public func createContext(_ context: ExecutionContext, replace: Bool) throws(StigmerError) {
+        try StoreRules.checkSealed(context.data, owner: "context \(context.executionID)")
+        let id = context.executionID
+        try connection.transaction("creating context \(id)") { () throws(StigmerError) in
+            var exists = false
+            try connection.run("SELECT 1 FROM contexts WHERE execution_id = ?", [.text(id)], "creating context \(id)") { _ in exists = true }
+            if exists {
+                guard replace else { throw StoreRules.conflict(id) }
+                try deleteContextRows(id)
+            }
+            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at) VALUES (?, ?, ?)",
+                               [.text(id), .int(context.createdAt), .int(context.expiresAt)], "creating context \(id)")
+            for (position, (name, value)) in context.data.entries.enumerated() {
+                let (text, sealed) = Self.columns(value.content)
+                try connection.run(
+                    "INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [.text(id), .text(name), .int(Int64(position)), text, .int(sealed ? 1 : 0), .int(value.isSecret ? 1 : 0),
+                     .text(value.layer.description)],
+                    "creating context \(id)")
+            }
+        }
+    }
+
+    public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? {
+        var times: (Int64, Int64)?
+        var data = Variables<ExecutionValue>()
+        var bad: String?
+        // One read transaction, so a concurrent replace is never seen half-done.
+        try connection.exec("BEGIN", "reading context \(executionID)")
+        defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
+        try connection.run("SELECT created_at, expires_at FROM contexts WHERE execution_id = ?", [.text(executionID)],
+                           "reading context \(executionID)") { row in times = (row.int(0), row.int(1)) }
+        guard let times else { return nil }
+        try connection.run("SELECT name, value, sealed, is_secret, layer FROM context_values WHERE execution_id = ? ORDER BY position",
+                           [.text(executionID)], "reading context \(executionID)") { row in
+            let name = row.text(0) ?? ""
+            guard let layer = Layer(row.text(4) ?? ""), let content = Self.content(row.text(1), sealed: row.int(2) != 0) else {
+                bad = name
+                return
+            }
+            data[name] = ExecutionValue(content: content, isSecret: row.int(3) != 0, layer: layer)
+        }
+        if let bad {
+            throw StigmerError(.notPermitted, "context \(quoted(executionID)) has a damaged row for \(bad) in \(quoted(connection.path)); refusing to use it")
+        }
+        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1)
+    }
+
+    func deleteContextRows(_ id: String) throws(StigmerError) {
+        try connection.run("DELETE FROM context_values WHERE execution_id = ?", [.text(id)], "deleting context \(id)")
+        try connection.run("DELETE FROM contexts WHERE execution_id = ?", [.text(id)], "deleting context \(id)")
+    }
+
+    public func deleteContext(_ executionID: String) throws(StigmerError) -> Bool {
+        try connection.transaction("deleting context \(executionID)") { () throws(StigmerError) -> Bool in
+            try deleteContextRows(executionID)
+            return connection.changes() > 0
+        }
+    }
+
+    public func deleteExpired(now: Int64) throws(StigmerError) -> Int {
+        try connection.transaction("sweeping expired contexts") { () throws(StigmerError) -> Int in
+            try connection.run("DELETE FROM context_values WHERE execution_id IN (SELECT execution_id FROM contexts WHERE expires_at <= ?)",
+                               [.int(now)], "sweeping expired contexts")
+            try connection.run("DELETE FROM contexts WHERE expires_at <= ?", [.int(now)], "sweeping expired contexts")
+            return connection.changes()
+        }
+    }
+}

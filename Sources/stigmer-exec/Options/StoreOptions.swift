@@ -1,0 +1,36 @@
+import ArgumentParser
+import StigmerCore
+import StigmerStore
+import StigmerSystem
+
+/// Which store: `--store`, else `STIGMER_STORE`, else `$STIGMER_HOME/stigmer.db`.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The store: a SQLite path (or sqlite:PATH). Default: $STIGMER_STORE, else $STIGMER_HOME/stigmer.db.", valueName: "STORE"))
+    var store: String?
+
+    func open(home: StigmerHome, create: Bool) throws(StigmerError) -> SQLiteStore? {
+        try StoreLocation(store: store).open(home: home, create: create)
+    }
+}
+
+struct StoreLocation {
+    var store: String?
+
+    /// The store, or nil when `create` is false and nothing was ever stored.
+    func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+        let location = store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 }
+        guard let location else {
+            if create { try home.ensureExists() }
+            return try SQLiteStore.open(path: home.path + "/" + SQLiteStore.fileName, create: create, readOnly: readOnly)
+        }
+        if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+            throw .usage("PostgreSQL stores come with stigmer-exec-full, which this build does not include yet; use a SQLite path")
+        }
+        var path = location
+        for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+        guard !path.isEmpty, !path.contains("://") else {
+            throw .usage("unsupported store \(quoted(location)); give a SQLite file path")
+        }
+        return try SQLiteStore.open(path: path, create: create, readOnly: readOnly)
+    }
+}

@@ -1,0 +1,42 @@
+import StigmerCore
+import StigmerSystem
+
+/// Aligned columns for listings; cells never hold secret values (callers pass names,
+/// flags, layers and `<secret>`).
+enum Table {
+    static func render(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            var out = ""
+            for (i, cell) in cells.enumerated() {
+                out += i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
+            }
+            return out + "\n"
+        }
+        return line(header) + rows.map(line).joined()
+    }
+}
+
+enum Stdout {
+    static func write(_ text: String) throws(StigmerError) {
+        do { try IO.writeAll(1, text) } catch {
+            throw StigmerError(.ioError, "cannot write to stdout", cause: error.description)
+        }
+    }
+}
+
+/// A value shown to a user on one line: control characters escaped.
+func printable(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        default:
+            if scalar.value < 0x20 || scalar.value == 0x7F { out += "\\u{\(String(scalar.value, radix: 16))}" } else { out.unicodeScalars.append(scalar) }
+        }
+    }
+    return out
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Launch cost: `stigmer-exec run --execution-id` (50 variables, 20 of them secret, from the
+# embedded SQLite store) against `env -i <the same 50 variables> /bin/true`.
+# Usage: benchmarks/launch.sh [BINARY]   (default: dist/stigmer-exec from `make release`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:-dist/stigmer-exec}")
+command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export STIGMER_HOME=$work/home
+unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE
+
+"$bin" key init 2>/dev/null
+vars=()
+for i in $(seq -w 1 30); do echo "PLAIN_$i=value-$i-$(head -c 12 /dev/urandom | base64)"; done > "$work/plain.env"
+for i in $(seq -w 1 20); do echo "SECRET_$i=$(head -c 24 /dev/urandom | base64)"; done > "$work/secret.env"
+mapfile -t vars < <(cat "$work/plain.env" "$work/secret.env")
+"$bin" context create --execution-id bench --env-file "$work/plain.env" --secret-file "$work/secret.env" 2>/dev/null
+
+# Same variables reach /bin/true either way (checked once, not timed).
+diff <("$bin" run --execution-id bench --clean-env -- /usr/bin/env | grep -E '^(PLAIN|SECRET)_' | sort) \
+     <(printf '%s\n' "${vars[@]}" | sort) >/dev/null || { echo "variables differ" >&2; exit 1; }
+
+runs=${RUNS:-500}
+hyperfine -N --warmup 50 --runs "$runs" --export-markdown "$work/result.md" --export-json "$work/result.json" \
+    -n "env -i (50 vars) /bin/true" "env -i ${vars[*]} /bin/true" \
+    -n "stigmer-exec run --execution-id (50 vars, 20 secret)" "$bin run --execution-id bench -- /bin/true"
+cat "$work/result.md"
+python3 - "$work/result.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+base, ours = r[0]["median"], r[1]["median"]
+print(f"\nmedian: env -i {base*1000:.3f} ms, stigmer-exec {ours*1000:.3f} ms, ratio {ours/base:.2f}x (target <= 2x)")
+PY
