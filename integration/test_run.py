@@ -1,0 +1,899 @@
+"""Black-box tests of `stigmer-exec run` and the stored-context workflow.
+
+Everything goes through the real binary and a real SQLite store under a fresh
+per-test STIGMER_HOME: `key init`, `apply`, `env`, `context create|get|delete|gc`
+and `run` (exec mode, --delete-on-exit mode and ephemeral mode).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import selectors
+import signal
+import sqlite3
+import stat
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import TIMEOUT_S, binary_path, describe, run
+
+MANIFESTS = [
+    "agent-github-reviewer.yaml",
+    "agentinstance-github-reviewer-prod.yaml",
+    "environment-base.yaml",
+    "environment-github-prod.yaml",
+]
+EXAMPLE_TOKEN = b"ghp_example0000000000000000000000000000"
+DB = "stigmer.db"
+KEY_FILE = "encryption.key"
+
+# `context get run-1` for the example story.
+STORY_LAYERS = {
+    "LOG_LEVEL": ("no", "runtime"),
+    "TIMEOUT": ("no", "environment:base"),
+    "GITHUB_TOKEN": ("yes", "environment:github-prod"),
+    "GITHUB_ORG": ("no", "environment:github-prod"),
+    "REGION": ("no", "runtime"),
+    "GREETING": ("no", "runtime"),
+    "LITERAL": ("no", "runtime"),
+    "MULTI": ("no", "runtime"),
+    "EMPTY": ("no", "runtime"),
+    "SLACK_WEBHOOK": ("yes", "runtime"),
+}
+
+# A child that prints the named variables (None when unset) as one JSON object.
+PRINT_ENV = "import json,os,sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
+PRINT_ARGV = "import json,sys; print(json.dumps(sys.argv[1:]))"
+
+# A child that reports the first of TERM/INT/HUP/USR1 it receives by writing
+# the signal number to argv[1] and exiting 7; it gives up after 30 s.
+SIGNAL_CHILD = r"""
+import os, signal, sys, time
+marker = sys.argv[1]
+def handler(signum, frame):
+    with open(marker, "w") as f:
+        f.write(str(signum))
+    os._exit(7)
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+    signal.signal(s, handler)
+print("READY", flush=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+os._exit(99)
+"""
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def new_canary(tag: str = "canary") -> bytes:
+    return f"{tag}-{secrets.token_hex(12)}".encode()
+
+
+def ok(proc):
+    assert proc.returncode == 0, describe(proc)
+    return proc
+
+
+def key_init(home) -> str:
+    """Run `key init`; return the key file's base64 text."""
+    ok(run(["key", "init"], home))
+    return (home / KEY_FILE).read_text().strip()
+
+
+def apply_examples(home, examples, *extra_files, log=()):
+    args = ["apply", *log]
+    for name in MANIFESTS:
+        args += ["-f", examples / name]
+    for path in extra_files:
+        args += ["-f", path]
+    return ok(run(args, home))
+
+
+def write(tmp_path, name: str, text) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def secret_env_manifest(tmp_path, env_name: str, var: str, value: bytes) -> Path:
+    return write(
+        tmp_path,
+        f"environment-{env_name}.yaml",
+        "apiVersion: agentic.stigmer.ai/v1\n"
+        "kind: Environment\n"
+        "metadata:\n"
+        f"  name: {env_name}\n"
+        "spec:\n"
+        "  description: holds a canary secret\n"
+        "  data:\n"
+        f"    {var}:\n"
+        f"      value: {value.decode()}\n"
+        "      is_secret: true\n"
+        "    VISIBLE:\n"
+        "      value: plain\n",
+    )
+
+
+def create_context(home, exec_id, *args, secret_stdin: bytes | None = None, env_extra=None):
+    """`context create --execution-id exec_id ARGS`; stdin is secret_stdin + newline."""
+    return run(
+        ["context", "create", "--execution-id", exec_id, *args],
+        home,
+        input=None if secret_stdin is None else secret_stdin + b"\n",
+        env_extra=env_extra,
+    )
+
+
+def simple_context(home, exec_id, canary: bytes, *extra):
+    """A context with CTX_PLAIN=plain and the secret CTX_SECRET=canary."""
+    return ok(
+        create_context(home, exec_id, "--env", "CTX_PLAIN=plain", "--secret", "CTX_SECRET", *extra, secret_stdin=canary)
+    )
+
+
+def child_env_json(proc) -> dict:
+    ok(proc)
+    return json.loads(proc.stdout)
+
+
+def parse_context_get(stdout: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """(header fields, {NAME: (SECRET, LAYER)}) of `context get` output."""
+    lines = stdout.decode().splitlines()
+    header: dict[str, str] = {}
+    i = 0
+    while i < len(lines) and lines[i].strip() and lines[i].split()[0] != "NAME":
+        key, _, value = lines[i].strip().partition(" ")
+        header[key] = value.strip()
+        i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    assert i < len(lines), f"no table in {stdout!r}"
+    assert lines[i].split() == ["NAME", "SECRET", "LAYER"], lines[i]
+    rows = {}
+    for line in lines[i + 1 :]:
+        if not line.strip():
+            continue
+        cells = line.split()
+        assert len(cells) == 3, f"row is not NAME SECRET LAYER: {line!r}"
+        assert cells[0] not in rows, f"duplicate row {cells[0]}"
+        rows[cells[0]] = (cells[1], cells[2])
+    return header, rows
+
+
+def assert_one_line_error(proc, exit_code: int, *needles: str, secrets_: tuple = ()) -> str:
+    """Exit code, empty stdout, exactly one stderr line holding every needle, no secret."""
+    assert proc.returncode == exit_code, describe(proc)
+    assert proc.stdout == b"", describe(proc)
+    err = proc.stderr.decode("utf-8", errors="replace")
+    assert len(err.splitlines()) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
+    assert "Traceback" not in err and "Fatal error" not in err, describe(proc)
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
+    for secret in secrets_:
+        assert secret not in proc.stderr, describe(proc)
+    return err
+
+
+def context_get_rc(home, exec_id) -> int:
+    return run(["context", "get", exec_id], home).returncode
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def base_env(home, env_extra=None) -> dict:
+    """The same environment conftest.run() gives the binary."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(Path(home).parent),
+        "STIGMER_HOME": str(home),
+    }
+    if env_extra:
+        env.update({k: str(v) for k, v in env_extra.items()})
+    return env
+
+
+def spawn(args, home, env_extra=None):
+    """Start the binary without waiting; stdout/stderr are pipes, stdin /dev/null."""
+    return subprocess.Popen(
+        [str(binary_path()), *[str(a) for a in args]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=base_env(home, env_extra),
+    )
+
+
+def read_line(proc, timeout: float = 15.0) -> bytes:
+    """Read one line of proc.stdout, failing after `timeout` seconds."""
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if not sel.select(remaining):
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def kill_quietly(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=TIMEOUT_S)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root (and root) with its type, mode, size and content."""
+    out = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = os.lstat(path)
+        rel = str(path.relative_to(root))
+        data = path.read_bytes() if path.is_file() else None
+        out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size, data)
+    return out
+
+
+# --------------------------------------------------------------------------
+# 1. the example story, end to end
+
+
+def test_story_create_get_run(home, examples):
+    key_init(home)
+    proc = apply_examples(home, examples)
+    applied = proc.stdout.decode().splitlines()
+    for line in (
+        "Agent/github-reviewer applied",
+        "AgentInstance/github-reviewer-prod applied",
+        "Environment/base applied",
+        "Environment/github-prod applied",
+    ):
+        assert line in applied, describe(proc)
+
+    canary = new_canary()
+    ok(
+        create_context(
+            home,
+            "run-1",
+            "--instance", "github-reviewer-prod",
+            "--env-file", examples / "runtime.env",
+            "--env", "LOG_LEVEL=trace",
+            "--secret", "SLACK_WEBHOOK",
+            secret_stdin=canary,
+        )
+    )
+
+    got = ok(run(["context", "get", "run-1"], home))
+    header, rows = parse_context_get(got.stdout)
+    assert header.get("execution") == "run-1", describe(got)
+    assert "created" in header and "expires" in header, describe(got)
+    assert rows == STORY_LAYERS, describe(got)
+    for value in (canary, EXAMPLE_TOKEN, b"my-org", b"eu-west-1", b"30s", b"hello world", b"line one", b"expansion"):
+        assert value not in got.stdout and value not in got.stderr, f"{value!r} shown\n{describe(got)}"
+
+    names = ["GITHUB_TOKEN", "SLACK_WEBHOOK", "MULTI", "EMPTY", "LOG_LEVEL", "GITHUB_ORG", "TIMEOUT",
+             "REGION", "GREETING", "LITERAL"]
+    env = child_env_json(run(["run", "--execution-id", "run-1", "--", "python3", "-c", PRINT_ENV, *names], home))
+    assert env == {
+        "GITHUB_TOKEN": EXAMPLE_TOKEN.decode(),
+        "SLACK_WEBHOOK": canary.decode(),
+        "MULTI": "line one\nline two",
+        "EMPTY": "",
+        "LOG_LEVEL": "trace",
+        "GITHUB_ORG": "my-org",
+        "TIMEOUT": "30s",
+        "REGION": "eu-west-1",
+        "GREETING": "hello world",
+        "LITERAL": "no $expansion here",
+    }
+
+
+def test_default_run_execs_and_delete_on_exit_stays_parent(home):
+    key_init(home)
+    simple_context(home, "pid-1", new_canary())
+    simple_context(home, "pid-2", new_canary())
+    code = "import os; print(os.getpid(), os.getppid())"
+
+    proc = spawn(["run", "--execution-id", "pid-1", "--", "python3", "-c", code], home)
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 0, (out, err)
+    pid, _ = map(int, out.split())
+    assert pid == proc.pid, f"child pid {pid} != launcher pid {proc.pid}: run did not execve"
+
+    proc = spawn(["run", "--execution-id", "pid-2", "--delete-on-exit", "--", "python3", "-c", code], home)
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 0, (out, err)
+    pid, ppid = map(int, out.split())
+    assert pid != proc.pid and ppid == proc.pid, f"child {pid}/{ppid}, launcher {proc.pid}"
+
+
+# --------------------------------------------------------------------------
+# 2. no plaintext at rest
+
+
+def test_no_plaintext_at_rest(home, examples, tmp_path):
+    key_init(home)
+    manifest_canary = new_canary("manifest")
+    stdin_canary = new_canary("stdin")
+    file_canary = new_canary("secretfile")
+    vault = secret_env_manifest(tmp_path, "vault", "VAULT_TOKEN", manifest_canary)
+    secret_file = write(tmp_path, "secrets.env", f"FILE_SECRET={file_canary.decode()}\n")
+
+    # Create the db, then pin the WAL with an open read transaction.
+    ok(run(["apply", "-f", examples / "environment-base.yaml"], home))
+    db = home / DB
+    assert db.is_file()
+    reader = sqlite3.connect(str(db), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM resources").fetchone()
+
+        apply_examples(home, examples, vault)
+        ok(
+            create_context(
+                home,
+                "rest-1",
+                "--agent", "github-reviewer",
+                "--env-ref", "base", "--env-ref", "github-prod", "--env-ref", "vault",
+                "--secret", "SLACK_WEBHOOK",
+                "--secret-file", secret_file,
+                secret_stdin=stdin_canary,
+            )
+        )
+        names = ["VAULT_TOKEN", "SLACK_WEBHOOK", "FILE_SECRET", "GITHUB_TOKEN"]
+        env = child_env_json(run(["run", "--execution-id", "rest-1", "--", "python3", "-c", PRINT_ENV, *names], home))
+        assert env == {
+            "VAULT_TOKEN": manifest_canary.decode(),
+            "SLACK_WEBHOOK": stdin_canary.decode(),
+            "FILE_SECRET": file_canary.decode(),
+            "GITHUB_TOKEN": EXAMPLE_TOKEN.decode(),
+        }
+
+        wal = home / (DB + "-wal")
+        assert wal.is_file() and wal.stat().st_size > 0, sorted(p.name for p in home.iterdir())
+
+        files = [p for p in home.rglob("*") if p.is_file()]
+        names_found = {p.name for p in files}
+        assert {DB, DB + "-wal", KEY_FILE} <= names_found, names_found
+        for path in files:
+            data = path.read_bytes()
+            for plaintext in (manifest_canary, stdin_canary, file_canary, EXAMPLE_TOKEN):
+                assert plaintext not in data, f"{plaintext!r} found in {path}"
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+
+    # Secret values are stored sealed (read after the pinned snapshot is gone).
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as ro:
+        rows = ro.execute(
+            "SELECT name, value, sealed FROM context_values WHERE execution_id = 'rest-1' AND is_secret = 1"
+        ).fetchall()
+    ro.close()
+    assert {r[0] for r in rows} == {"VAULT_TOKEN", "SLACK_WEBHOOK", "FILE_SECRET", "GITHUB_TOKEN"}, rows
+    for name, value, sealed in rows:
+        assert sealed == 1 and re.fullmatch(r"v1:[0-9a-f]{16}:[A-Za-z0-9+/]+={0,2}", value), (name, value)
+
+    assert mode_of(home) == 0o700, oct(mode_of(home))
+    for name in (DB, DB + "-wal", KEY_FILE):
+        path = home / name
+        if path.exists():
+            assert mode_of(path) == 0o600, f"{name}: {oct(mode_of(path))}"
+    assert (home / KEY_FILE).exists() and db.exists()
+
+
+def test_db_wal_and_key_modes_while_wal_is_pinned(home, examples):
+    key_init(home)
+    ok(run(["apply", "-f", examples / "environment-base.yaml"], home))
+    reader = sqlite3.connect(str(home / DB), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM resources").fetchone()
+        apply_examples(home, examples)
+        simple_context(home, "modes-1", new_canary())
+        wal = home / (DB + "-wal")
+        assert wal.is_file()
+        assert mode_of(home) == 0o700, oct(mode_of(home))
+        for path in (home / DB, wal, home / KEY_FILE):
+            assert mode_of(path) == 0o600, f"{path.name}: {oct(mode_of(path))}"
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+
+
+# --------------------------------------------------------------------------
+# 3. logs never carry secrets
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_trace_logs_never_contain_secrets(home, examples, tmp_path, how):
+    if how == "flag":
+        log, env_extra = ["--log-level", "trace"], None
+    else:
+        log, env_extra = [], {"STIGMER_LOG_LEVEL": "trace"}
+    manifest_canary = new_canary("manifest")
+    stdin_canary = new_canary("stdin")
+    file_canary = new_canary("secretfile")
+    eph_canary = new_canary("ephemeral")
+    vault = secret_env_manifest(tmp_path, "vault", "VAULT_TOKEN", manifest_canary)
+    secret_file = write(tmp_path, "secrets.env", f"FILE_SECRET={file_canary.decode()}\n")
+    all_secrets = (manifest_canary, stdin_canary, file_canary, eph_canary, EXAMPLE_TOKEN)
+    procs = []
+
+    def go(args, input=None, extra=None, expect=0):
+        env = dict(env_extra or {})
+        env.update(extra or {})
+        split = 2 if args[0] in ("context", "env", "key") else 1  # log flags go after the subcommand
+        proc = run([*args[:split], *log, *args[split:]], home, input=input, env_extra=env)
+        assert proc.returncode == expect, describe(proc)
+        procs.append(proc)
+        return proc
+
+    go(["key", "init"])
+    files = []
+    for name in MANIFESTS:
+        files += ["-f", examples / name]
+    go(["apply", *files, "-f", vault])
+    go(["env", "list"])
+    go(["env", "get", "vault"])
+    go(["env", "get", "github-prod"])
+    go(
+        ["context", "create", "--execution-id", "log-1", "--instance", "github-reviewer-prod",
+         "--env-file", examples / "runtime.env", "--secret", "SLACK_WEBHOOK", "--secret-file", secret_file],
+        input=stdin_canary + b"\n",
+    )
+    go(
+        ["context", "create", "--execution-id", "log-2", "--agent", "github-reviewer",
+         "--env-ref", "github-prod", "--env-ref", "vault", "--secret", "SLACK_WEBHOOK"],
+        input=stdin_canary + b"\n",
+    )
+    go(["context", "create", "--execution-id", "log-missing", "--instance", "github-reviewer-prod"], expect=78)
+    go(["context", "get", "log-1"])
+    out = go(["run", "--execution-id", "log-1", "--", "sh", "-c", 'printf %s "$SLACK_WEBHOOK"'])
+    assert out.stdout == stdin_canary, describe(out)
+    go(["run", "--execution-id", "log-2", "--delete-on-exit", "--", "true"])
+    go(["run", "--env", "A=1", "--secret", "B", "--env-ref", "vault", "--", "true"], input=eph_canary + b"\n")
+    go(["run", "--execution-id", "log-1", "--", "true"],
+       extra={"STIGMER_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode()}, expect=77)
+    go(["run", "--execution-id", "nope", "--", "true"], expect=66)
+    go(["context", "delete", "log-1"])
+    go(["context", "gc"])
+
+    for proc in procs:
+        for secret in all_secrets:
+            assert secret not in proc.stderr, f"{secret!r} logged:\n{describe(proc)}"
+    # The level really was raised: trace/debug lines appeared somewhere.
+    assert sum(len(p.stderr.splitlines()) for p in procs) > len(procs), "no log output at trace level"
+
+
+# --------------------------------------------------------------------------
+# 4. missing required variables
+
+
+def test_context_create_missing_required_stores_nothing(home, examples):
+    key_init(home)
+    apply_examples(home, examples)
+    proc = create_context(home, "x", "--instance", "github-reviewer-prod")
+    err = assert_one_line_error(proc, 78, "SLACK_WEBHOOK", secrets_=(EXAMPLE_TOKEN,))
+    assert "GITHUB_TOKEN" not in err and "GITHUB_ORG" not in err, f"supplied names listed as missing: {err!r}"
+    assert context_get_rc(home, "x") == 66
+    with sqlite3.connect(f"file:{home / DB}?mode=ro", uri=True) as ro:
+        assert ro.execute("SELECT count(*) FROM contexts").fetchone() == (0,)
+        assert ro.execute("SELECT count(*) FROM context_values").fetchone() == (0,)
+    ro.close()
+
+
+def test_ephemeral_run_missing_required_lists_all_and_never_starts(home, examples, tmp_path):
+    key_init(home)
+    apply_examples(home, examples)
+    marker = tmp_path / "MARKER"
+    proc = run(["run", "--agent", "github-reviewer", "--", "touch", marker], home)
+    assert_one_line_error(proc, 78, "GITHUB_ORG", "GITHUB_TOKEN", "SLACK_WEBHOOK")
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------
+# 5. tampering and wrong key
+
+
+def _tamper_b64(value: str) -> str:
+    prefix, _, body = value.rpartition(":")
+    chars = list(body.rstrip("="))
+    mid = len(chars) // 2
+    for i in list(range(mid, len(chars) - 1)) + list(range(1, mid)):
+        if chars[i].isalpha():
+            chars[i] = "B" if chars[i] == "A" else "A"
+            break
+    else:
+        raise AssertionError(f"no letter to swap in {value!r}")
+    tampered = "".join(chars) + body[len(body.rstrip("=")):]
+    base64.b64decode(tampered, validate=True)
+    assert tampered != body
+    return f"{prefix}:{tampered}"
+
+
+@pytest.mark.parametrize("log", [[], ["--log-level", "trace"]], ids=["default", "trace"])
+def test_tampered_secret_is_refused_before_child_starts(home, tmp_path, log):
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "tamper-1", canary)
+    conn = sqlite3.connect(str(home / DB))
+    try:
+        (value,) = conn.execute(
+            "SELECT value FROM context_values WHERE execution_id = 'tamper-1' AND name = 'CTX_SECRET'"
+        ).fetchone()
+        assert value.startswith("v1:"), value
+        conn.execute(
+            "UPDATE context_values SET value = ? WHERE execution_id = 'tamper-1' AND name = 'CTX_SECRET'",
+            (_tamper_b64(value),),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+    marker = tmp_path / "MARKER"
+    proc = run(["run", *log, "--execution-id", "tamper-1", "--", "touch", marker], home)
+    if log:
+        assert proc.returncode == 77, describe(proc)
+        assert canary not in proc.stderr and canary not in proc.stdout, describe(proc)
+    else:
+        assert_one_line_error(proc, 77, secrets_=(canary,))
+    assert not marker.exists(), "child started despite tampered ciphertext"
+
+
+def test_wrong_key_is_refused_before_child_starts(home, tmp_path):
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "wrongkey-1", canary)
+    marker = tmp_path / "MARKER"
+    other = base64.b64encode(os.urandom(32)).decode()
+    proc = run(
+        ["run", "--execution-id", "wrongkey-1", "--", "touch", marker],
+        home,
+        env_extra={"STIGMER_ENCRYPTION_KEY": other},
+    )
+    assert_one_line_error(proc, 77, secrets_=(canary,))
+    assert not marker.exists(), "child started with the wrong key"
+
+
+# --------------------------------------------------------------------------
+# 6. exit codes
+
+
+def test_every_exit_code_passes_through(home):
+    key_init(home)
+    simple_context(home, "codes-1", new_canary())
+
+    def one(n):
+        proc = run(["run", "--execution-id", "codes-1", "--", "sh", "-c", f"exit {n}"], home)
+        return n, proc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(256)))
+    wrong = [(n, p.returncode, p.stderr) for n, p in results if p.returncode != n]
+    assert not wrong, f"exit codes not passed through: {wrong[:10]}"
+
+
+@pytest.mark.parametrize(
+    "script, expected",
+    [("exit 0", 0), ("exit 1", 1), ("exit 42", 42), ("exit 255", 255),
+     ("kill -TERM $$", 128 + signal.SIGTERM), ("kill -KILL $$", 128 + signal.SIGKILL)],
+    ids=["0", "1", "42", "255", "SIGTERM", "SIGKILL"],
+)
+def test_delete_on_exit_passes_exit_status_and_deletes(home, script, expected):
+    key_init(home)
+    simple_context(home, "doe-1", new_canary())
+    proc = run(["run", "--execution-id", "doe-1", "--delete-on-exit", "--", "sh", "-c", script], home)
+    assert proc.returncode == expected, describe(proc)
+    assert context_get_rc(home, "doe-1") == 66
+
+
+def test_launch_failures_have_distinct_codes(home, tmp_path):
+    key_init(home)
+    simple_context(home, "fail-1", new_canary())
+    missing = run(["run", "--execution-id", "fail-1", "--", "no-such-command-xyz"], home)
+    assert_one_line_error(missing, 127, "no-such-command-xyz")
+
+    not_exec = write(tmp_path, "script.sh", "#!/bin/sh\necho hi\n")
+    os.chmod(not_exec, 0o644)
+    proc = run(["run", "--execution-id", "fail-1", "--", not_exec], home)
+    assert_one_line_error(proc, 126)
+
+    proc = run(["run", "--execution-id", "no-such-id", "--", "true"], home)
+    assert_one_line_error(proc, 66, "no-such-id")
+
+    proc = run(["run", "--execution-id", "fail-1"], home)
+    assert proc.returncode == 64, describe(proc)
+    proc = run(["run", "--execution-id", "fail-1", "--"], home)
+    assert proc.returncode == 64, describe(proc)
+
+    # None of the failures consumed the context.
+    assert context_get_rc(home, "fail-1") == 0
+
+
+# --------------------------------------------------------------------------
+# 7. environment isolation
+
+
+def _env_lines(proc) -> list[str]:
+    ok(proc)
+    return proc.stdout.decode().splitlines()
+
+
+def test_stigmer_variables_never_reach_the_child(home):
+    key_b64 = key_init(home)
+    canary = new_canary()
+    simple_context(home, "iso-1", canary)
+    proc = run(
+        ["run", "--", "env"],
+        home,
+        env_extra={
+            "STIGMER_ENCRYPTION_KEY": key_b64,
+            "STIGMER_FOO": "bar",
+            "STIGMER_EXECUTION_ID": "iso-1",
+            "FOO": "1",
+        },
+    )
+    lines = _env_lines(proc)
+    assert not [l for l in lines if l.startswith("STIGMER_")], describe(proc)
+    assert key_b64.encode() not in proc.stdout, describe(proc)
+    assert "CTX_PLAIN=plain" in lines, describe(proc)
+    assert f"CTX_SECRET={canary.decode()}" in lines, describe(proc)
+    assert "FOO=1" in lines, describe(proc)
+    assert any(l.startswith("PATH=") for l in lines) and any(l.startswith("HOME=") for l in lines)
+
+
+def test_clean_env_keeps_only_the_basics_and_the_context(home):
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "clean-1", canary)
+    parent = {
+        "FOO": "1",
+        "USER": "tester",
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "TERM": "dumb",
+        "LD_PRELOAD": "",
+        "STIGMER_FOO": "bar",
+    }
+    proc = run(["run", "--execution-id", "clean-1", "--clean-env", "--", "env"], home, env_extra=parent)
+    env = dict(line.split("=", 1) for line in _env_lines(proc))
+    assert env == {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home.parent),
+        "USER": "tester",
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "TERM": "dumb",
+        "CTX_PLAIN": "plain",
+        "CTX_SECRET": canary.decode(),
+    }, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# 8. argv is passed through untouched
+
+
+def test_argv_reaches_child_unchanged(home):
+    key_init(home)
+    simple_context(home, "argv-1", new_canary())
+    args = ["a b", "$HOME", "'q'", "*", "", '"dq"', "--", "-x", "--execution-id", "--clean-env",
+            "ünïcødé", "line\nbreak", "${CTX_SECRET}", "`id`", "a;b|c&d"]
+    proc = ok(run(["run", "--execution-id", "argv-1", "--", "python3", "-c", PRINT_ARGV, *args], home))
+    assert json.loads(proc.stdout) == args, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# 9. parallel launches against one store
+
+
+def test_fifty_parallel_launches(home):
+    key_init(home)
+    canaries = {f"par-{i}": new_canary() for i in range(5)}
+    for exec_id, canary in canaries.items():
+        simple_context(home, exec_id, canary)
+    jobs = [f"par-{i % 5}" for i in range(50)]
+
+    def one(exec_id):
+        return exec_id, run(["run", "--execution-id", exec_id, "--", "sh", "-c", 'printf %s "$CTX_SECRET"'], home)
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(one, jobs))
+    bad = [(i, p.returncode, p.stdout, p.stderr) for i, p in results if p.returncode != 0 or p.stdout != canaries[i]]
+    assert not bad, f"{len(bad)} of 50 launches failed: {bad[:5]}"
+
+
+# --------------------------------------------------------------------------
+# 10. --delete-on-exit and signal forwarding
+
+
+def test_delete_on_exit_deletes_after_child_exits(home):
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "del-1", canary)
+    proc = run(["run", "--execution-id", "del-1", "--delete-on-exit", "--", "sh", "-c", 'printf %s "$CTX_SECRET"'], home)
+    assert proc.returncode == 0 and proc.stdout == canary, describe(proc)
+    assert context_get_rc(home, "del-1") == 66
+    again = run(["run", "--execution-id", "del-1", "--", "true"], home)
+    assert again.returncode == 66, describe(again)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1],
+                         ids=lambda s: s.name)
+def test_signals_are_forwarded_with_delete_on_exit(home, tmp_path, sig):
+    key_init(home)
+    simple_context(home, "sig-1", new_canary())
+    marker = tmp_path / "MARKER"
+    proc = spawn(
+        ["run", "--execution-id", "sig-1", "--delete-on-exit", "--", "python3", "-c", SIGNAL_CHILD, marker],
+        home,
+    )
+    try:
+        line = read_line(proc)
+        assert line == b"READY\n", f"child never became ready: {line!r} (launcher exit {proc.poll()})"
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        kill_quietly(proc)
+    assert proc.returncode == 7, f"exit={proc.returncode} stderr={err!r}"
+    assert marker.read_text() == str(int(sig)), f"child got {marker.read_text()!r}, sent {int(sig)}"
+    assert context_get_rc(home, "sig-1") == 66
+
+
+# --------------------------------------------------------------------------
+# 11. ephemeral runs write nothing
+
+
+def test_ephemeral_run_writes_nothing(home):
+    key_init(home)
+    before = snapshot(home)
+    canary = new_canary()
+    proc = run(["run", "--env", "A=1", "--secret", "B", "--", "sh", "-c", 'printf %s "$A$B"'], home,
+               input=canary + b"\n")
+    assert proc.returncode == 0 and proc.stdout == b"1" + canary, describe(proc)
+    assert not (home / DB).exists()
+    assert snapshot(home) == before, sorted(p.name for p in home.iterdir())
+
+
+def test_ephemeral_run_with_stored_manifests_adds_no_context(home, examples):
+    key_init(home)
+    apply_examples(home, examples)
+    canary = new_canary()
+    env = child_env_json(
+        run(
+            ["run", "--instance", "github-reviewer-prod", "--secret", "SLACK_WEBHOOK", "--",
+             "python3", "-c", PRINT_ENV, "SLACK_WEBHOOK", "GITHUB_TOKEN"],
+            home,
+            input=canary + b"\n",
+        )
+    )
+    assert env == {"SLACK_WEBHOOK": canary.decode(), "GITHUB_TOKEN": EXAMPLE_TOKEN.decode()}
+    with sqlite3.connect(f"file:{home / DB}?mode=ro", uri=True) as ro:
+        assert ro.execute("SELECT count(*) FROM contexts").fetchone() == (0,)
+        assert ro.execute("SELECT count(*) FROM context_values").fetchone() == (0,)
+    ro.close()
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert canary not in path.read_bytes(), path
+
+
+# --------------------------------------------------------------------------
+# 12. duplicates, --replace, expiry and gc
+
+
+def _value_of(home, exec_id, name) -> str | None:
+    env = child_env_json(run(["run", "--execution-id", exec_id, "--", "python3", "-c", PRINT_ENV, name], home))
+    return env[name]
+
+
+def test_duplicate_id_is_refused_and_replace_wins(home):
+    key_init(home)
+    ok(create_context(home, "dup-1", "--env", "A=first", "--env", "ONLY_FIRST=1"))
+    proc = create_context(home, "dup-1", "--env", "A=second")
+    assert_one_line_error(proc, 65, "dup-1")
+    assert _value_of(home, "dup-1", "A") == "first"
+
+    ok(create_context(home, "dup-1", "--env", "A=second", "--replace"))
+    env = child_env_json(run(["run", "--execution-id", "dup-1", "--", "python3", "-c", PRINT_ENV, "A", "ONLY_FIRST"],
+                             home))
+    assert env == {"A": "second", "ONLY_FIRST": None}
+
+
+def test_expired_context_is_refused_and_collected(home):
+    key_init(home)
+    ok(create_context(home, "short-1", "--env", "A=1", "--ttl", "1s"))
+    ok(create_context(home, "long-1", "--env", "A=1"))
+
+    deadline = time.monotonic() + 5
+    while True:
+        proc = run(["run", "--execution-id", "short-1", "--", "true"], home)
+        if proc.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert_one_line_error(proc, 66, "expired")
+
+    gc = ok(run(["context", "gc"], home))
+    assert gc.stdout.decode().strip() == "1", describe(gc)
+    gc = ok(run(["context", "gc"], home))
+    assert gc.stdout.decode().strip() == "0", describe(gc)
+    assert context_get_rc(home, "short-1") == 66
+    assert context_get_rc(home, "long-1") == 0
+
+
+# --------------------------------------------------------------------------
+# 13. apply is all or nothing; env get hides secrets
+
+
+INVALID_ENV_DOC = (
+    "apiVersion: agentic.stigmer.ai/v1\n"
+    "kind: Environment\n"
+    "metadata:\n"
+    "  name: atomic-bad\n"
+    "spec:\n"
+    "  data:\n"
+    "    BAD-NAME:\n"
+    "      value: x\n"
+)
+VALID_ENV_DOC = (
+    "apiVersion: agentic.stigmer.ai/v1\n"
+    "kind: Environment\n"
+    "metadata:\n"
+    "  name: atomic-good\n"
+    "spec:\n"
+    "  data:\n"
+    "    GOOD:\n"
+    "      value: y\n"
+)
+
+
+@pytest.mark.parametrize("layout", ["one-file", "two-files"])
+def test_apply_is_all_or_nothing(home, examples, tmp_path, layout):
+    key_init(home)
+    apply_examples(home, examples)
+    before = ok(run(["env", "list"], home)).stdout
+    if layout == "one-file":
+        files = [write(tmp_path, "mixed.yaml", VALID_ENV_DOC + "---\n" + INVALID_ENV_DOC)]
+    else:
+        files = [write(tmp_path, "good.yaml", VALID_ENV_DOC), write(tmp_path, "bad.yaml", INVALID_ENV_DOC)]
+    args = ["apply"]
+    for f in files:
+        args += ["-f", f]
+    proc = run(args, home)
+    assert_one_line_error(proc, 65)
+    after = ok(run(["env", "list"], home)).stdout
+    assert b"atomic-good" not in after and b"atomic-bad" not in after, after
+    assert after == before
+
+
+def test_env_get_hides_secret_values(home, examples):
+    key_init(home)
+    apply_examples(home, examples)
+    proc = ok(run(["env", "get", "github-prod"], home))
+    lines = [l.split() for l in proc.stdout.decode().splitlines() if l.strip()]
+    assert lines[0] == ["NAME", "SECRET", "VALUE"], describe(proc)
+    rows = {cells[0]: cells[1:] for cells in lines[1:]}
+    assert rows["GITHUB_TOKEN"] == ["yes", "<secret>"], describe(proc)
+    assert rows["GITHUB_ORG"] == ["no", "my-org"], describe(proc)
+    assert EXAMPLE_TOKEN not in proc.stdout and EXAMPLE_TOKEN not in proc.stderr, describe(proc)
