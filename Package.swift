@@ -36,7 +36,14 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "StigmerStore", dependencies: ["StigmerCore", "StigmerSystem", "CSQLite"]),
         .target(name: "CStigmerShims"),
-        .target(name: "StigmerLaunch", dependencies: ["StigmerCore", "StigmerSystem", "CStigmerShims"]),
+        // libseccomp (libseccomp-dev), for building filters; loading is in CStigmerShims.
+        .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
+        .target(
+            name: "StigmerLaunch",
+            dependencies: ["StigmerCore", "StigmerSystem", "CStigmerShims", "CSeccomp"],
+            // A test-only pause while plaintext is held, compiled into debug builds only.
+            swiftSettings: [.define("STIGMER_TEST_HOOKS", .when(configuration: .debug))]
+        ),
         .target(name: "StigmerEngine", dependencies: ["StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerStore"]),
         .executableTarget(
             name: "stigmer-exec",
@@ -51,6 +58,7 @@ let package = Package(
         .testTarget(name: "StigmerCryptoTests", dependencies: ["StigmerCrypto", "StigmerSystem"]),
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),
         .testTarget(name: "StigmerStoreTests", dependencies: ["StigmerStore"]),
+        .testTarget(name: "StigmerLaunchTests", dependencies: ["StigmerLaunch"]),
     ],
     swiftLanguageModes: [.v6]
 )

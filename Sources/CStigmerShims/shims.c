@@ -1,6 +1,148 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/seccomp.h>
 #include "stigmer_shims.h"
+
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#endif
+#ifndef PR_MDWE_REFUSE_EXEC_GAIN
+#define PR_MDWE_REFUSE_EXEC_GAIN 1
+#endif
+#ifndef SYS_memfd_secret
+#define SYS_memfd_secret 447
+#endif
 
 int stigmer_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }
 int stigmer_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int stigmer_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+int stigmer_get_no_new_privs(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); }
+
+int stigmer_signalfd_all(void) {
+    sigset_t all;
+    sigfillset(&all);
+    return signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int stigmer_read_signal(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    if (n == (ssize_t)sizeof info) return (int)info.ssi_signo;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    return n < 0 ? -errno : 0;
+}
+
+int stigmer_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int stigmer_memfd_secret(void) {
+    long fd = syscall(SYS_memfd_secret, O_CLOEXEC);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+// Async-signal-safe only: plain syscalls, no allocation, no locks.
+static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const char **step) {
+    if (l->reset_signals) {
+        *step = "resetting signals";
+        for (int sig = 1; sig < _NSIG; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP) continue;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = SIG_DFL;
+            // Invalid numbers (the glibc-reserved real-time ones) fail harmlessly.
+            (void)sigaction(sig, &sa, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) return -errno;
+    }
+    if (spawned && l->new_process_group) {
+        *step = "setpgid";
+        if (setpgid(0, 0) != 0) return -errno;
+    }
+    if (l->address_space_limit > 0) {
+        *step = "setting the memory limit (RLIMIT_AS)";
+        struct rlimit r = { (rlim_t)l->address_space_limit, (rlim_t)l->address_space_limit };
+        if (setrlimit(RLIMIT_AS, &r) != 0) return -errno;
+    }
+    if (spawned && l->stdout_fd >= 0) {
+        *step = "dup2 stdout";
+        if (dup2(l->stdout_fd, 1) < 0) return -errno;
+    }
+    if (spawned && l->stderr_fd >= 0) {
+        *step = "dup2 stderr";
+        if (dup2(l->stderr_fd, 2) < 0) return -errno;
+    }
+    if (l->mdwe) {
+        *step = "PR_SET_MDWE";
+        if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 && !(l->mdwe < 0 && errno == EINVAL)) return -errno;
+    }
+    if (l->no_new_privs || l->filter_count > 0) {
+        *step = "PR_SET_NO_NEW_PRIVS";
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    }
+    // The filters last: nothing after them but execve.
+    for (int i = 0; i < l->filter_count; i++) {
+        *step = "loading the seccomp filter";
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &l->filters[i], 0, 0) != 0) return -errno;
+    }
+    *step = "execve";
+    return 0;
+}
+
+int stigmer_exec(const struct stigmer_launch *l, const char **step) {
+    int rc = stigmer_prepare(l, 0, step);
+    if (rc != 0) return rc;
+    execve(l->path, l->argv, l->envp);
+    return -errno;
+}
+
+pid_t stigmer_spawn(const struct stigmer_launch *l, const char **step) {
+    int report[2];
+    *step = "pipe";
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(report[0]);
+        close(report[1]);
+        *step = "fork";
+        return -e;
+    }
+    if (pid == 0) {
+        close(report[0]);
+        const char *failed = "execve";
+        int rc = stigmer_prepare(l, 1, &failed);
+        if (rc == 0) {
+            execve(l->path, l->argv, l->envp);
+            rc = -errno;
+        }
+        // Report the errno and which step failed (as an index into nothing: the
+        // string is static, so its address is valid in the parent too after fork).
+        struct { int err; const char *step; } msg = { -rc, failed };
+        ssize_t unused = write(report[1], &msg, sizeof msg);
+        (void)unused;
+        _exit(127);
+    }
+    close(report[1]);
+    struct { int err; const char *step; } msg;
+    ssize_t n;
+    do { n = read(report[0], &msg, sizeof msg); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof msg) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *step = msg.step;
+        return -msg.err;
+    }
+    return pid;  // EOF: the pipe closed on a successful execve.
+}

@@ -5,38 +5,35 @@ import CStigmerShims
 import StigmerCore
 import StigmerSystem
 
-/// A C string array (argv or envp) allocated once, NUL-terminated entries, nil-terminated.
-/// Wiped and freed on `release()`: envp holds plaintext.
+/// A C string array (argv) allocated once, NUL-terminated entries, nil-terminated.
 public struct CStringArray {
     public let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
-    let lengths: [Int]
+    let count: Int
 
-    public init(_ entries: [[UInt8]]) {
-        pointers = .allocate(capacity: entries.count + 1)
-        var lengths: [Int] = []
-        for (i, entry) in entries.enumerated() {
-            let p = UnsafeMutablePointer<CChar>.allocate(capacity: entry.count + 1)
-            entry.withUnsafeBufferPointer { src in
-                src.withMemoryRebound(to: CChar.self) { p.initialize(from: $0.baseAddress!, count: entry.count) }
-            }
-            p[entry.count] = 0
-            pointers[i] = p
-            lengths.append(entry.count)
-        }
-        pointers[entries.count] = nil
-        self.lengths = lengths
+    public init(_ strings: [String]) {
+        pointers = .allocate(capacity: strings.count + 1)
+        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        pointers[strings.count] = nil
+        count = strings.count
     }
 
-    public init(_ strings: [String]) { self.init(strings.map { Array($0.utf8) }) }
-
     public func release() {
-        for (i, length) in lengths.enumerated() {
-            if let p = pointers[i] {
-                memset(p, 0, length)
-                p.deallocate()
-            }
-        }
+        for i in 0..<count { free(pointers[i]) }
         pointers.deallocate()
+    }
+}
+
+/// How the child is hardened (DESIGN.md §6, SECURITY.md).
+public struct Hardening: Sendable {
+    public var filter: CompiledFilter?
+    /// RLIMIT_AS for the child, in bytes.
+    public var addressSpaceLimit: Int64?
+    public var allowCoreDumps = false
+
+    public init(filter: CompiledFilter? = nil, addressSpaceLimit: Int64? = nil, allowCoreDumps: Bool = false) {
+        self.filter = filter
+        self.addressSpaceLimit = addressSpaceLimit
+        self.allowCoreDumps = allowCoreDumps
     }
 }
 
@@ -81,19 +78,23 @@ public enum Launcher {
         }
     }
 
-    static func execFailure(_ errno: Errno, _ path: String) -> StigmerError {
+    static func failure(_ errno: Errno, step: String, _ path: String) -> StigmerError {
+        if step != "execve" {
+            // A hardening step failed: fail closed, nothing ran.
+            return StigmerError(.notPermitted, "cannot launch \(quoted(path)): \(step) failed; nothing was launched", cause: errno.description)
+        }
         switch errno.rawValue {
         case ENOENT, ENOTDIR:
             // The file exists but its interpreter (#!) or loader does not.
-            StigmerError(.commandNotFound, "cannot run \(quoted(path)): it or its interpreter was not found", cause: errno.description)
+            return StigmerError(.commandNotFound, "cannot run \(quoted(path)): it or its interpreter was not found", cause: errno.description)
         default:
-            StigmerError(.notExecutable, "cannot run \(quoted(path))", cause: errno.description)
+            return StigmerError(.notExecutable, "cannot run \(quoted(path))", cause: errno.description)
         }
     }
 
-    /// The launcher's own hardening before any secret is in memory (SECURITY.md, order
-    /// step 1): not dumpable, so other processes of the same user cannot ptrace it or
-    /// read its /proc/PID/mem or environ; no core file, soft and hard.
+    /// The launcher's own hardening before any secret is in memory (SECURITY.md, step 1):
+    /// not dumpable, so other processes of the same user cannot ptrace it or read its
+    /// /proc/PID/mem or environ; no core file, soft and hard (inherited by the child).
     public static func hardenSelf(allowCoreDumps: Bool = false) throws(StigmerError) {
         guard stigmer_set_dumpable(0) == 0 else {
             throw StigmerError(.notPermitted, "cannot make the launcher non-dumpable; refusing to hold secrets", cause: Errno.current.description)
@@ -106,36 +107,76 @@ public enum Launcher {
         }
     }
 
-    /// Replaces this process with the child. Returns only by throwing.
-    public static func exec(path: String, argv: [String], envp: [[UInt8]]) throws(StigmerError) -> Never {
-        let args = CStringArray(argv)
-        let env = CStringArray(envp)
-        execve(path, args.pointers, env.pointers)
-        let e = Errno.current
-        env.release()
-        args.release()
-        throw execFailure(e, path)
+    static func withLaunch<T>(path: String, argv: CStringArray, envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                              hardening: Hardening, newProcessGroup: Bool, stdoutFD: Int32, stderrFD: Int32,
+                              _ body: (UnsafePointer<stigmer_launch>) -> T) -> T {
+        func run(_ filters: UnsafePointer<sock_fprog>?, _ count: Int32) -> T {
+            path.withCString { cPath in
+                var launch = stigmer_launch(
+                    path: cPath, argv: argv.pointers, envp: envp, filters: filters, filter_count: count,
+                    mdwe: hardening.filter?.denyWriteExecute == true ? 1 : 0,
+                    no_new_privs: hardening.filter != nil ? 1 : 0,
+                    new_process_group: newProcessGroup ? 1 : 0,
+                    address_space_limit: hardening.addressSpaceLimit ?? 0,
+                    stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1)
+                return body(&launch)
+            }
+        }
+        if let filter = hardening.filter {
+            return filter.withPrograms { programs, count in run(programs, count) }
+        }
+        return run(nil, 0)
     }
 
-    /// Starts the child with posix_spawn (no Swift code runs in the child), with every
-    /// signal unblocked and at its default disposition.
-    public static func spawn(path: String, argv: [String], envp: [[UInt8]]) throws(StigmerError) -> pid_t {
+    /// Replaces this process with the child, after the last hardening steps (signals
+    /// reset, limits, no_new_privs, the seccomp filter last). Returns only by throwing.
+    public static func exec(path: String, argv: [String], envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                            hardening: Hardening) throws(StigmerError) -> Never {
         let args = CStringArray(argv)
-        let env = CStringArray(envp)
-        defer { env.release(); args.release() }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, nil, &attr, args.pointers, env.pointers)
-        guard rc == 0 else { throw execFailure(Errno(rc), path) }
+        defer { args.release() }
+        let (rc, step): (Int32, String) = withLaunch(path: path, argv: args, envp: envp, hardening: hardening,
+                                                         newProcessGroup: false, stdoutFD: -1, stderrFD: -1) { launch in
+            var failed: UnsafePointer<CChar>?
+            let rc = stigmer_exec(launch, &failed)
+            return (rc, failed.map { String(cString: $0) } ?? "execve")
+        }
+        throw failure(Errno(-rc), step: step, path)
+    }
+
+    /// Starts the child in a forked process that runs only async-signal-safe C until
+    /// execve. Returns once the child has exec'd (or throws: nothing is running).
+    public static func spawn(path: String, argv: [String], envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                             hardening: Hardening, newProcessGroup: Bool = false,
+                             stdoutFD: Int32 = -1, stderrFD: Int32 = -1) throws(StigmerError) -> pid_t {
+        let args = CStringArray(argv)
+        defer { args.release() }
+        let (pid, step): (pid_t, String) = withLaunch(path: path, argv: args, envp: envp, hardening: hardening,
+                                                          newProcessGroup: newProcessGroup, stdoutFD: stdoutFD, stderrFD: stderrFD) { launch in
+            var failed: UnsafePointer<CChar>?
+            let pid = stigmer_spawn(launch, &failed)
+            return (pid, failed.map { String(cString: $0) } ?? "execve")
+        }
+        guard pid > 0 else { throw failure(Errno(-pid), step: step, path) }
         return pid
+    }
+}
+
+/// A test-only pause while the launcher holds plaintext, so a test can try to read its
+/// memory and environ from another process. Compiled into debug builds only.
+public enum TestHooks {
+    public static func pauseWhileHoldingSecrets() {
+        #if STIGMER_TEST_HOOKS
+        guard let path = Sys.getenv("STIGMER_TEST_PAUSE") else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd >= 0 {
+            try? IO.writeAll(fd, "\(getpid())\n")
+            close(fd)
+        }
+        // Wait (at most 60 s) for the test to say go.
+        for _ in 0..<6000 {
+            if access(path + ".go", F_OK) == 0 { return }
+            usleep(10_000)
+        }
+        #endif
     }
 }

@@ -1,7 +1,55 @@
 #ifndef STIGMER_SHIMS_H
 #define STIGMER_SHIMS_H
-// Only what Swift cannot express: variadic prctl. Every symbol carries the stigmer_ prefix.
+// Only what Swift cannot express: variadic prctl, and the steps between fork and execve,
+// where only async-signal-safe C may run. Every symbol carries the stigmer_ prefix.
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
 int stigmer_set_dumpable(int dumpable);
 int stigmer_set_no_new_privs(void);
 int stigmer_set_child_subreaper(void);
+int stigmer_get_no_new_privs(void);
+
+// The last steps before execve, in this fixed order (SECURITY.md):
+//   signal mask emptied and every disposition back to default,
+//   optional new process group, optional RLIMIT_AS,
+//   optional dup2 of stdout/stderr (output masking),
+//   PR_SET_MDWE (strict) when asked, no_new_privs, each seccomp filter, execve.
+struct stigmer_launch {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const struct sock_fprog *filters;  // loaded in order (stacked); may be NULL
+    int filter_count;
+    int mdwe;              // 1: PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN); -1 tolerated EINVAL
+    int no_new_privs;      // 1: set it (always when a filter is given)
+    int new_process_group; // 1: setpgid(0, 0) (spawn only)
+    long long address_space_limit; // > 0: RLIMIT_AS soft and hard
+    int stdout_fd;         // >= 0: dup2 onto 1 (spawn only)
+    int stderr_fd;         // >= 0: dup2 onto 2 (spawn only)
+    int reset_signals;     // 1: empty mask, default dispositions
+};
+
+// Runs the steps in this process and execve's. Returns only on failure: -errno, with
+// *failed_step naming the step (a static string).
+int stigmer_exec(const struct stigmer_launch *launch, const char **failed_step);
+
+// fork; the child runs the same steps. Returns the pid once the child has exec'd, or
+// -errno (and *failed_step) if any step failed in the child — reported over a
+// close-on-exec pipe, so success means the new program is running.
+pid_t stigmer_spawn(const struct stigmer_launch *launch, const char **failed_step);
+
+// A close-on-exec signalfd for every signal (they must already be blocked).
+int stigmer_signalfd_all(void);
+// Reads one signal from a signalfd: its number, 0 when none is pending, -errno.
+int stigmer_read_signal(int fd);
+
+// memfd_create(name, MFD_CLOEXEC), or -1 with errno.
+int stigmer_memfd_create(const char *name);
+
+// memfd_secret(2), or -errno (ENOSYS where the kernel lacks or disables it).
+int stigmer_memfd_secret(void);
 #endif

@@ -37,6 +37,8 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("delete-on-exit"), help: "Stay as the child's parent: forward signals, wait, delete the context, exit with the child's status.")
     var deleteOnExit = false
 
+    @OptionGroup var hardening: HardeningOptions
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
 
@@ -47,7 +49,7 @@ struct RunCommand: ParsableCommand {
     var request: RunRequest {
         RunRequest(settings: global.settings, store: StoreLocation(store: storeOptions.store),
                    executionID: executionIDOption, sources: sources.sources, runtime: runtime.inputs,
-                   cleanEnv: cleanEnv, deleteOnExit: deleteOnExit, command: command)
+                   cleanEnv: cleanEnv, deleteOnExit: deleteOnExit, hardening: hardening.inputs, command: command)
     }
 
     func run() throws { try request.perform() }
@@ -63,12 +65,20 @@ struct RunRequest {
     var runtime = RuntimeInputs()
     var cleanEnv = false
     var deleteOnExit = false
+    var hardening = HardeningInputs()
     var command: [String] = []
 
     func perform() throws(StigmerError) -> Never {
-        // Before any secret is in memory: not dumpable, no core file.
-        try Launcher.hardenSelf()
+        // Before any secret is in memory: not dumpable, no core file (SECURITY.md step 1).
+        try Launcher.hardenSelf(allowCoreDumps: hardening.allowCoreDumps)
         let logger = try settings.logger()
+        // The filter is compiled before anything is decrypted: a profile that cannot be
+        // built stops the launch with no secret ever opened. It is loaded last.
+        let childHardening = try hardening.resolve()
+        if let filter = childHardening.filter {
+            logger.debug("seccomp filter compiled", metadata: ["profile": "\(filter.name)", "instructions": "\(filter.instructionCount)",
+                                                               "unknown_syscalls": "\(filter.unknownSyscalls.count)"])
+        }
         let id = executionID ?? Sys.getenv("STIGMER_EXECUTION_ID").flatMap { $0.isEmpty ? nil : $0 }
         let home = try settings.resolvedHome()
 
@@ -89,33 +99,23 @@ struct RunRequest {
             values = try engine.plaintext(try Merge.merge(input), executionID: nil)
         }
 
-        let envp = ChildEnvironment.build(inherited: ChildEnvironment.current(), clean: cleanEnv, values: values.entries)
-        let path: String
-        do { path = try Launcher.resolve(command[0], path: ChildEnvironment.lookup("PATH", in: envp)) } catch {
-            values.wipe()
-            throw error
-        }
         logger.debug("launching", metadata: ["command": "\(command[0])", "variables": "\(values.entries.count)",
-                                             "mode": "\(deleteOnExit ? "supervise" : "exec")"])
-
-        guard deleteOnExit, let id else {
-            try Launcher.exec(path: path, argv: command, envp: envp)
-        }
-        _ = Supervisor.blockSignals()
-        let child: pid_t
-        do { child = try Launcher.spawn(path: path, argv: command, envp: envp) } catch {
-            values.wipe()
-            throw error
-        }
+                                             "mode": "\(deleteOnExit || hardening.supervises ? "supervise" : "exec")"])
+        let mode: LaunchRequest.Mode = deleteOnExit || hardening.supervises
+            ? .supervise(init: hardening.initMode, maskOutput: hardening.maskOutput) : .exec
+        let request = LaunchRequest(command: command, inherited: ChildEnvironment.current(),
+                                    base: cleanEnv ? ChildEnvironment.cleanBase : nil, hardening: childHardening, mode: mode)
+        var entries = values.entries
         values.wipe()
-        let status = Supervisor.wait(for: child)
-        do throws(StigmerError) {
-            _ = try store.open(home: home, create: false)?.deleteContext(id)
-            logger.debug("deleted context after exit", metadata: ["execution_id": "\(id)", "status": "\(status)"])
-        } catch {
-            Stderr.line("stigmer-exec: warning: the child exited (\(status)) but context \(id) could not be deleted: \(error); delete it with `stigmer-exec context delete \(id)`")
+        try Session.launch(request, values: &entries, log: { logger.debug("\($0)") }) { status in
+            guard deleteOnExit, let id else { return }
+            do throws(StigmerError) {
+                _ = try store.open(home: home, create: false)?.deleteContext(id)
+                logger.debug("deleted context after exit", metadata: ["execution_id": "\(id)", "status": "\(status)"])
+            } catch {
+                Stderr.line("stigmer-exec: warning: the child exited (\(status)) but context \(id) could not be deleted: \(error); delete it with `stigmer-exec context delete \(id)`")
+            }
         }
-        Glibc.exit(status)
     }
 
     /// The hot path's own parser for `stigmer-exec run …`: ArgumentParser's first
@@ -144,10 +144,15 @@ struct RunRequest {
             switch name {
             case "--clean-env" where arg == name: request.cleanEnv = true
             case "--delete-on-exit" where arg == name: request.deleteOnExit = true
+            case "--init" where arg == name: request.hardening.initMode = true
+            case "--mask-output" where arg == name: request.hardening.maskOutput = true
+            case "--allow-core-dumps" where arg == name: request.hardening.allowCoreDumps = true
             default:
                 guard let v = value(arg, name) else { return nil }
                 switch name {
                 case "--execution-id": request.executionID = v
+                case "--seccomp": request.hardening.seccomp = v
+                case "--memory-limit": request.hardening.memoryLimit = v
                 case "--home": request.settings.home = v
                 case "--store": request.store.store = v
                 case "--key-fd":
