@@ -33,7 +33,8 @@ demo: build
 # The shipped binary: release, fully static (no dynamic loader, no relocations: ~1.5 ms
 # less per launch than --static-swift-stdlib, see benchmarks/RESULTS.md), stripped, in its
 # own build folder (changing link modes in a shared folder rebuilds everything).
-release: deps
+release:
+	@scripts/deps.sh build
 	$(SWIFT) build -c release -Xswiftc -static-executable --scratch-path .build-static --product stigmer-exec
 	mkdir -p dist && cp .build-static/release/stigmer-exec dist/ && strip dist/stigmer-exec
 

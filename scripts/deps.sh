@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing stigmer-exec needs, and only what is missing:
-# Debian packages (when root; otherwise says what to install) and the pinned Python
-# test requirements.
+# Debian packages (when root; otherwise says what to install) and, unless called as
+# `deps.sh build` (what `make release` and the Dockerfile need), the pinned Python test
+# requirements and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+purpose=${1:-test}
 
 packages=(libseccomp-dev libsqlite3-dev)
+[ "$purpose" = build ] || packages+=(strace gcc util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +24,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-if ! python3 - <<'PY' 2>/dev/null
+if [ "$purpose" != build ] && ! python3 - <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
 want = {}

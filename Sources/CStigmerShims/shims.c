@@ -69,6 +69,10 @@ static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const ch
         *step = "setpgid";
         if (setpgid(0, 0) != 0) return -errno;
     }
+    if (l->cwd) {
+        *step = "changing to the working directory";
+        if (chdir(l->cwd) != 0) return -errno;
+    }
     if (l->address_space_limit > 0) {
         *step = "setting the memory limit (RLIMIT_AS)";
         struct rlimit r = { (rlim_t)l->address_space_limit, (rlim_t)l->address_space_limit };

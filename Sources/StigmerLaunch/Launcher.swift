@@ -29,6 +29,8 @@ public struct Hardening: Sendable {
     /// RLIMIT_AS for the child, in bytes.
     public var addressSpaceLimit: Int64?
     public var allowCoreDumps = false
+    /// The child's working directory (MCP `working_dir`/`cwd`).
+    public var workingDirectory: String?
 
     public init(filter: CompiledFilter? = nil, addressSpaceLimit: Int64? = nil, allowCoreDumps: Bool = false) {
         self.filter = filter
@@ -112,13 +114,15 @@ public enum Launcher {
                               _ body: (UnsafePointer<stigmer_launch>) -> T) -> T {
         func run(_ filters: UnsafePointer<sock_fprog>?, _ count: Int32) -> T {
             path.withCString { cPath in
+                let cwd = hardening.workingDirectory.map { strdup($0) } ?? nil
+                defer { free(cwd) }
                 var launch = stigmer_launch(
                     path: cPath, argv: argv.pointers, envp: envp, filters: filters, filter_count: count,
                     mdwe: hardening.filter?.denyWriteExecute == true ? 1 : 0,
                     no_new_privs: hardening.filter != nil ? 1 : 0,
                     new_process_group: newProcessGroup ? 1 : 0,
                     address_space_limit: hardening.addressSpaceLimit ?? 0,
-                    stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1)
+                    stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1, cwd: cwd)
                 return body(&launch)
             }
         }

@@ -37,6 +37,11 @@ public enum Loader {
     }
 
     public static func mcpConfig(text: String, file: String) throws(StigmerError) -> McpConfig {
+        try mcpConfigDocument(text: text, file: file).config
+    }
+
+    /// The config and the document it came from (`mcp wrap` rewrites the document).
+    public static func mcpConfigDocument(text: String, file: String) throws(StigmerError) -> (document: Document, config: McpConfig) {
         let documents = try documents(text, file: file).filter {
             if case .null = $0.kind { return false }
             return true
@@ -44,7 +49,7 @@ public enum Loader {
         guard documents.count == 1 else {
             throw .data("\(file): expected one MCP config document, found \(documents.count)")
         }
-        return try ResourceDecoder.mcpConfig(Field(root: documents[0], file: file))
+        return (documents[0], try ResourceDecoder.mcpConfig(Field(root: documents[0], file: file)))
     }
 
     public static func mcpConfig(path: String) throws(StigmerError) -> McpConfig {

@@ -17,11 +17,18 @@ struct StigmerExec: ParsableCommand {
             78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
             """,
         version: "0.1.0",
-        subcommands: [RunCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self]
+        subcommands: [RunCommand.self, McpCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self]
     )
 
     /// Parses and runs; every failure leaves as one line on stderr and its documented
     /// status (StigmerError.exitStatus is the only mapping).
+    /// `--execution-id`, else `STIGMER_EXECUTION_ID`.
+    static func executionID(_ option: String?) -> String? {
+        if let option { return option }
+        if let env = Sys.getenv("STIGMER_EXECUTION_ID"), !env.isEmpty { return env }
+        return nil
+    }
+
     static func main() {
         let args = CommandLine.arguments
         do {

@@ -15,7 +15,7 @@ int stigmer_get_no_new_privs(void);
 
 // The last steps before execve, in this fixed order (SECURITY.md):
 //   signal mask emptied and every disposition back to default,
-//   optional new process group, optional RLIMIT_AS,
+//   optional new process group, optional working directory, optional RLIMIT_AS,
 //   optional dup2 of stdout/stderr (output masking),
 //   PR_SET_MDWE (strict) when asked, no_new_privs, each seccomp filter, execve.
 struct stigmer_launch {
@@ -31,6 +31,7 @@ struct stigmer_launch {
     int stdout_fd;         // >= 0: dup2 onto 1 (spawn only)
     int stderr_fd;         // >= 0: dup2 onto 2 (spawn only)
     int reset_signals;     // 1: empty mask, default dispositions
+    const char *cwd;       // non-NULL: chdir before the filters (working_dir)
 };
 
 // Runs the steps in this process and execve's. Returns only on failure: -errno, with

@@ -8,8 +8,8 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The store: a SQLite path (or sqlite:PATH). Default: $STIGMER_STORE, else $STIGMER_HOME/stigmer.db.", valueName: "STORE"))
     var store: String?
 
-    func open(home: StigmerHome, create: Bool) throws(StigmerError) -> SQLiteStore? {
-        try StoreLocation(store: store).open(home: home, create: create)
+    func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+        try StoreLocation(store: store).open(home: home, create: create, readOnly: readOnly)
     }
 }
 

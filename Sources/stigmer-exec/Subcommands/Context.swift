@@ -3,13 +3,6 @@ import StigmerCore
 import StigmerEngine
 import StigmerSystem
 
-/// `--execution-id`, else `STIGMER_EXECUTION_ID`.
-func executionID(_ option: String?) -> String? {
-    if let option { return option }
-    if let env = Sys.getenv("STIGMER_EXECUTION_ID"), !env.isEmpty { return env }
-    return nil
-}
-
 struct ContextCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "context",
@@ -37,7 +30,7 @@ struct ContextCommand: ParsableCommand {
 
         func run() throws {
             let logger = try global.logger()
-            guard let id = executionID(executionIDOption) else {
+            guard let id = StigmerExec.executionID(executionIDOption) else {
                 throw StigmerError.usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
             }
             try Engine.checkExecutionID(id)

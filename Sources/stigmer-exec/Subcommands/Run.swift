@@ -79,7 +79,7 @@ struct RunRequest {
             logger.debug("seccomp filter compiled", metadata: ["profile": "\(filter.name)", "instructions": "\(filter.instructionCount)",
                                                                "unknown_syscalls": "\(filter.unknownSyscalls.count)"])
         }
-        let id = executionID ?? Sys.getenv("STIGMER_EXECUTION_ID").flatMap { $0.isEmpty ? nil : $0 }
+        let id = StigmerExec.executionID(executionID)
         let home = try settings.resolvedHome()
 
         var values: ResolvedValues
