@@ -84,23 +84,17 @@ public final class Masker {
         return 0
     }
 
-    /// Length of the longest suffix of `buffer[..<end]` that is a proper prefix of some
-    /// pattern: bytes that must wait for more input before they can be written.
-    func holdback(_ buffer: UnsafeBufferPointer<UInt8>, end: Int) -> Int {
-        let maxK = min(end, longest - 1)
-        guard maxK > 0 else { return 0 }
-        for k in stride(from: maxK, through: 1, by: -1) {
-            let start = buffer.baseAddress! + end - k
-            for (p, n) in patterns where n > k && memcmp(start, p, k) == 0 { return k }
-        }
-        return 0
-    }
-
-    /// Masks `buffer[..<end]` into `out`.
-    func mask(_ buffer: UnsafeBufferPointer<UInt8>, end: Int, into out: inout [UInt8]) {
+    /// Masks `buffer[..<end]` into `out` and returns how much was consumed. Unless
+    /// `final`, it stops at the first position from which some pattern could still match
+    /// with bytes not yet read (checked before a shorter complete match is taken): those
+    /// bytes wait for more input, so a value split across reads is still caught whole.
+    func mask(_ buffer: UnsafeBufferPointer<UInt8>, end: Int, final: Bool, into out: inout [UInt8]) -> Int {
+        let window = UnsafeBufferPointer(rebasing: buffer[..<end])
+        let partialFrom = final ? end : max(0, end - (longest - 1))
         var i = 0
         while i < end {
-            let n = matchLength(UnsafeBufferPointer(rebasing: buffer[..<end]), at: i)
+            if i >= partialFrom && couldStillMatch(window, at: i) { return i }
+            let n = matchLength(window, at: i)
             if n > 0 {
                 out += Self.replacement
                 i += n
@@ -109,6 +103,15 @@ public final class Masker {
                 i += 1
             }
         }
+        return end
+    }
+
+    /// Whether `buffer[i...]` is a proper prefix of some pattern.
+    func couldStillMatch(_ buffer: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        guard firstBytes[Int(buffer[i])] else { return false }
+        let k = buffer.count - i
+        for (p, n) in patterns where n > k && memcmp(buffer.baseAddress! + i, p, k) == 0 { return true }
+        return false
     }
 
     /// One output stream: line-buffered, with a held-back tail so a value split across
@@ -136,10 +139,7 @@ public final class Masker {
         mutating func emit(_ masker: Masker, upTo requested: Int, final: Bool) -> [UInt8] {
             var out: [UInt8] = []
             let consumed: Int = pending.withUnsafeBufferPointer { buffer in
-                var end = requested
-                if !final { end -= masker.holdback(buffer, end: end) }
-                masker.mask(buffer, end: end, into: &out)
-                return end
+                masker.mask(buffer, end: requested, final: final, into: &out)
             }
             // The consumed input held plaintext: clear it before it is dropped.
             for i in 0..<consumed { pending[i] = 0 }
