@@ -35,13 +35,19 @@ public struct LaunchRequest {
 }
 
 public enum Session {
-    /// Launches `request` with `values` in the child's environment. `values` is wiped
-    /// before this returns or throws. In supervise mode, `afterExit` runs once the child
-    /// has exited, then the launcher exits with the child's status.
+    /// Launches `request` with `values` in the child's environment. `secrets` are the
+    /// plaintexts `--mask-output` conceals (only secrets: plain values pass through).
+    /// Both are wiped before this returns or throws. In supervise mode, `afterExit` runs
+    /// once the child has exited, then the launcher exits with the child's status.
     public static func launch(_ request: LaunchRequest, values: inout [(name: String, value: [UInt8])],
+                              secrets: inout [[UInt8]],
                               log: (String) -> Void = { _ in },
                               afterExit: (Int32) -> Void = { _ in }) throws(StigmerError) -> Never {
-        defer { wipe(&values) }
+        defer {
+            wipe(&values)
+            for i in secrets.indices { for j in secrets[i].indices { secrets[i][j] = 0 } }
+            secrets.removeAll()
+        }
         let overridden = Set(values.map(\.name))
         let inherited = ChildEnvironment.inherited(request.inherited, clean: request.base != nil,
                                                    base: request.base ?? [], overridden: overridden)
@@ -60,7 +66,7 @@ public enum Session {
             try Launcher.exec(path: path, argv: request.command, envp: envp, hardening: request.hardening)
         }
 
-        let masker = maskOutput ? try Masker(values: values.map(\.value)) : nil
+        let masker = maskOutput ? try Masker(values: secrets) : nil
         wipe(&values)
         TestHooks.pauseWhileHoldingSecrets()
 

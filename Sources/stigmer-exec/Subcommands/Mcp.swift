@@ -69,6 +69,8 @@ struct McpCommand: ParsableCommand {
             var opened = try engine.plaintext(subset, executionID: id)
             var lookup: [String: String] = [:]
             for (name, value) in opened.entries { lookup[name] = String(decoding: value, as: UTF8.self) }
+            // What --mask-output conceals: the secrets this server was given.
+            var secrets = hardening.maskOutput ? opened.entries.filter { subset[$0.name]?.isSecret == true }.map(\.value) : []
             opened.wipe()
             let resolved: ResolvedServer
             switch McpResolver.resolve(definition, lookup: { lookup[$0] }, isSecret: { context.data[$0]?.isSecret == true }) {
@@ -93,7 +95,7 @@ struct McpCommand: ParsableCommand {
                 mode: inputs.supervises ? .supervise(init: inputs.initMode, maskOutput: inputs.maskOutput) : .exec)
             var values = resolved.env.map { (name: $0.key, value: Array($0.value.utf8)) }
             logger.debug("launching MCP server", metadata: ["server": "\(server)", "variables": "\(values.count)"])
-            try Session.launch(request, values: &values, log: { logger.debug("\($0)") })
+            try Session.launch(request, values: &values, secrets: &secrets, log: { logger.debug("\($0)") })
         }
     }
 

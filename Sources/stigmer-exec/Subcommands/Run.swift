@@ -83,6 +83,7 @@ struct RunRequest {
         let home = try settings.resolvedHome()
 
         var values: ResolvedValues
+        var secretNames = Set<String>()
         if let id {
             guard runtime.isEmpty && sources.isEmpty else {
                 throw .usage("--execution-id uses a stored context; --env/--secret/--env-file/--agent/--instance/--env-ref are for an ephemeral run without it")
@@ -90,13 +91,16 @@ struct RunRequest {
             // Read-only unless this launcher will delete the context afterwards.
             let engine = settings.engine(try store.open(home: home, create: false, readOnly: !deleteOnExit), logger)
             let context = try engine.storedContext(id)
+            secretNames = Set(context.data.entries.filter { $0.value.isSecret }.map(\.name))
             values = try engine.plaintext(context.data, executionID: id)
         } else {
             if deleteOnExit { throw .usage("--delete-on-exit needs --execution-id: an ephemeral run stores nothing") }
             let opened = sources.isEmpty ? nil : try store.open(home: home, create: false, readOnly: true)
             let engine = settings.engine(opened, logger)
             let input = try engine.mergeInput(agent: sources.agent, instance: sources.instance, envRefs: sources.envRefs, runtime: try runtime.layer())
-            values = try engine.plaintext(try Merge.merge(input), executionID: nil)
+            let merged = try Merge.merge(input)
+            secretNames = Set(merged.entries.filter { $0.value.isSecret }.map(\.name))
+            values = try engine.plaintext(merged, executionID: nil)
         }
 
         logger.debug("launching", metadata: ["command": "\(command[0])", "variables": "\(values.entries.count)",
@@ -106,8 +110,9 @@ struct RunRequest {
         let request = LaunchRequest(command: command, inherited: ChildEnvironment.current(),
                                     base: cleanEnv ? ChildEnvironment.cleanBase : nil, hardening: childHardening, mode: mode)
         var entries = values.entries
+        var secrets = hardening.maskOutput ? entries.filter { secretNames.contains($0.name) }.map(\.value) : []
         values.wipe()
-        try Session.launch(request, values: &entries, log: { logger.debug("\($0)") }) { status in
+        try Session.launch(request, values: &entries, secrets: &secrets, log: { logger.debug("\($0)") }) { status in
             guard deleteOnExit, let id else { return }
             do throws(StigmerError) {
                 _ = try store.open(home: home, create: false)?.deleteContext(id)
