@@ -6,28 +6,31 @@ import StigmerCore
 /// values so a wrong key is told apart from a tampered value, and reveals nothing usable.
 public struct EncryptionKey: Sendable, Redacted {
     public let key: SymmetricKey
-    public let id: String
 
-    public init(bytes: some Collection<UInt8>) throws(StigmerError) {
-        let array = Array(bytes)
-        guard array.count == 32 else {
-            throw .notPermitted("encryption key is \(array.count) bytes; AES-256 needs exactly 32")
+    public init(bytes: [UInt8]) throws(StigmerError) {
+        guard bytes.count == 32 else {
+            throw .notPermitted("encryption key is \(bytes.count) bytes; AES-256 needs exactly 32")
         }
-        key = SymmetricKey(data: array)
+        key = SymmetricKey(data: bytes)
+    }
+
+    /// Computed when asked, not at load: the launch path opens with a single key first
+    /// and needs the id only to explain a failure (SHA-256's first use costs ~0.1 ms).
+    public var id: String {
         var hasher = SHA256()
         hasher.update(data: Array("stigmer-exec/key-id".utf8) + [0])
         key.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        id = hasher.finalize().prefix(8).map { byte in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
-        }.joined()
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in hasher.finalize().prefix(8) { out += [hex[Int(byte >> 4)], hex[Int(byte & 15)]] }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A new random key (BoringSSL's RNG, backed by getrandom).
     public static func generate() -> EncryptionKey {
         let key = SymmetricKey(size: .bits256)
         // Force-try is sound here: a freshly generated 256-bit key is always 32 bytes.
-        return key.withUnsafeBytes { buffer in try! EncryptionKey(bytes: buffer) }
+        return key.withUnsafeBytes { buffer in try! EncryptionKey(bytes: Array(buffer)) }
     }
 
     /// The key as standard base64 text: the format of the key file and STIGMER_ENCRYPTION_KEY.

@@ -69,13 +69,21 @@ public enum Sealer {
                 throw .data("sealed value for \(binding) is malformed; expected v1:<key-id>:<base64>, as `stigmer-exec key seal` prints")
             }
             let keyID = String(parts[1])
-            guard let key = ring.key(id: keyID) else {
-                throw .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
-            }
             guard payload.count >= nonceSize + tagSize else {
                 throw .notPermitted("sealed value for \(binding) is too short to be AES-GCM output; it was truncated or tampered with — refusing to use it")
             }
-            if let plaintext = tryOpen(payload, key, binding.associatedData) { return plaintext }
+            // One key (the common case): try it straight away; its id is only needed to
+            // explain a failure. Several: pick by id.
+            let key: EncryptionKey
+            if ring.keys.count == 1 {
+                if let plaintext = tryOpen(payload, ring.keys[0], binding.associatedData) { return plaintext }
+                key = ring.keys[0]
+                guard key.id == keyID else { throw notLoaded(binding, keyID, ring) }
+            } else {
+                guard let found = ring.key(id: keyID) else { throw notLoaded(binding, keyID, ring) }
+                key = found
+                if let plaintext = tryOpen(payload, key, binding.associatedData) { return plaintext }
+            }
             for other in candidates where other != binding {
                 if tryOpen(payload, key, other.associatedData) != nil {
                     throw .notPermitted("sealed value for \(binding) was sealed for \(other); a sealed value cannot be moved — seal it again with `stigmer-exec key seal --scope \(binding.scope) --name \(binding.name)`")
@@ -94,6 +102,10 @@ public enum Sealer {
             if let plaintext = tryOpen(payload, key, []) { return plaintext }
         }
         throw .notPermitted("legacy sealed value for \(binding) cannot be opened with any loaded key (\(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)): wrong key, or tampered with — refusing to use it")
+    }
+
+    static func notLoaded(_ binding: Binding, _ keyID: String, _ ring: KeyRing) -> StigmerError {
+        .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
     }
 
     static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {
