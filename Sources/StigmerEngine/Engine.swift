@@ -85,15 +85,21 @@ public struct Engine {
 
     // MARK: merge
 
-    /// The merge input from stored resources: `--instance` (its agent and environments),
-    /// or `--agent` and `--env-ref`s, plus the runtime layer.
-    public func mergeInput(agent: String?, instance: String?, envRefs: [String], runtime: RuntimeLayer) throws(StigmerError) -> MergeInput {
+    /// The merge input from named resources — the store's, or `resources` when given:
+    /// `--instance` (its agent and environments), or `--agent` and `--env-ref`s, plus the
+    /// runtime layer.
+    public func mergeInput(agent: String?, instance: String?, envRefs: [String], runtime: RuntimeLayer,
+                           from resources: (any ResourceLookup)? = nil) throws(StigmerError) -> MergeInput {
+        func lookup(_ what: String) throws(StigmerError) -> any ResourceLookup {
+            if let resources { return resources }
+            return try requireStore(what)
+        }
         var agentName = agent
         var refs = envRefs
         if let instance {
-            let store = try requireStore("AgentInstance \(quoted(instance))")
-            guard let found = try store.instance(instance) else {
-                throw .notFound("AgentInstance \(quoted(instance)) not found; apply its manifest with `stigmer-exec apply -f`")
+            let source = try lookup("AgentInstance \(quoted(instance))")
+            guard let found = try source.instance(instance) else {
+                throw .notFound("AgentInstance \(quoted(instance)) not found; \(source.missingHint)")
             }
             if let agentName, agentName != found.agentID {
                 throw .usage("--agent \(agentName) does not match AgentInstance \(instance), whose agent is \(found.agentID)")
@@ -103,16 +109,16 @@ public struct Engine {
         }
         var input = MergeInput(runtime: runtime.values)
         if let agentName {
-            let store = try requireStore("Agent \(quoted(agentName))")
-            guard let found = try store.agent(agentName) else {
-                throw .notFound("Agent \(quoted(agentName)) not found; apply its manifest with `stigmer-exec apply -f`")
+            let source = try lookup("Agent \(quoted(agentName))")
+            guard let found = try source.agent(agentName) else {
+                throw .notFound("Agent \(quoted(agentName)) not found; \(source.missingHint)")
             }
             input.template = found.envSpec
         }
         for ref in refs {
-            let store = try requireStore("Environment \(quoted(ref))")
-            guard let found = try store.environment(ref) else {
-                throw .notFound("Environment \(quoted(ref)) not found; apply it with `stigmer-exec apply -f`, or see `stigmer-exec env list`")
+            let source = try lookup("Environment \(quoted(ref))")
+            guard let found = try source.environment(ref) else {
+                throw .notFound("Environment \(quoted(ref)) not found; \(source.missingHint)")
             }
             input.environments.append(found)
         }

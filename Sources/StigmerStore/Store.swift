@@ -1,19 +1,29 @@
 import StigmerCore
 
-/// Where resources and execution contexts live. Implementations: `InMemoryStore` (tests,
-/// ephemeral use) and `SQLiteStore` (the embedded default); both pass one conformance
-/// suite. Secret values are stored sealed — a store refuses a plaintext secret outright.
-public protocol Store: AnyObject {
-    /// Stores every resource, replacing any of the same kind and name: all or nothing.
-    func apply(_ resources: [Resource]) throws(StigmerError)
-
+/// Named resources to merge from: a store, or the manifests given to `plan -f`.
+public protocol ResourceLookup {
     func environment(_ name: String) throws(StigmerError) -> Environment?
-    func environments() throws(StigmerError) -> [Environment]
-    /// false when there was none.
-    func deleteEnvironment(_ name: String) throws(StigmerError) -> Bool
     /// An Agent (or McpServer) by name; an AgentInstance's agent_id may name either.
     func agent(_ name: String) throws(StigmerError) -> Agent?
     func instance(_ name: String) throws(StigmerError) -> AgentInstance?
+    /// How to make a missing resource exist, for error messages.
+    var missingHint: String { get }
+}
+
+extension ResourceLookup {
+    public var missingHint: String { "apply its manifest with `stigmer-exec apply -f`" }
+}
+
+/// Where resources and execution contexts live. Implementations: `InMemoryStore` (tests,
+/// ephemeral use) and `SQLiteStore` (the embedded default); both pass one conformance
+/// suite. Secret values are stored sealed — a store refuses a plaintext secret outright.
+public protocol Store: AnyObject, ResourceLookup {
+    /// Stores every resource, replacing any of the same kind and name: all or nothing.
+    func apply(_ resources: [Resource]) throws(StigmerError)
+
+    func environments() throws(StigmerError) -> [Environment]
+    /// false when there was none.
+    func deleteEnvironment(_ name: String) throws(StigmerError) -> Bool
 
     /// Fails with `StoreConflict` when the id exists and `replace` is false.
     func createContext(_ context: ExecutionContext, replace: Bool) throws(StigmerError)

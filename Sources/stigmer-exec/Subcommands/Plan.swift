@@ -2,82 +2,47 @@ import ArgumentParser
 import StigmerCore
 import StigmerCrypto
 import StigmerManifests
+import StigmerStore
 import StigmerSystem
 
 /// Shows what an ExecutionContext would hold — names, secret flag, layer; never values —
-/// from manifest files, without storing anything. Every sealed value is opened (and
-/// dropped) to prove the key and bindings are right before anything depends on them.
+/// from manifest files (`-f`) or the store, without writing anything: a dry run of
+/// `context create`. Every sealed value is opened (and dropped) to prove the key and
+/// bindings are right before anything depends on them.
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
-        abstract: "Merge manifests and runtime input; print each variable's name, secret flag and layer (never values).")
+        abstract: "Merge resources and runtime input as `context create` would; print each variable's name, secret flag and layer (never values).")
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var storeOptions: StoreOptions
 
-    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A manifest: Environment, Agent, AgentInstance (repeatable).", valueName: "FILE"))
+    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("Take resources from these manifests instead of the store (repeatable).", valueName: "FILE"))
     var files: [String] = []
 
-    @Option(help: ArgumentHelp("The Agent whose env_spec is the template layer.", valueName: "NAME"))
-    var agent: String?
-
-    @Option(help: ArgumentHelp("An AgentInstance: its agent and environment_refs.", valueName: "NAME"))
-    var instance: String?
-
-    @Option(name: .customLong("env-ref"), help: ArgumentHelp("An Environment to layer, in order (instead of --instance).", valueName: "NAME"))
-    var envRefs: [String] = []
-
+    @OptionGroup var sources: SourceOptions
     @OptionGroup var runtime: RuntimeOptions
-
-    func validate() throws {
-        if instance != nil && !envRefs.isEmpty {
-            throw ValidationError("give --instance or --env-ref, not both: an instance names its own environments")
-        }
-        if (agent != nil || instance != nil || !envRefs.isEmpty) && files.isEmpty {
-            throw ValidationError("--agent, --instance and --env-ref name resources in the -f manifests; give at least one -f FILE")
-        }
-    }
 
     func run() throws {
         let logger = try global.logger()
-        var resources: [Resource] = []
-        for path in files { resources += try Loader.resources(path: path) }
-        let catalog = try Catalog(resources)
-
-        var agentName = agent
-        var refs = envRefs
-        if let instance {
-            guard let found = catalog.instances[instance] else {
-                throw StigmerError.notFound("AgentInstance \(quoted(instance)) is not in the given manifests; add its file with -f")
-            }
-            if let agentName, agentName != found.agentID {
-                throw StigmerError.usage("--agent \(agentName) does not match AgentInstance \(instance), whose agent is \(found.agentID)")
-            }
-            agentName = found.agentID
-            refs = found.environmentRefs
+        var catalog: Catalog?
+        if !files.isEmpty {
+            var resources: [Resource] = []
+            for path in files { resources += try Loader.resources(path: path) }
+            catalog = try Catalog(resources)
         }
-        var template: EnvironmentSpec?
-        if let agentName {
-            guard let found = catalog.agents[agentName] else {
-                throw StigmerError.notFound("Agent \(quoted(agentName)) is not in the given manifests; add its file with -f")
-            }
-            template = found.envSpec
-        }
-        var environments: [Environment] = []
-        for ref in refs {
-            guard let found = catalog.environments[ref] else {
-                throw StigmerError.notFound("Environment \(quoted(ref)) is not in the given manifests; add its file with -f")
-            }
-            environments.append(found)
-        }
-
-        let layer = try runtime.layer()
-        let merged = try Merge.merge(MergeInput(template: template, environments: environments, runtime: layer.values))
+        let store = catalog == nil && !sources.isEmpty
+            ? try storeOptions.open(home: try global.resolvedHome(), create: false, readOnly: true) : nil
+        let engine = global.engine(store, logger)
+        let input = try engine.mergeInput(agent: sources.agent, instance: sources.instance, envRefs: sources.envRefs,
+                                          runtime: try runtime.layer(), from: catalog)
+        let merged = try Merge.merge(input)
 
         // Open every sealed value that made it into the result (and drop the plaintext).
         let sealed = merged.entries.filter { if case .sealed = $0.value.content { true } else { false } }
         if !sealed.isEmpty {
             let ring = try global.keyRing(logger)
-            let known = catalog.sealedBindings
+            let known = catalog?.sealedBindings ?? []
             for (name, value) in sealed {
                 guard case .sealed(let text) = value.content, case .environment(let env) = value.layer else { continue }
                 var plaintext = try Sealer.open(text, for: .environment(env, name), with: ring, candidates: known)
@@ -85,22 +50,13 @@ struct PlanCommand: ParsableCommand {
             }
             logger.debug("opened sealed values", metadata: ["count": "\(sealed.count)"])
         }
-
-        var out = ""
-        let width = max(4, merged.names.map(\.count).max() ?? 0)
-        func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count + 2)) }
-        out += pad("NAME", width) + pad("SECRET", 6) + "LAYER\n"
-        for (name, value) in merged.sortedEntries {
-            out += pad(name, width) + pad(value.isSecret ? "yes" : "no", 6) + "\(value.layer)\n"
-        }
-        do { try IO.writeAll(1, out) } catch {
-            throw StigmerError(.ioError, "cannot write to stdout", cause: error.description)
-        }
+        try Stdout.write(Table.render(["NAME", "SECRET", "LAYER"],
+                                      merged.sortedEntries.map { [$0.name, $0.value.isSecret ? "yes" : "no", "\($0.value.layer)"] }))
     }
 }
 
 /// Resources by kind and name, from manifests; a name defined twice is an error.
-struct Catalog {
+struct Catalog: ResourceLookup {
     var environments: [String: Environment] = [:]
     var agents: [String: Agent] = [:]
     var instances: [String: AgentInstance] = [:]
@@ -116,6 +72,11 @@ struct Catalog {
             if duplicate { throw .data("\(resource) is defined more than once in the given manifests; keep one") }
         }
     }
+
+    func environment(_ name: String) throws(StigmerError) -> Environment? { environments[name] }
+    func agent(_ name: String) throws(StigmerError) -> Agent? { agents[name] }
+    func instance(_ name: String) throws(StigmerError) -> AgentInstance? { instances[name] }
+    var missingHint: String { "it is not in the given manifests; add its file with -f" }
 
     /// Every (environment, name) that holds a sealed value: candidates for telling a value
     /// moved between variables apart from a tampered one.
