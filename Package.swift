@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stigmer-exec", targets: ["stigmer-exec"]),
+        .executable(name: "stigmer-exec-full", targets: ["stigmer-exec-full"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The companion only (DESIGN.md §9): gRPC, NIO and PostgreSQL never reach the launcher.
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        // No traits: the default one pulls full Foundation in.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(name: "StigmerCore"),
@@ -45,11 +54,44 @@ let package = Package(
             swiftSettings: [.define("STIGMER_TEST_HOOKS", .when(configuration: .debug))]
         ),
         .target(name: "StigmerEngine", dependencies: ["StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerStore"]),
+        // Options, output and logging shared by both executables.
+        .target(
+            name: "StigmerCLI",
+            dependencies: [
+                "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "stigmer-exec",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests",
-                "StigmerStore", "StigmerLaunch", "StigmerEngine",
+                "StigmerStore", "StigmerLaunch", "StigmerEngine", "StigmerCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The companion: gRPC service and client, PostgreSQL store, the fetch helper.
+        .target(
+            name: "StigmerRemote",
+            dependencies: [
+                "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerStore", "StigmerEngine",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Generated/README.md"]
+        ),
+        .executableTarget(
+            name: "stigmer-exec-full",
+            dependencies: [
+                "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
+                "StigmerRemote", "StigmerCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -183,12 +183,15 @@ public struct ExecutionContext: Sendable, Equatable, Redacted {
     /// Seconds since the Unix epoch.
     public var createdAt: Int64
     public var expiresAt: Int64
+    /// SHA-256 (hex) of the execution-scoped token a server issued for it, if any.
+    public var tokenHash: String?
 
-    public init(executionID: String, data: Variables<ExecutionValue>, createdAt: Int64, expiresAt: Int64) {
+    public init(executionID: String, data: Variables<ExecutionValue>, createdAt: Int64, expiresAt: Int64, tokenHash: String? = nil) {
         self.executionID = executionID
         self.data = data
         self.createdAt = createdAt
         self.expiresAt = expiresAt
+        self.tokenHash = tokenHash
     }
 
     public var redactedDescription: String { "ExecutionContext(\(executionID): \(redactedList(data.names)))" }

@@ -8,6 +8,8 @@ public struct StigmerError: Error, Sendable, Equatable, CustomStringConvertible 
         case usage
         /// Bad input data: manifest, config, env file, sealed-value syntax (65).
         case dataError
+        /// The thing to create exists already, e.g. a context id (65).
+        case conflict
         /// A context or resource that does not exist (66).
         case notFound
         /// The store or server cannot be reached (69).
@@ -29,6 +31,9 @@ public struct StigmerError: Error, Sendable, Equatable, CustomStringConvertible 
     public var code: Code
     public var message: String
     public var cause: String?
+    /// Set when another process (the fetch helper) already printed the line: only its
+    /// exit status is passed on.
+    public var alreadyReported = false
 
     public init(_ code: Code, _ message: String, cause: String? = nil) {
         self.code = code
@@ -36,11 +41,28 @@ public struct StigmerError: Error, Sendable, Equatable, CustomStringConvertible 
         self.cause = cause
     }
 
+    /// An error another process has already reported, carrying its exit status.
+    public static func reported(exitStatus: Int32) -> StigmerError {
+        let code: Code = switch exitStatus {
+        case 64: .usage
+        case 65: .dataError
+        case 66: .notFound
+        case 69: .unavailable
+        case 74: .ioError
+        case 77: .notPermitted
+        case 78: .unresolved
+        default: .internalError
+        }
+        var error = StigmerError(code, "the fetch helper failed (exit \(exitStatus))")
+        error.alreadyReported = true
+        return error
+    }
+
     /// The process exit status for this error (DESIGN.md §8). The only mapping in the package.
     public var exitStatus: Int32 {
         switch code {
         case .usage: 64
-        case .dataError: 65
+        case .dataError, .conflict: 65
         case .notFound: 66
         case .unavailable: 69
         case .internalError: 70

@@ -131,8 +131,16 @@ public struct Engine {
     /// Nothing is stored unless every step succeeds.
     @discardableResult
     public func createContext(executionID: String, input: MergeInput, ttlSeconds: Int64, replace: Bool) throws(StigmerError) -> ExecutionContext {
-        try Self.checkExecutionID(executionID)
         let store = try requireStore("context \(quoted(executionID))")
+        let context = try prepareContext(executionID: executionID, input: input, ttlSeconds: ttlSeconds)
+        try store.createContext(context, replace: replace)
+        return context
+    }
+
+    /// The context `createContext` would store: merged, every secret re-sealed under
+    /// `execution:<id>`. Stores nothing (the server stores it in its own store).
+    public func prepareContext(executionID: String, input: MergeInput, ttlSeconds: Int64, tokenHash: String? = nil) throws(StigmerError) -> ExecutionContext {
+        try Self.checkExecutionID(executionID)
         var merged = try Merge.merge(input)
         if merged.entries.contains(where: { $0.value.isSecret }) {
             let ring = try loadKeys()
@@ -145,8 +153,17 @@ public struct Engine {
             }
         }
         let now = Sys.now()
-        let context = ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: now + ttlSeconds)
-        try store.createContext(context, replace: replace)
+        return ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: now + ttlSeconds, tokenHash: tokenHash)
+    }
+
+    /// A context's expiry check, shared by every store (66 when gone).
+    public static func checkUnexpired(_ context: ExecutionContext?, _ executionID: String) throws(StigmerError) -> ExecutionContext {
+        guard let context else {
+            throw .notFound("no context for execution \(quoted(executionID)); create it with `stigmer-exec context create --execution-id \(executionID)`")
+        }
+        guard context.expiresAt > Sys.now() else {
+            throw .notFound("the context for execution \(quoted(executionID)) expired at \(Time.iso8601(context.expiresAt)); create it again")
+        }
         return context
     }
 
@@ -160,13 +177,7 @@ public struct Engine {
     /// A stored, unexpired context, or a 66 that says which.
     public func storedContext(_ executionID: String) throws(StigmerError) -> ExecutionContext {
         try Self.checkExecutionID(executionID)
-        guard let store, let context = try store.context(executionID) else {
-            throw .notFound("no context for execution \(quoted(executionID)); create it with `stigmer-exec context create --execution-id \(executionID)`")
-        }
-        guard context.expiresAt > Sys.now() else {
-            throw .notFound("the context for execution \(quoted(executionID)) expired at \(Time.iso8601(context.expiresAt)); create it again")
-        }
-        return context
+        return try Self.checkUnexpired(try store?.context(executionID), executionID)
     }
 
     // MARK: plaintext for launch

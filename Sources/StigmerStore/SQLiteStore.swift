@@ -52,6 +52,8 @@ public final class SQLiteStore: Store {
             PRIMARY KEY (execution_id, name)
         ) WITHOUT ROWID;
         """,
+        // 2: the hash of the execution-scoped token a server issued.
+        "ALTER TABLE contexts ADD COLUMN token_hash TEXT;",
     ]
 
     let connection: SQLiteConnection
@@ -236,8 +238,9 @@ public final class SQLiteStore: Store {
                 guard replace else { throw StoreRules.conflict(id) }
                 try deleteContextRows(id)
             }
-            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at) VALUES (?, ?, ?)",
-                               [.text(id), .int(context.createdAt), .int(context.expiresAt)], "creating context \(id)")
+            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at, token_hash) VALUES (?, ?, ?, ?)",
+                               [.text(id), .int(context.createdAt), .int(context.expiresAt), Self.optional(context.tokenHash)],
+                               "creating context \(id)")
             for (position, (name, value)) in context.data.entries.enumerated() {
                 let (text, sealed) = Self.columns(value.content)
                 try connection.run(
@@ -250,14 +253,14 @@ public final class SQLiteStore: Store {
     }
 
     public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? {
-        var times: (Int64, Int64)?
+        var times: (Int64, Int64, String?)?
         var data = Variables<ExecutionValue>()
         var bad: String?
         // One read transaction, so a concurrent replace is never seen half-done.
         try connection.exec("BEGIN", "reading context \(executionID)")
         defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
-        try connection.run("SELECT created_at, expires_at FROM contexts WHERE execution_id = ?", [.text(executionID)],
-                           "reading context \(executionID)") { row in times = (row.int(0), row.int(1)) }
+        try connection.run("SELECT created_at, expires_at, token_hash FROM contexts WHERE execution_id = ?", [.text(executionID)],
+                           "reading context \(executionID)") { row in times = (row.int(0), row.int(1), row.text(2)) }
         guard let times else { return nil }
         try connection.run("SELECT name, value, sealed, is_secret, layer FROM context_values WHERE execution_id = ? ORDER BY position",
                            [.text(executionID)], "reading context \(executionID)") { row in
@@ -271,7 +274,7 @@ public final class SQLiteStore: Store {
         if let bad {
             throw StigmerError(.notPermitted, "context \(quoted(executionID)) has a damaged row for \(bad) in \(quoted(connection.path)); refusing to use it")
         }
-        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1)
+        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2)
     }
 
     func deleteContextRows(_ id: String) throws(StigmerError) {

@@ -53,7 +53,7 @@ public enum StoreRules {
     }
 
     public static func conflict(_ executionID: String) -> StigmerError {
-        .data("context \(quoted(executionID)) already exists; pass --replace to overwrite it, or `stigmer-exec context delete \(executionID)` first")
+        StigmerError(.conflict, "context \(quoted(executionID)) already exists; pass --replace to overwrite it, or `stigmer-exec context delete \(executionID)` first")
     }
 
     public static func check(_ resources: [Resource]) throws(StigmerError) {

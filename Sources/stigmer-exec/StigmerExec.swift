@@ -1,5 +1,7 @@
 import ArgumentParser
+import StigmerCLI
 import StigmerCore
+import StigmerEngine
 import StigmerSystem
 
 #if canImport(Glibc)
@@ -22,6 +24,21 @@ struct StigmerExec: ParsableCommand {
 
     /// Parses and runs; every failure leaves as one line on stderr and its documented
     /// status (StigmerError.exitStatus is the only mapping).
+    /// execve `stigmer-exec-full` with the same argv (argv[0] replaced) and descriptors:
+    /// prompts, exit codes and signals behave as if it were one program.
+    static func handOver(_ args: [String]) -> Never {
+        do throws(StigmerError) {
+            let path = try RemoteFetch.companionPath()
+            let argv = [path] + args.dropFirst()
+            let cArgs = argv.map { strdup($0) } + [nil]
+            execv(path, cArgs)
+            throw StigmerError(.unavailable, "cannot start \(quoted(path))", cause: Errno.current.description)
+        } catch {
+            Stderr.line("stigmer-exec: \(error)")
+            Glibc.exit(error.exitStatus)
+        }
+    }
+
     /// `--execution-id`, else `STIGMER_EXECUTION_ID`.
     static func executionID(_ option: String?) -> String? {
         if let option { return option }
@@ -31,6 +48,7 @@ struct StigmerExec: ParsableCommand {
 
     static func main() {
         let args = CommandLine.arguments
+        if Dispatch.belongsToCompanion(Array(args.dropFirst())) { handOver(args) }
         do {
             if args.count > 2, args[1] == "run", let request = RunRequest.fastParse(args[2...]) {
                 try request.perform()
@@ -38,7 +56,7 @@ struct StigmerExec: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as StigmerError {
-            Stderr.line("stigmer-exec: \(error)")
+            if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
             Glibc.exit(error.exitStatus)
         } catch {
             exit(withError: error)

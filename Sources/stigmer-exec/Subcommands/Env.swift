@@ -1,4 +1,5 @@
 import ArgumentParser
+import StigmerCLI
 import StigmerCore
 import StigmerSystem
 

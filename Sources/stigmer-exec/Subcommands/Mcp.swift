@@ -1,4 +1,5 @@
 import ArgumentParser
+import StigmerCLI
 import Logging
 import StigmerCore
 import StigmerEngine

@@ -1,6 +1,8 @@
 import ArgumentParser
+import StigmerCLI
 import Logging
 import StigmerCore
+import StigmerCrypto
 import StigmerEngine
 import StigmerLaunch
 import StigmerSystem
@@ -38,6 +40,7 @@ struct RunCommand: ParsableCommand {
     var deleteOnExit = false
 
     @OptionGroup var hardening: HardeningOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
@@ -49,7 +52,7 @@ struct RunCommand: ParsableCommand {
     var request: RunRequest {
         RunRequest(settings: global.settings, store: StoreLocation(store: storeOptions.store),
                    executionID: executionIDOption, sources: sources.sources, runtime: runtime.inputs,
-                   cleanEnv: cleanEnv, deleteOnExit: deleteOnExit, hardening: hardening.inputs, command: command)
+                   cleanEnv: cleanEnv, deleteOnExit: deleteOnExit, hardening: hardening.inputs, remote: remote.inputs, command: command)
     }
 
     func run() throws { try request.perform() }
@@ -66,6 +69,7 @@ struct RunRequest {
     var cleanEnv = false
     var deleteOnExit = false
     var hardening = HardeningInputs()
+    var remote = RemoteInputs()
     var command: [String] = []
 
     func perform() throws(StigmerError) -> Never {
@@ -88,11 +92,23 @@ struct RunRequest {
             guard runtime.isEmpty && sources.isEmpty else {
                 throw .usage("--execution-id uses a stored context; --env/--secret/--env-file/--agent/--instance/--env-ref are for an ephemeral run without it")
             }
-            // Read-only unless this launcher will delete the context afterwards.
-            let engine = settings.engine(try store.open(home: home, create: false, readOnly: !deleteOnExit), logger)
-            let context = try engine.storedContext(id)
-            secretNames = Set(context.data.entries.filter { $0.value.isSecret }.map(\.name))
-            values = try engine.plaintext(context.data, executionID: id)
+            if remote.serverURL != nil || store.isPostgres {
+                // Privilege separation: the companion fetches, this process opens.
+                if deleteOnExit && remote.serverURL != nil {
+                    throw .usage("--delete-on-exit cannot delete a remote context (an execution token only reads); the server's TTL sweep or `stigmer-exec context delete --server` removes it")
+                }
+                let source = RemoteSource(server: remote.serverURL, store: remote.serverURL == nil ? (store.store ?? Sys.getenv("STIGMER_STORE")) : nil,
+                                          helperArgs: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
+                (values, secretNames) = try RemoteFetch.fetch(executionID: id, source: source) { () throws(StigmerError) -> KeyRing in
+                    try settings.keyRing(logger)
+                }
+            } else {
+                // Read-only unless this launcher will delete the context afterwards.
+                let engine = settings.engine(try store.open(home: home, create: false, readOnly: !deleteOnExit), logger)
+                let context = try engine.storedContext(id)
+                secretNames = Set(context.data.entries.filter { $0.value.isSecret }.map(\.name))
+                values = try engine.plaintext(context.data, executionID: id)
+            }
         } else {
             if deleteOnExit { throw .usage("--delete-on-exit needs --execution-id: an ephemeral run stores nothing") }
             let opened = sources.isEmpty ? nil : try store.open(home: home, create: false, readOnly: true)
@@ -156,6 +172,13 @@ struct RunRequest {
                 guard let v = value(arg, name) else { return nil }
                 switch name {
                 case "--execution-id": request.executionID = v
+                case "--server": request.remote.server = v
+                case "--token-file": request.remote.tokenFile = v
+                case "--token-fd":
+                    guard let fd = Int32(v), fd >= 0 else { return nil }
+                    request.remote.tokenFD = fd
+                case "--tls-ca": request.remote.tlsCA = v
+                case "--fetch-timeout": request.remote.fetchTimeout = v
                 case "--seccomp": request.hardening.seccomp = v
                 case "--memory-limit": request.hardening.memoryLimit = v
                 case "--home": request.settings.home = v

@@ -4,36 +4,45 @@ import StigmerManifests
 import StigmerSystem
 
 /// The runtime layer's inputs (DESIGN.md §3, §8).
-struct RuntimeOptions: ParsableArguments {
+public struct RuntimeOptions: ParsableArguments {
+    public init() {}
+
     @Option(name: .customLong("env"), help: ArgumentHelp("Set a plain variable (repeatable).", valueName: "NAME=VALUE"))
-    var env: [String] = []
+    public var env: [String] = []
 
     @Option(name: .customLong("secret"), help: ArgumentHelp("Set a secret. Without =VALUE it is read without echo on a terminal, else one line from stdin; NAME=VALUE works but shows in /proc/*/cmdline.", valueName: "NAME[=VALUE]"))
-    var secret: [String] = []
+    public var secret: [String] = []
 
     @Option(name: .customLong("env-file"), help: ArgumentHelp("Read plain variables from a file (repeatable; later wins).", valueName: "FILE"))
-    var envFile: [String] = []
+    public var envFile: [String] = []
 
     @Option(name: .customLong("secret-file"), help: ArgumentHelp("Read secrets from a file in the env-file format (repeatable).", valueName: "FILE"))
-    var secretFile: [String] = []
+    public var secretFile: [String] = []
 
-    var inputs: RuntimeInputs { RuntimeInputs(env: env, secret: secret, envFile: envFile, secretFile: secretFile) }
-    var isEmpty: Bool { inputs.isEmpty }
+    public var inputs: RuntimeInputs { RuntimeInputs(env: env, secret: secret, envFile: envFile, secretFile: secretFile) }
+    public var isEmpty: Bool { inputs.isEmpty }
 
-    func validate() throws { try inputs.check() }
+    public func validate() throws { try inputs.check() }
 
-    func layer() throws(StigmerError) -> RuntimeLayer { try inputs.layer() }
+    public func layer() throws(StigmerError) -> RuntimeLayer { try inputs.layer() }
 }
 
-struct RuntimeInputs {
-    var env: [String] = []
-    var secret: [String] = []
-    var envFile: [String] = []
-    var secretFile: [String] = []
+public struct RuntimeInputs {
+    public var env: [String] = []
+    public var secret: [String] = []
+    public var envFile: [String] = []
+    public var secretFile: [String] = []
 
-    var isEmpty: Bool { env.isEmpty && secret.isEmpty && envFile.isEmpty && secretFile.isEmpty }
+    public init(env: [String] = [], secret: [String] = [], envFile: [String] = [], secretFile: [String] = []) {
+        self.env = env
+        self.secret = secret
+        self.envFile = envFile
+        self.secretFile = secretFile
+    }
 
-    func check() throws(StigmerError) {
+    public var isEmpty: Bool { env.isEmpty && secret.isEmpty && envFile.isEmpty && secretFile.isEmpty }
+
+    public func check() throws(StigmerError) {
         for item in env { _ = try RuntimeLayer.assignment(item, flag: "--env") }
         for item in secret where item.contains("=") { _ = try RuntimeLayer.assignment(item, flag: "--secret") }
         for item in secret where !item.contains("=") && !VariableName.isValid(item) {
@@ -43,7 +52,7 @@ struct RuntimeInputs {
 
     /// Builds the layer: files first, then flags (flags win). Prompts for value-less
     /// `--secret NAME`s last, once every file has parsed, so bad input never costs a prompt.
-    func layer() throws(StigmerError) -> RuntimeLayer {
+    public func layer() throws(StigmerError) -> RuntimeLayer {
         var layer = RuntimeLayer()
         for path in envFile { layer.add(try Loader.envFile(path: path), secret: false) }
         for path in secretFile { layer.add(try Loader.envFile(path: path), secret: true) }

@@ -5,17 +5,19 @@ import StigmerSystem
 /// Log lines on stderr, `stigmer-exec: <level>: <message> key=value…`. Messages and
 /// metadata are written by this program from names and counts only: no call site passes a
 /// value, and tests scan the most verbose output for canaries.
-struct StderrLogHandler: LogHandler {
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
+public struct StderrLogHandler: LogHandler {
+    public init(logLevel: Logger.Level) { self.logLevel = logLevel }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         var line = "stigmer-exec: \(event.level): \(event.message)"
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for key in merged.keys.sorted() { line += " \(key)=\(merged[key]!)" }
@@ -23,9 +25,9 @@ struct StderrLogHandler: LogHandler {
     }
 }
 
-enum Log {
+public enum Log {
     /// Configured once, from `--log-level` or `STIGMER_LOG_LEVEL` (default: warning).
-    static func bootstrap(_ level: Logger.Level) -> Logger {
+    public static func bootstrap(_ level: Logger.Level) -> Logger {
         LoggingSystem.bootstrap { _ in StderrLogHandler(logLevel: level) }
         return Logger(label: "stigmer-exec")
     }

@@ -8,34 +8,42 @@ import StigmerSystem
 
 /// Options every command shares: where the home is, where the key comes from, how much
 /// to log. The behaviour lives in `Settings`, which the `run` fast path fills by hand.
-struct GlobalOptions: ParsableArguments {
+public struct GlobalOptions: ParsableArguments {
+    public init() {}
+
     @Option(name: .long, help: ArgumentHelp("The stigmer-exec home (key, store). Default: $STIGMER_HOME, else ~/.stigmer.", valueName: "DIR"))
-    var home: String?
+    public var home: String?
 
     @Option(name: .customLong("key-fd"), help: ArgumentHelp("Read the encryption key from this descriptor (then close it). Overrides STIGMER_ENCRYPTION_KEY and the key file.", valueName: "N"))
-    var keyFD: Int32?
+    public var keyFD: Int32?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Default: $STIGMER_LOG_LEVEL, else warning.", valueName: "LEVEL"))
-    var logLevel: Logger.Level?
+    public var logLevel: Logger.Level?
 
-    func validate() throws {
+    public func validate() throws {
         if let keyFD, keyFD < 0 { throw ValidationError("--key-fd must be a descriptor number (0 or more)") }
     }
 
-    var settings: Settings { Settings(home: home, keyFD: keyFD, logLevel: logLevel) }
+    public var settings: Settings { Settings(home: home, keyFD: keyFD, logLevel: logLevel) }
 
-    func logger() throws(StigmerError) -> Logger { try settings.logger() }
-    func resolvedHome() throws(StigmerError) -> StigmerHome { try settings.resolvedHome() }
-    func engine(_ store: (any Store)?, _ logger: Logger) -> Engine { settings.engine(store, logger) }
-    func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try settings.keyRing(logger) }
+    public func logger() throws(StigmerError) -> Logger { try settings.logger() }
+    public func resolvedHome() throws(StigmerError) -> StigmerHome { try settings.resolvedHome() }
+    public func engine(_ store: (any Store)?, _ logger: Logger) -> Engine { settings.engine(store, logger) }
+    public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try settings.keyRing(logger) }
 }
 
-struct Settings {
-    var home: String?
-    var keyFD: Int32?
-    var logLevel: Logger.Level?
+public struct Settings {
+    public var home: String?
+    public var keyFD: Int32?
+    public var logLevel: Logger.Level?
 
-    func logger() throws(StigmerError) -> Logger {
+    public init(home: String? = nil, keyFD: Int32? = nil, logLevel: Logger.Level? = nil) {
+        self.home = home
+        self.keyFD = keyFD
+        self.logLevel = logLevel
+    }
+
+    public func logger() throws(StigmerError) -> Logger {
         var level = logLevel ?? .warning
         if logLevel == nil, let text = Sys.getenv("STIGMER_LOG_LEVEL"), !text.isEmpty {
             guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
@@ -46,16 +54,16 @@ struct Settings {
         return Log.bootstrap(level)
     }
 
-    func resolvedHome() throws(StigmerError) -> StigmerHome {
+    public func resolvedHome() throws(StigmerError) -> StigmerHome {
         try StigmerHome.resolve(home)
     }
 
     /// The engine over `store`, loading keys only when a secret needs them.
-    func engine(_ store: (any Store)?, _ logger: Logger) -> Engine {
+    public func engine(_ store: (any Store)?, _ logger: Logger) -> Engine {
         Engine(store: store) { () throws(StigmerError) -> KeyRing in try keyRing(logger) }
     }
 
-    func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing {
+    public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing {
         let ring = try KeySource.load(keyFD: keyFD, home: try resolvedHome())
         logger.debug("loaded encryption keys", metadata: ["keys": "\(ring.keys.map(\.id).joined(separator: ","))", "source": "\(ring.source)"])
         return ring

@@ -4,20 +4,30 @@ import StigmerStore
 import StigmerSystem
 
 /// Which store: `--store`, else `STIGMER_STORE`, else `$STIGMER_HOME/stigmer.db`.
-struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The store: a SQLite path (or sqlite:PATH). Default: $STIGMER_STORE, else $STIGMER_HOME/stigmer.db.", valueName: "STORE"))
-    var store: String?
+public struct StoreOptions: ParsableArguments {
+    public init() {}
 
-    func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+    @Option(name: .long, help: ArgumentHelp("The store: a SQLite path (or sqlite:PATH). Default: $STIGMER_STORE, else $STIGMER_HOME/stigmer.db.", valueName: "STORE"))
+    public var store: String?
+
+    public func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
         try StoreLocation(store: store).open(home: home, create: create, readOnly: readOnly)
     }
 }
 
-struct StoreLocation {
-    var store: String?
+public struct StoreLocation {
+    public var store: String?
+
+    public init(store: String? = nil) { self.store = store }
+
+    /// A PostgreSQL store: its commands belong to the companion.
+    public var isPostgres: Bool {
+        let location = store ?? Sys.getenv("STIGMER_STORE") ?? ""
+        return location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
 
     /// The store, or nil when `create` is false and nothing was ever stored.
-    func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+    public func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
         let location = store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 }
         guard let location else {
             if create { try home.ensureExists() }

@@ -3,8 +3,8 @@ import StigmerSystem
 
 /// Aligned columns for listings; cells never hold secret values (callers pass names,
 /// flags, layers and `<secret>`).
-enum Table {
-    static func render(_ header: [String], _ rows: [[String]]) -> String {
+public enum Table {
+    public static func render(_ header: [String], _ rows: [[String]]) -> String {
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
@@ -18,8 +18,8 @@ enum Table {
     }
 }
 
-enum Stdout {
-    static func write(_ text: String) throws(StigmerError) {
+public enum Stdout {
+    public static func write(_ text: String) throws(StigmerError) {
         do { try IO.writeAll(1, text) } catch {
             throw StigmerError(.ioError, "cannot write to stdout", cause: error.description)
         }
@@ -27,7 +27,7 @@ enum Stdout {
 }
 
 /// A value shown to a user on one line: control characters escaped.
-func printable(_ text: String) -> String {
+public func printable(_ text: String) -> String {
     var out = ""
     for scalar in text.unicodeScalars {
         switch scalar {

@@ -1,0 +1,102 @@
+import ArgumentParser
+import StigmerCore
+import StigmerSystem
+
+/// How to reach a server and prove who we are.
+public struct RemoteOptions: ParsableArguments {
+    public init() {}
+
+    @Option(help: ArgumentHelp("grpc://HOST:PORT or grpcs://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
+    public var server: String?
+
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("Read the bearer token from this file.", valueName: "FILE"))
+    public var tokenFile: String?
+
+    @Option(name: .customLong("token-fd"), help: ArgumentHelp("Read the bearer token from this descriptor (then close it).", valueName: "N"))
+    public var tokenFD: Int32?
+
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA (PEM) for grpcs:// instead of the system roots.", valueName: "FILE"))
+    public var tlsCA: String?
+
+    @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry while the server is unavailable for at most this long (e.g. 30s).", valueName: "DURATION"))
+    public var fetchTimeout: String = "30s"
+
+    public var inputs: RemoteInputs {
+        RemoteInputs(server: server, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
+    }
+
+    public var serverURL: String? { inputs.serverURL }
+    public func token() throws(StigmerError) -> String { try inputs.token() }
+}
+
+public struct RemoteInputs {
+    public var server: String?
+    public var tokenFile: String?
+    public var tokenFD: Int32?
+    public var tlsCA: String?
+    public var fetchTimeout = "30s"
+
+    public init(server: String? = nil, tokenFile: String? = nil, tokenFD: Int32? = nil, tlsCA: String? = nil, fetchTimeout: String = "30s") {
+        self.server = server
+        self.tokenFile = tokenFile
+        self.tokenFD = tokenFD
+        self.tlsCA = tlsCA
+        self.fetchTimeout = fetchTimeout
+    }
+
+    public var serverURL: String? { server ?? Sys.getenv("STIGMER_SERVER").flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// What the fetch helper needs from the launcher's command line.
+    public var helperArgs: [String] {
+        var out: [String] = []
+        if let tokenFile { out += ["--token-file", tokenFile] }
+        if let tokenFD { out += ["--token-fd", "\(tokenFD)"] }
+        if let tlsCA { out += ["--tls-ca", tlsCA] }
+        return out + ["--fetch-timeout", fetchTimeout]
+    }
+
+    /// `--token-file`, `--token-fd`, then `STIGMER_TOKEN`; surrounding whitespace dropped.
+    public func token() throws(StigmerError) -> String {
+        var bytes: [UInt8]
+        if let tokenFile {
+            bytes = try IO.readFile(tokenFile, limit: 64 << 10)
+        } else if let tokenFD {
+            defer { Sys.close(tokenFD) }
+            do { bytes = try IO.readAll(tokenFD, limit: 64 << 10) } catch {
+                throw StigmerError(.notPermitted, "cannot read the token from --token-fd \(tokenFD)", cause: error.description)
+            }
+        } else if let env = Sys.getenv("STIGMER_TOKEN") {
+            bytes = Array(env.utf8)
+        } else {
+            throw StigmerError(.notPermitted, "no token: give --token-file, --token-fd or STIGMER_TOKEN")
+        }
+        var text = Substring(String(decoding: bytes, as: UTF8.self))
+        while let c = text.first, c.isWhitespace { text = text.dropFirst() }
+        while let c = text.last, c.isWhitespace { text = text.dropLast() }
+        guard !text.isEmpty else { throw StigmerError(.notPermitted, "the token is empty") }
+        return String(text)
+    }
+}
+
+/// Git-style hand-over (DESIGN.md §9): commands and stores the lean launcher does not
+/// implement go to `stigmer-exec-full`, by execve with the same argv and descriptors.
+public enum Dispatch {
+    /// Whether `args` (argv without argv[0]) belong to the companion.
+    public static func belongsToCompanion(_ args: [String]) -> Bool {
+        guard let command = args.first else { return false }
+        if command == "serve" { return true }
+        guard ["context", "apply"].contains(command) else { return false }
+        func flag(_ name: String) -> String? {
+            for (i, arg) in args.enumerated() {
+                if arg == "--" { return nil }
+                if arg == name, i + 1 < args.count { return args[i + 1] }
+                if arg.hasPrefix(name + "=") { return String(arg.dropFirst(name.count + 1)) }
+            }
+            return nil
+        }
+        let store = flag("--store") ?? Sys.getenv("STIGMER_STORE") ?? ""
+        if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") { return true }
+        if command == "context" && (flag("--server") != nil || (Sys.getenv("STIGMER_SERVER").map { !$0.isEmpty } ?? false)) { return true }
+        return false
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import StigmerCore
+
+/// Which stored resources feed the template and environment layers.
+public struct SourceOptions: ParsableArguments {
+    public init() {}
+
+    @Option(help: ArgumentHelp("The Agent whose env_spec is the template layer.", valueName: "NAME"))
+    public var agent: String?
+
+    @Option(help: ArgumentHelp("An AgentInstance: its agent and environment_refs.", valueName: "NAME"))
+    public var instance: String?
+
+    @Option(name: .customLong("env-ref"), help: ArgumentHelp("An Environment to layer, in order (instead of --instance).", valueName: "NAME"))
+    public var envRefs: [String] = []
+
+    public var sources: Sources { Sources(agent: agent, instance: instance, envRefs: envRefs) }
+    public var isEmpty: Bool { sources.isEmpty }
+
+    public func validate() throws { try sources.check() }
+}
+
+public struct Sources {
+    public var agent: String?
+    public var instance: String?
+    public var envRefs: [String] = []
+
+    public init(agent: String? = nil, instance: String? = nil, envRefs: [String] = []) {
+        self.agent = agent
+        self.instance = instance
+        self.envRefs = envRefs
+    }
+
+    public var isEmpty: Bool { agent == nil && instance == nil && envRefs.isEmpty }
+
+    public func check() throws(StigmerError) {
+        if instance != nil && !envRefs.isEmpty {
+            throw .usage("give --instance or --env-ref, not both: an instance names its own environments")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import Synchronization
+import StigmerCore
+import StigmerStore
+
+/// The store as the service sees it: async, shareable across tasks. `PostgresStore`
+/// implements it natively; `LockedStore` adapts a synchronous store (SQLite, in-memory)
+/// by serialising calls. One conformance suite runs against all of them.
+public protocol AsyncStore: Sendable {
+    func apply(_ resources: [Resource]) async throws(StigmerError)
+    func environment(_ name: String) async throws(StigmerError) -> Environment?
+    func environments() async throws(StigmerError) -> [Environment]
+    func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool
+    func agent(_ name: String) async throws(StigmerError) -> Agent?
+    func instance(_ name: String) async throws(StigmerError) -> AgentInstance?
+    func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError)
+    func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext?
+    func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool
+    func deleteExpired(now: Int64) async throws(StigmerError) -> Int
+}
+
+/// A synchronous store behind a lock. SQLite calls are short (under a millisecond), so
+/// holding a cooperative thread for one is cheaper than hopping to another thread.
+public final class LockedStore: AsyncStore, @unchecked Sendable {
+    let lock = Mutex(())
+    let store: any Store
+
+    public init(_ store: any Store) { self.store = store }
+
+    func locked<T>(_ body: () throws(StigmerError) -> T) throws(StigmerError) -> T {
+        let result: Result<T, StigmerError> = lock.withLock { _ in
+            do throws(StigmerError) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    public func apply(_ resources: [Resource]) async throws(StigmerError) { try locked { () throws(StigmerError) in try store.apply(resources) } }
+    public func environment(_ name: String) async throws(StigmerError) -> Environment? { try locked { () throws(StigmerError) in try store.environment(name) } }
+    public func environments() async throws(StigmerError) -> [Environment] { try locked { () throws(StigmerError) in try store.environments() } }
+    public func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteEnvironment(name) } }
+    public func agent(_ name: String) async throws(StigmerError) -> Agent? { try locked { () throws(StigmerError) in try store.agent(name) } }
+    public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? { try locked { () throws(StigmerError) in try store.instance(name) } }
+    public func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError) {
+        try locked { () throws(StigmerError) in try store.createContext(context, replace: replace) }
+    }
+    public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try locked { () throws(StigmerError) in try store.context(executionID) } }
+    public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
+    public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }
+}
+
+/// The resources one merge needs, fetched ahead from an async store so the synchronous
+/// merge (`Engine.mergeInput`) runs unchanged on the server.
+public struct ResourceSnapshot: ResourceLookup, Sendable {
+    var environments: [String: Environment] = [:]
+    var agents: [String: Agent] = [:]
+    var instances: [String: AgentInstance] = [:]
+
+    public static func load(agent: String?, instance: String?, envRefs: [String], from store: any AsyncStore) async throws(StigmerError) -> ResourceSnapshot {
+        var snapshot = ResourceSnapshot()
+        var agentName = agent
+        var refs = envRefs
+        if let instance, let found = try await store.instance(instance) {
+            snapshot.instances[instance] = found
+            agentName = agentName ?? found.agentID
+            if agentName == found.agentID { refs = found.environmentRefs }
+        }
+        if let agentName, let found = try await store.agent(agentName) { snapshot.agents[agentName] = found }
+        for ref in refs { if let found = try await store.environment(ref) { snapshot.environments[ref] = found } }
+        return snapshot
+    }
+
+    public func environment(_ name: String) throws(StigmerError) -> Environment? { environments[name] }
+    public func agent(_ name: String) throws(StigmerError) -> Agent? { agents[name] }
+    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? { instances[name] }
+    public var missingHint: String { "apply it on the server's store first" }
+}

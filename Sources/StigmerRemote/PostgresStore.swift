@@ -1,0 +1,364 @@
+import Logging
+import PostgresNIO
+import StigmerCore
+import StigmerStore
+import StigmerSystem
+
+/// The store on PostgreSQL (postgres-nio), for operators beyond one machine: the same
+/// semantics as the SQLite store — it passes the same conformance suite — with
+/// transactions for every multi-row change, and migrations serialised by an advisory lock
+/// so several `serve` processes can start on one database at once.
+public final class PostgresStore: AsyncStore {
+    public let client: PostgresClient
+    let logger: Logger
+    /// How long one operation may wait for the database before it is "unavailable" (69):
+    /// postgres-nio otherwise queues requests for a minute while it cannot connect.
+    let deadline: Duration
+
+    static let migrations: [[String]] = [
+        [
+            """
+            CREATE TABLE resources (
+                kind TEXT NOT NULL, name TEXT NOT NULL, description TEXT, agent TEXT,
+                environment_refs TEXT, updated_at BIGINT NOT NULL, PRIMARY KEY (kind, name))
+            """,
+            """
+            CREATE TABLE resource_values (
+                kind TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL, position INTEGER NOT NULL,
+                value TEXT, sealed BOOLEAN NOT NULL, is_secret BOOLEAN NOT NULL, description TEXT,
+                PRIMARY KEY (kind, owner, name))
+            """,
+            """
+            CREATE TABLE contexts (
+                execution_id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, token_hash TEXT)
+            """,
+            "CREATE INDEX contexts_by_expiry ON contexts (expires_at)",
+            """
+            CREATE TABLE context_values (
+                execution_id TEXT NOT NULL REFERENCES contexts (execution_id) ON DELETE CASCADE,
+                name TEXT NOT NULL, position INTEGER NOT NULL, value TEXT NOT NULL, sealed BOOLEAN NOT NULL,
+                is_secret BOOLEAN NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (execution_id, name))
+            """,
+        ],
+    ]
+
+    public init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(5)) {
+        self.client = client
+        self.logger = logger
+        self.deadline = deadline
+    }
+
+    /// `postgres://user:password@host:port/database` (no TLS; sslmode=disable is the only
+    /// mode this build speaks — put it on loopback or a private network).
+    public static func configuration(_ url: String) throws(StigmerError) -> PostgresClient.Configuration {
+        var rest = Substring(url)
+        for prefix in ["postgresql://", "postgres://"] where rest.hasPrefix(prefix) { rest = rest.dropFirst(prefix.count) }
+        guard rest.count < url.count else { throw .usage("invalid store \(quoted(url)); expected postgres://user:password@host:port/database") }
+        if let q = rest.firstIndex(of: "?") { rest = rest[..<q] }
+        var user = "postgres", password: String?, host = "127.0.0.1", port = 5432, database = "postgres"
+        if let at = rest.lastIndex(of: "@") {
+            let auth = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = auth.firstIndex(of: ":") {
+                user = String(auth[..<colon])
+                password = String(auth[auth.index(after: colon)...])
+            } else {
+                user = String(auth)
+            }
+        }
+        if let slash = rest.firstIndex(of: "/") {
+            database = String(rest[rest.index(after: slash)...])
+            rest = rest[..<slash]
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
+                throw .usage("invalid port in store \(quoted(url))")
+            }
+            port = p
+            rest = rest[..<colon]
+        }
+        if !rest.isEmpty { host = String(rest) }
+        var config = PostgresClient.Configuration(host: host, port: port, username: user, password: password,
+                                                  database: database.isEmpty ? "postgres" : database, tls: .disable)
+        config.options.connectTimeout = .seconds(3)
+        config.options.minimumConnections = 0
+        config.options.maximumConnections = 8
+        return config
+    }
+
+    /// Runs `op` within the deadline; the database being away, or any error that is not
+    /// the server's own answer, becomes "unavailable" (69).
+    func db<T: Sendable>(_ what: String, _ op: @escaping @Sendable () async throws -> T) async throws(StigmerError) -> T {
+        do {
+            return try await withThrowingTaskGroup(of: T.self) { group in
+                group.addTask { try await op() }
+                group.addTask {
+                    try await Task.sleep(for: self.deadline)
+                    throw StigmerError(.unavailable, "PostgreSQL did not answer within \(self.deadline) while \(what); check that it is running and reachable")
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        } catch let error as StigmerError {
+            throw error
+        } catch let error as PostgresTransactionError {
+            throw Self.map(error.closureError ?? error.commitError ?? error.beginError ?? error, what)
+        } catch {
+            throw Self.map(error, what)
+        }
+    }
+
+    static func map(_ error: any Error, _ what: String) -> StigmerError {
+        if let e = error as? StigmerError { return e }
+        if let e = error as? PSQLError, e.code == .server {
+            let state = e.serverInfo?[.sqlState] ?? "?"
+            return StigmerError(.unavailable, "PostgreSQL refused the request while \(what)", cause: "SQLSTATE \(state)")
+        }
+        return StigmerError(.unavailable, "PostgreSQL is unavailable while \(what); check that it is running and reachable", cause: "\(type(of: error))")
+    }
+
+    /// Applies pending migrations under an advisory lock, in one transaction.
+    public func migrate() async throws(StigmerError) {
+        let logger = self.logger
+        try await db("migrating the schema") { [client] in
+            try await client.withTransaction(logger: logger) { conn in
+                try await conn.query("SELECT pg_advisory_xact_lock(727100101)", logger: logger)
+                try await conn.query("CREATE TABLE IF NOT EXISTS stigmer_schema_migrations (version INTEGER PRIMARY KEY)", logger: logger)
+                var current = 0
+                for try await (v) in try await conn.query("SELECT COALESCE(MAX(version), 0) FROM stigmer_schema_migrations", logger: logger).decode(Int.self) {
+                    current = v
+                }
+                for index in current..<Self.migrations.count {
+                    for statement in Self.migrations[index] {
+                        try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    let version = index + 1
+                    try await conn.query("INSERT INTO stigmer_schema_migrations (version) VALUES (\(version))", logger: logger)
+                }
+            }
+        }
+    }
+
+    // MARK: resources
+
+    public func apply(_ resources: [Resource]) async throws(StigmerError) {
+        try StoreRules.check(resources)
+        let logger = self.logger
+        let now = Sys.now()
+        try await db("applying resources") { [client] in
+            try await client.withTransaction(logger: logger) { conn in
+                for resource in resources {
+                    let kind = resource.kind, name = resource.name
+                    try await conn.query("DELETE FROM resources WHERE kind = \(kind) AND name = \(name)", logger: logger)
+                    try await conn.query("DELETE FROM resource_values WHERE kind = \(kind) AND owner = \(name)", logger: logger)
+                    var description: String?, agent: String?, refs: String?
+                    var data = Variables<EnvironmentValue>()
+                    switch resource {
+                    case .environment(let e): description = e.spec.summary; data = e.spec.data
+                    case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data
+                    case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n")
+                    }
+                    try await conn.query("""
+                        INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at)
+                        VALUES (\(kind), \(name), \(description), \(agent), \(refs), \(now))
+                        """, logger: logger)
+                    for (position, (variable, value)) in data.entries.enumerated() {
+                        let (text, sealed) = Self.columns(value.content)
+                        let secret = value.isSecret, summary = value.summary
+                        try await conn.query("""
+                            INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description)
+                            VALUES (\(kind), \(name), \(variable), \(position), \(text), \(sealed), \(secret), \(summary))
+                            """, logger: logger)
+                    }
+                }
+            }
+        }
+    }
+
+    static func columns(_ content: ValueContent?) -> (String?, Bool) {
+        switch content {
+        case .plain(let s): (s, false)
+        case .sealed(let s): (s, true)
+        case nil: (nil, false)
+        }
+    }
+
+    static func content(_ text: String?, sealed: Bool) -> ValueContent? {
+        guard let text else { return nil }
+        return sealed ? .sealed(text) : .plain(text)
+    }
+
+    func values(kind: String, owner: String) async throws(StigmerError) -> Variables<EnvironmentValue>? {
+        let logger = self.logger
+        let rows: [(String, String?, Bool, Bool, String?)]? = try await db("reading \(kind)/\(owner)") { [client] in
+            var exists = false
+            for try await _ in try await client.query("SELECT 1 FROM resources WHERE kind = \(kind) AND name = \(owner)", logger: logger).decode(Int.self) {
+                exists = true
+            }
+            guard exists else { return nil }
+            var out: [(String, String?, Bool, Bool, String?)] = []
+            let query: PostgresQuery = "SELECT name, value, sealed, is_secret, description FROM resource_values WHERE kind = \(kind) AND owner = \(owner) ORDER BY position"
+            for try await row in try await client.query(query, logger: logger).decode((String, String?, Bool, Bool, String?).self) {
+                out.append(row)
+            }
+            return out
+        }
+        guard let rows else { return nil }
+        var data = Variables<EnvironmentValue>()
+        for (name, value, sealed, secret, summary) in rows {
+            data[name] = EnvironmentValue(content: Self.content(value, sealed: sealed), isSecret: secret, summary: summary)
+        }
+        return data
+    }
+
+    func row(_ kind: String, _ name: String) async throws(StigmerError) -> (String?, String?, String?)? {
+        let logger = self.logger
+        return try await db("reading \(kind)/\(name)") { [client] in
+            for try await row in try await client.query(
+                "SELECT description, agent, environment_refs FROM resources WHERE kind = \(kind) AND name = \(name)",
+                logger: logger).decode((String?, String?, String?).self) {
+                return row
+            }
+            return nil
+        }
+    }
+
+    public func environment(_ name: String) async throws(StigmerError) -> Environment? {
+        guard let row = try await row("Environment", name), let data = try await values(kind: "Environment", owner: name) else { return nil }
+        return Environment(name: name, spec: EnvironmentSpec(summary: row.0, data: data))
+    }
+
+    public func environments() async throws(StigmerError) -> [Environment] {
+        let logger = self.logger
+        let names: [String] = try await db("listing environments") { [client] in
+            var out: [String] = []
+            for try await (name) in try await client.query("SELECT name FROM resources WHERE kind = 'Environment' ORDER BY name", logger: logger).decode(String.self) {
+                out.append(name)
+            }
+            return out
+        }
+        var out: [Environment] = []
+        for name in names { if let e = try await environment(name) { out.append(e) } }
+        return out
+    }
+
+    public func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool {
+        let logger = self.logger
+        return try await db("deleting Environment/\(name)") { [client] in
+            try await client.withTransaction(logger: logger) { conn in
+                var deleted = false
+                for try await _ in try await conn.query("DELETE FROM resources WHERE kind = 'Environment' AND name = \(name) RETURNING 1", logger: logger).decode(Int.self) {
+                    deleted = true
+                }
+                try await conn.query("DELETE FROM resource_values WHERE kind = 'Environment' AND owner = \(name)", logger: logger)
+                return deleted
+            }
+        }
+    }
+
+    public func agent(_ name: String) async throws(StigmerError) -> Agent? {
+        for kind in ["Agent", "McpServer"] {
+            if let row = try await row(kind, name), let data = try await values(kind: kind, owner: name) {
+                return Agent(name: name, summary: row.0, envSpec: EnvironmentSpec(data: data))
+            }
+        }
+        return nil
+    }
+
+    public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? {
+        guard let row = try await row("AgentInstance", name) else { return nil }
+        return AgentInstance(name: name, agentID: row.1 ?? "", environmentRefs: (row.2 ?? "").split(separator: "\n").map(String.init))
+    }
+
+    // MARK: contexts
+
+    public func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError) {
+        try StoreRules.checkSealed(context.data, owner: "context \(context.executionID)")
+        let logger = self.logger
+        let id = context.executionID
+        let created: Bool = try await db("creating context \(id)") { [client] in
+            try await client.withTransaction(logger: logger) { conn in
+                if replace {
+                    try await conn.query("DELETE FROM contexts WHERE execution_id = \(id)", logger: logger)
+                }
+                // ON CONFLICT DO NOTHING: of two servers creating the same id at once,
+                // exactly one wins and the other reports the conflict.
+                var inserted = false
+                for try await _ in try await conn.query("""
+                    INSERT INTO contexts (execution_id, created_at, expires_at, token_hash)
+                    VALUES (\(id), \(context.createdAt), \(context.expiresAt), \(context.tokenHash))
+                    ON CONFLICT (execution_id) DO NOTHING RETURNING 1
+                    """, logger: logger).decode(Int.self) {
+                    inserted = true
+                }
+                guard inserted else { return false }
+                for (position, (name, value)) in context.data.entries.enumerated() {
+                    let (text, sealed) = Self.columns(value.content)
+                    let secret = value.isSecret, layer = value.layer.description
+                    try await conn.query("""
+                        INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer)
+                        VALUES (\(id), \(name), \(position), \(text ?? ""), \(sealed), \(secret), \(layer))
+                        """, logger: logger)
+                }
+                return true
+            }
+        }
+        if !created { throw StoreRules.conflict(id) }
+    }
+
+    public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? {
+        let logger = self.logger
+        let found: ((Int64, Int64, String?), [(String, String, Bool, Bool, String)])? = try await db("reading context \(executionID)") { [client] in
+            // One transaction: a concurrent replace is never seen half-done.
+            try await client.withTransaction(logger: logger) { conn in
+                var times: (Int64, Int64, String?)?
+                for try await row in try await conn.query(
+                    "SELECT created_at, expires_at, token_hash FROM contexts WHERE execution_id = \(executionID)",
+                    logger: logger).decode((Int64, Int64, String?).self) {
+                    times = row
+                }
+                guard let times else { return nil }
+                var rows: [(String, String, Bool, Bool, String)] = []
+                for try await row in try await conn.query(
+                    "SELECT name, value, sealed, is_secret, layer FROM context_values WHERE execution_id = \(executionID) ORDER BY position",
+                    logger: logger).decode((String, String, Bool, Bool, String).self) {
+                    rows.append(row)
+                }
+                return (times, rows)
+            }
+        }
+        guard let (times, rows) = found else { return nil }
+        var data = Variables<ExecutionValue>()
+        for (name, value, sealed, secret, layerText) in rows {
+            guard let layer = Layer(layerText) else {
+                throw StigmerError(.notPermitted, "context \(quoted(executionID)) has a damaged row for \(name); refusing to use it")
+            }
+            data[name] = ExecutionValue(content: sealed ? .sealed(value) : .plain(value), isSecret: secret, layer: layer)
+        }
+        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2)
+    }
+
+    public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool {
+        let logger = self.logger
+        return try await db("deleting context \(executionID)") { [client] in
+            var deleted = false
+            for try await _ in try await client.query("DELETE FROM contexts WHERE execution_id = \(executionID) RETURNING 1", logger: logger).decode(Int.self) {
+                deleted = true
+            }
+            return deleted
+        }
+    }
+
+    public func deleteExpired(now: Int64) async throws(StigmerError) -> Int {
+        let logger = self.logger
+        // Safe in several servers at once: each row is deleted by exactly one of them.
+        return try await db("sweeping expired contexts") { [client] in
+            var count = 0
+            for try await _ in try await client.query("DELETE FROM contexts WHERE expires_at <= \(now) RETURNING 1", logger: logger).decode(Int.self) {
+                count += 1
+            }
+            return count
+        }
+    }
+}
+

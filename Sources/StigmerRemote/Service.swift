@@ -1,0 +1,189 @@
+import GRPCCore
+import Logging
+import StigmerCore
+import StigmerCrypto
+import StigmerEngine
+import StigmerStore
+import StigmerSystem
+
+/// Who is calling: the operator (everything), or the holder of one execution's token
+/// (reading exactly that context).
+public struct ServerAuth: Sendable {
+    /// SHA-256 of the operator token; compared in constant time.
+    let operatorHash: String
+
+    public init(operatorToken: String) {
+        operatorHash = Tokens.hash(operatorToken)
+    }
+
+    enum Caller {
+        case operatorToken
+        case bearer(hash: String)
+    }
+
+    func caller(_ metadata: Metadata) throws -> Caller {
+        var header: String?
+        for value in metadata[stringValues: "authorization"] { header = value; break }
+        guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
+            throw RPCError(code: .unauthenticated, message: "missing bearer token; pass --token-file, --token-fd or STIGMER_TOKEN")
+        }
+        let hash = Tokens.hash(String(header.dropFirst(7)))
+        return Tokens.equal(hash, operatorHash) ? .operatorToken : .bearer(hash: hash)
+    }
+
+    func requireOperator(_ metadata: Metadata) throws {
+        guard case .operatorToken = try caller(metadata) else {
+            throw RPCError(code: .permissionDenied, message: "permission denied: this needs the operator token")
+        }
+    }
+}
+
+/// The gRPC service (DESIGN.md §7): Get by execution id (values HPKE-sealed to the
+/// caller's key), Create (merges on the server, returns a token once), Delete, Sweep.
+/// Logs carry method, execution id and outcome — never a value.
+public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.ServiceProtocol {
+    let store: any AsyncStore
+    let auth: ServerAuth
+    let keys: KeyRing
+    let logger: Logger
+    let defaultTTL: Int64
+
+    public init(store: any AsyncStore, auth: ServerAuth, keys: KeyRing, logger: Logger, defaultTTL: Int64 = 86_400) {
+        self.store = store
+        self.auth = auth
+        self.keys = keys
+        self.logger = logger
+        self.defaultTTL = defaultTTL
+    }
+
+    var engine: Engine { Engine(store: nil) { [keys] () throws(StigmerError) -> KeyRing in keys } }
+
+    /// The one place a StigmerError becomes a gRPC status.
+    static func status(_ error: StigmerError) -> RPCError {
+        let code: RPCError.Code = switch error.code {
+        case .usage, .dataError: .invalidArgument
+        case .conflict: .alreadyExists
+        case .notFound: .notFound
+        case .unavailable, .ioError: .unavailable
+        case .notPermitted: .failedPrecondition
+        case .unresolved: .failedPrecondition
+        case .notExecutable, .commandNotFound, .internalError: .internalError
+        }
+        return RPCError(code: code, message: error.description)
+    }
+
+    func handle<T>(_ method: String, _ id: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            let result = try await body()
+            logger.info("rpc", metadata: ["method": "\(method)", "execution_id": "\(id)", "outcome": "ok"])
+            return result
+        } catch let error as StigmerError {
+            logger.info("rpc", metadata: ["method": "\(method)", "execution_id": "\(id)", "outcome": "\(error.code)"])
+            throw Self.status(error)
+        } catch let error as RPCError {
+            logger.info("rpc", metadata: ["method": "\(method)", "execution_id": "\(id)", "outcome": "\(error.code)"])
+            throw error
+        }
+    }
+
+    /// "Denied" and "not found" are the same answer for an execution token: a token never
+    /// tells whether another execution exists.
+    static let hidden = RPCError(code: .permissionDenied, message: "permission denied, or no such context for this token")
+
+    public func getExecutionContext(request: ServerRequest<Stigmer_Exec_V1_GetExecutionContextRequest>,
+                                    context: ServerContext) async throws -> ServerResponse<Stigmer_Exec_V1_GetExecutionContextResponse> {
+        let id = request.message.executionID
+        return try await handle("Get", id) {
+            let caller = try auth.caller(request.metadata)
+            try Engine.checkExecutionID(id)
+            let stored = try await store.context(id)
+            switch caller {
+            case .operatorToken:
+                break
+            case .bearer(let hash):
+                // Compared even when there is no context, so timing says nothing either.
+                let expected = stored?.tokenHash ?? String(repeating: "0", count: 64)
+                guard Tokens.equal(hash, expected), let stored, stored.expiresAt > Sys.now() else { throw Self.hidden }
+                guard request.message.recipientPublicKey.count == 32 else {
+                    throw RPCError(code: .invalidArgument, message: "an execution token fetches values sealed to a recipient key (32-byte X25519)")
+                }
+            }
+            let live = try Engine.checkUnexpired(stored, id)
+            var response = Stigmer_Exec_V1_GetExecutionContextResponse()
+            response.executionID = id
+            response.createdAt = live.createdAt
+            response.expiresAt = live.expiresAt
+            response.variables = live.data.entries.map { entry in
+                .with { $0.name = entry.name; $0.isSecret = entry.value.isSecret; $0.layer = entry.value.layer.description }
+            }
+            let recipient = Array(request.message.recipientPublicKey)
+            if !recipient.isEmpty {
+                var opened = try engine.plaintext(live.data, executionID: id)
+                defer { opened.wipe() }
+                let (encapsulated, ciphertexts) = try Delivery.seal(opened.entries.map { ($0.name, $0.value) }, executionID: id, to: recipient)
+                response.encapsulatedKey = .init(encapsulated)
+                response.values = zip(live.data.entries, ciphertexts).map { entry, ciphertext in
+                    .with {
+                        $0.name = entry.name
+                        $0.isSecret = entry.value.isSecret
+                        $0.layer = entry.value.layer.description
+                        $0.ciphertext = .init(ciphertext)
+                    }
+                }
+            }
+            return ServerResponse(message: response)
+        }
+    }
+
+    public func createExecutionContext(request: ServerRequest<Stigmer_Exec_V1_CreateExecutionContextRequest>,
+                                       context: ServerContext) async throws -> ServerResponse<Stigmer_Exec_V1_CreateExecutionContextResponse> {
+        let message = request.message
+        let id = message.spec.executionID
+        return try await handle("Create", id) {
+            try auth.requireOperator(request.metadata)
+            try Engine.checkExecutionID(id)
+            var runtime = RuntimeLayer()
+            for name in message.spec.data.keys.sorted() {
+                guard VariableName.isValid(name) else { throw StigmerError.data(VariableName.problem(name)) }
+                let value = message.spec.data[name]!
+                runtime.set(name, value.value, secret: value.isSecret)
+            }
+            let agent = message.agent.isEmpty ? nil : message.agent
+            let instance = message.instance.isEmpty ? nil : message.instance
+            let snapshot = try await ResourceSnapshot.load(agent: agent, instance: instance, envRefs: message.environmentRefs, from: store)
+            let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: message.environmentRefs, runtime: runtime, from: snapshot)
+            let token = Tokens.generate()
+            let ttl = message.ttlSeconds > 0 ? message.ttlSeconds : defaultTTL
+            let created = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttl, tokenHash: Tokens.hash(token))
+            try await store.createContext(created, replace: message.replace)
+            return ServerResponse(message: .with {
+                $0.executionToken = token
+                $0.createdAt = created.createdAt
+                $0.expiresAt = created.expiresAt
+                $0.variables = created.data.entries.map { entry in
+                    .with { $0.name = entry.name; $0.isSecret = entry.value.isSecret; $0.layer = entry.value.layer.description }
+                }
+            })
+        }
+    }
+
+    public func deleteExecutionContext(request: ServerRequest<Stigmer_Exec_V1_DeleteExecutionContextRequest>,
+                                       context: ServerContext) async throws -> ServerResponse<Stigmer_Exec_V1_DeleteExecutionContextResponse> {
+        let id = request.message.executionID
+        return try await handle("Delete", id) {
+            try auth.requireOperator(request.metadata)
+            try Engine.checkExecutionID(id)
+            let deleted = try await store.deleteContext(id)
+            return ServerResponse(message: .with { $0.deleted = deleted })
+        }
+    }
+
+    public func sweepExpiredContexts(request: ServerRequest<Stigmer_Exec_V1_SweepExpiredContextsRequest>,
+                                     context: ServerContext) async throws -> ServerResponse<Stigmer_Exec_V1_SweepExpiredContextsResponse> {
+        try await handle("Sweep", "-") {
+            try auth.requireOperator(request.metadata)
+            let count = try await store.deleteExpired(now: Sys.now())
+            return ServerResponse(message: .with { $0.deleted = Int64(count) })
+        }
+    }
+}

@@ -1,0 +1,303 @@
+import ArgumentParser
+import Logging
+import StigmerCLI
+import StigmerCore
+import StigmerCrypto
+import StigmerEngine
+import StigmerManifests
+import StigmerRemote
+import StigmerStore
+import StigmerSystem
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve ExecutionContexts over gRPC (HTTP/2, TLS optional), with the TTL sweep.",
+        discussion: """
+            The operator token (--operator-token-file or STIGMER_OPERATOR_TOKEN) may create, read \
+            and delete any context; `context create --server` returns an execution token that reads \
+            exactly one. The server holds the master key; launchers do not.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(help: ArgumentHelp("Where to listen, HOST:PORT (port 0: any free port; the chosen one is printed).", valueName: "HOST:PORT"))
+    var listen: String
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("TLS certificate chain (PEM).", valueName: "FILE")) var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("TLS private key (PEM).", valueName: "FILE")) var tlsKey: String?
+
+    @Option(name: .customLong("operator-token-file"), help: ArgumentHelp("The operator token. Default: $STIGMER_OPERATOR_TOKEN.", valueName: "FILE"))
+    var operatorTokenFile: String?
+
+    @Option(name: .customLong("sweep-interval"), help: ArgumentHelp("How often expired contexts are deleted.", valueName: "DURATION"))
+    var sweepInterval: String = "60s"
+
+    @Option(help: ArgumentHelp("Default lifetime of a created context.", valueName: "DURATION"))
+    var ttl: String = "24h"
+
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give --tls-cert and --tls-key together") }
+    }
+
+    func run() async throws {
+        let logger = try global.logger()
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw StigmerError.usage("invalid --listen \(quoted(listen)); expected HOST:PORT, e.g. 127.0.0.1:7443")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let token: String
+        if let operatorTokenFile {
+            token = String(decoding: try IO.readFile(operatorTokenFile, limit: 64 << 10), as: UTF8.self).trimmingWhitespace()
+        } else if let env = Sys.getenv("STIGMER_OPERATOR_TOKEN") {
+            token = env.trimmingWhitespace()
+        } else {
+            throw StigmerError.usage("give the operator token with --operator-token-file or STIGMER_OPERATOR_TOKEN")
+        }
+        guard token.count >= 16 else { throw StigmerError.usage("the operator token is too short; use at least 16 random characters") }
+        let keys = try global.keyRing(logger)
+        let home = try global.resolvedHome()
+        let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 }
+            ?? { try? home.ensureExists(); return home.path + "/" + SQLiteStore.fileName }()
+        let config = ServerConfiguration(host: host.isEmpty ? "0.0.0.0" : host, port: port, tlsCertificate: tlsCert, tlsKey: tlsKey,
+                                         operatorToken: token, keys: keys, store: location,
+                                         sweepInterval: .seconds(try Duration.seconds(sweepInterval)),
+                                         defaultTTL: try Duration.seconds(ttl))
+        try await Server.run(config, logger: logger)
+    }
+}
+
+struct ContextCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "context",
+        abstract: "Contexts on a server (--server) or in PostgreSQL (--store postgres://…).",
+        subcommands: [Create.self, Get.self, Delete.self, GC.self])
+
+    /// Either a server or a PostgreSQL store.
+    struct Target: ParsableArguments {
+        @OptionGroup var remote: RemoteOptions
+        @OptionGroup var storeOptions: StoreOptions
+
+        var storeLocation: String? { storeOptions.store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 } }
+
+        func client() throws(StigmerError) -> RemoteClient? {
+            guard let url = remote.serverURL else { return nil }
+            return RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
+                                timeout: .seconds(try Duration.seconds(remote.fetchTimeout)))
+        }
+
+        func postgres() throws(StigmerError) -> String {
+            guard let location = storeLocation, StoreFactory.isPostgres(location) else {
+                throw StigmerError.usage("give --server grpc[s]://HOST:PORT or --store postgres://…")
+            }
+            return location
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a context; with --server, print its execution token once on stdout.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var target: Target
+        @Option(name: .customLong("execution-id"), help: ArgumentHelp("Default: $STIGMER_EXECUTION_ID.", valueName: "ID")) var executionIDOption: String?
+        @OptionGroup var sources: SourceOptions
+        @OptionGroup var runtime: RuntimeOptions
+        @Option(help: ArgumentHelp("Lifetime (90s, 30m, 24h, 7d).", valueName: "DURATION")) var ttl: String = "24h"
+        @Flag(help: "Replace an existing context with the same id.") var replace = false
+
+        func run() async throws {
+            let logger = try global.logger()
+            guard let id = executionIDOption ?? Sys.getenv("STIGMER_EXECUTION_ID") else {
+                throw StigmerError.usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
+            }
+            try Engine.checkExecutionID(id)
+            let ttlSeconds = try Duration.seconds(ttl)
+            if let client = try target.client() {
+                let layer = try runtime.layer()
+                var request = Stigmer_Exec_V1_CreateExecutionContextRequest()
+                request.spec.executionID = id
+                for (name, value) in layer.values.entries {
+                    guard case .plain(let text) = value.content else { continue }
+                    request.spec.data[name] = .with { $0.value = text; $0.isSecret = value.isSecret }
+                }
+                request.ttlSeconds = ttlSeconds
+                request.replace = replace
+                request.agent = sources.agent ?? ""
+                request.instance = sources.instance ?? ""
+                request.environmentRefs = sources.envRefs
+                let sent = request
+                let response = try await client.call("creating the context") { service, metadata, options in
+                    try await service.createExecutionContext(sent, metadata: metadata, options: options)
+                }
+                let secrets = response.variables.filter(\.isSecret).count
+                Stderr.line("stigmer-exec: context \(id) created on \(client.address): \(response.variables.count) variables (\(secrets) secret), expires \(Time.iso8601(response.expiresAt)); its execution token follows on stdout, once")
+                try Stdout.write(response.executionToken + "\n")
+                return
+            }
+            let location = try target.postgres()
+            let layer = try runtime.layer()
+            let keys = try global.keyRing(logger)
+            let agent = sources.agent, instance = sources.instance, refs = sources.envRefs, replace = self.replace
+            let context = try await StoreFactory.with(location, logger: logger) { store in
+                let snapshot = try await ResourceSnapshot.load(agent: agent, instance: instance, envRefs: refs, from: store)
+                let engine = Engine(store: nil) { () throws(StigmerError) -> KeyRing in keys }
+                let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: refs, runtime: layer, from: snapshot)
+                let context = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttlSeconds)
+                try await store.createContext(context, replace: replace)
+                return context
+            }
+            let secrets = context.data.entries.filter { $0.value.isSecret }.count
+            Stderr.line("stigmer-exec: context \(id) created: \(context.data.count) variables (\(secrets) secret), expires \(Time.iso8601(context.expiresAt))")
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a context's names, secret flags and layers; never values.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var target: Target
+        @Argument(help: "The execution id.") var id: String
+
+        func run() async throws {
+            let logger = try global.logger()
+            try Engine.checkExecutionID(id)
+            var rows: [[String]] = []
+            var created: Int64 = 0, expires: Int64 = 0
+            if let client = try target.client() {
+                let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id }
+                let response = try await client.call("reading the context") { service, metadata, options in
+                    try await service.getExecutionContext(request, metadata: metadata, options: options)
+                }
+                rows = response.variables.map { [$0.name, $0.isSecret ? "yes" : "no", $0.layer] }
+                created = response.createdAt
+                expires = response.expiresAt
+            } else {
+                let id = self.id
+                let context = try await StoreFactory.with(try target.postgres(), logger: logger) { store in
+                    try Engine.checkUnexpired(try await store.context(id), id)
+                }
+                rows = context.data.entries.map { [$0.name, $0.value.isSecret ? "yes" : "no", "\($0.value.layer)"] }
+                created = context.createdAt
+                expires = context.expiresAt
+            }
+            try Stdout.write("execution  \(id)\ncreated    \(Time.iso8601(created))\nexpires    \(Time.iso8601(expires))\n\n"
+                             + Table.render(["NAME", "SECRET", "LAYER"], rows))
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a context.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var target: Target
+        @Argument(help: "The execution id.") var id: String
+
+        func run() async throws {
+            let logger = try global.logger()
+            try Engine.checkExecutionID(id)
+            let id = self.id
+            let deleted: Bool
+            if let client = try target.client() {
+                let request = Stigmer_Exec_V1_DeleteExecutionContextRequest.with { $0.executionID = id }
+                deleted = try await client.call("deleting the context") { service, metadata, options in
+                    try await service.deleteExecutionContext(request, metadata: metadata, options: options)
+                }.deleted
+            } else {
+                deleted = try await StoreFactory.with(try target.postgres(), logger: logger) { store in try await store.deleteContext(id) }
+            }
+            guard deleted else { throw StigmerError.notFound("no context for execution \(quoted(id))") }
+            Stderr.line("stigmer-exec: context \(id) deleted")
+        }
+    }
+
+    struct GC: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "gc", abstract: "Delete expired contexts; print how many.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            let logger = try global.logger()
+            let count: Int
+            if let client = try target.client() {
+                let request = Stigmer_Exec_V1_SweepExpiredContextsRequest()
+                count = Int(try await client.call("sweeping") { service, metadata, options in
+                    try await service.sweepExpiredContexts(request, metadata: metadata, options: options)
+                }.deleted)
+            } else {
+                count = try await StoreFactory.with(try target.postgres(), logger: logger) { store in try await store.deleteExpired(now: Sys.now()) }
+            }
+            try Stdout.write("\(count)\n")
+        }
+    }
+}
+
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apply", abstract: "Store manifests in PostgreSQL (--store postgres://…).")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A manifest file (repeatable).", valueName: "FILE"))
+    var files: [String] = []
+
+    func run() async throws {
+        let logger = try global.logger()
+        guard let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE"), StoreFactory.isPostgres(location) else {
+            throw StigmerError.usage("the companion's apply is for --store postgres://…")
+        }
+        var resources: [Resource] = []
+        for path in files { resources += try Loader.resources(path: path) }
+        let prepared = try global.engine(nil, logger).prepareForStore(resources)
+        try await StoreFactory.with(location, logger: logger) { store in try await store.apply(prepared) }
+        try Stdout.write(prepared.map { "\($0.kind)/\($0.name) applied\n" }.joined())
+    }
+}
+
+/// The fetch helper: run by `stigmer-exec run` for remote and PostgreSQL contexts. Writes a
+/// `FetchFrame` to stdout: values HPKE-sealed to the launcher's key (remote), or the
+/// store's ciphertext (PostgreSQL). Never holds the master key; never sees a remote value.
+struct Fetch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Internal: fetch sealed values for stigmer-exec run.", shouldDisplay: false)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var remote: RemoteOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: .customLong("execution-id")) var executionID: String
+    @Option(help: "The launcher's X25519 public key, base64.") var recipient: String?
+
+    func run() async throws {
+        let logger = try global.logger()
+        try Engine.checkExecutionID(executionID)
+        let id = executionID
+        let frame: FetchFrame
+        if let url = remote.serverURL {
+            guard let recipient, let key = Base64.decode(recipient), key.count == 32 else {
+                throw StigmerError.usage("fetch needs --recipient with a base64 X25519 public key")
+            }
+            let client = RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
+                                      timeout: .seconds(try Duration.seconds(remote.fetchTimeout)))
+            let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id; $0.recipientPublicKey = .init(key) }
+            let response = try await client.call("fetching the context") { service, metadata, options in
+                try await service.getExecutionContext(request, metadata: metadata, options: options)
+            }
+            guard response.values.count == response.variables.count else {
+                throw StigmerError(.unavailable, "\(client.address) returned an incomplete context; refusing to use it")
+            }
+            frame = FetchFrame(executionID: response.executionID, createdAt: response.createdAt, expiresAt: response.expiresAt,
+                               encapsulatedKey: Array(response.encapsulatedKey),
+                               values: response.values.map { .init(name: $0.name, isSecret: $0.isSecret, layer: $0.layer, kind: .hpke, data: Array($0.ciphertext)) })
+        } else {
+            guard let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE"), StoreFactory.isPostgres(location) else {
+                throw StigmerError.usage("fetch needs --server or --store postgres://…")
+            }
+            let context = try await StoreFactory.with(location, logger: logger) { store in
+                try Engine.checkUnexpired(try await store.context(id), id)
+            }
+            frame = FetchFrame(executionID: id, createdAt: context.createdAt, expiresAt: context.expiresAt, encapsulatedKey: [],
+                               values: context.data.entries.map { entry in
+                                   switch entry.value.content {
+                                   case .plain(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .plain, data: Array(text.utf8))
+                                   case .sealed(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .sealed, data: Array(text.utf8))
+                                   }
+                               })
+        }
+        do { try IO.writeAll(1, frame.encode()) } catch {
+            throw StigmerError(.ioError, "cannot write to the launcher", cause: error.description)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Logging
+import StigmerCLI
+import StigmerCore
+import StigmerSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The companion (DESIGN.md §9): everything that needs NIO, gRPC or PostgreSQL. Users
+/// reach it through `stigmer-exec`, which hands these commands over by `execve`.
+@main
+struct StigmerExecFull: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stigmer-exec",
+        abstract: "stigmer-exec's companion: the gRPC service, remote contexts and the PostgreSQL store.",
+        version: "0.1.0",
+        subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, Fetch.self]
+    )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as StigmerError {
+            if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
+            Glibc.exit(error.exitStatus)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s = s.dropFirst() }
+        while let c = s.last, c.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}
