@@ -17,15 +17,25 @@ deps:
 build: deps
 	$(SWIFT) build --build-tests
 
+# A throwaway PostgreSQL for the run (the store conformance suite and the integration
+# tests use it); stopped whatever happens.
+PG_DIR := $(shell pwd)/.build-postgres
+define with_postgres
+	scripts/postgres.sh stop $(PG_DIR); \
+	url=$$(scripts/postgres.sh start $(PG_DIR)) || exit 1; \
+	trap 'scripts/postgres.sh stop $(PG_DIR)' EXIT; \
+	export STIGMER_TEST_POSTGRES_URL=$$url; \
+	$(1)
+endef
+
 unit: build
-	$(SWIFT) test --skip-build
+	@$(call with_postgres, $(SWIFT) test --skip-build)
 
 integration: build
-	python3 -m pytest -q integration
+	@$(call with_postgres, python3 -m pytest -q integration)
 
 test: build
-	$(SWIFT) test --skip-build
-	python3 -m pytest -q integration
+	@$(call with_postgres, $(SWIFT) test --skip-build && python3 -m pytest -q integration)
 
 demo: build
 	@scripts/demo.sh
@@ -39,4 +49,4 @@ release:
 	mkdir -p dist && cp .build-static/release/stigmer-exec dist/ && strip dist/stigmer-exec
 
 clean:
-	rm -rf .build .build-static dist
+	rm -rf .build .build-static .build-postgres dist

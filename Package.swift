@@ -96,11 +96,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The load generator of benchmarks/remote.sh (not shipped).
+        .executableTarget(
+            name: "stigmer-bench",
+            dependencies: [
+                "StigmerRemote", "StigmerCrypto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            path: "benchmarks/stigmer-bench"
+        ),
         .testTarget(name: "StigmerCoreTests", dependencies: ["StigmerCore"]),
         .testTarget(name: "StigmerCryptoTests", dependencies: ["StigmerCrypto", "StigmerSystem"]),
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),
         .testTarget(name: "StigmerStoreTests", dependencies: ["StigmerStore"]),
         .testTarget(name: "StigmerLaunchTests", dependencies: ["StigmerLaunch"]),
+        .testTarget(
+            name: "StigmerRemoteTests",
+            dependencies: ["StigmerRemote", "StigmerStore", .product(name: "PostgresNIO", package: "postgres-nio")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 purpose=${1:-test}
 
 packages=(libseccomp-dev libsqlite3-dev)
-[ "$purpose" = build ] || packages+=(strace gcc util-linux procps)
+[ "$purpose" = build ] || packages+=(strace gcc util-linux procps postgresql openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The gRPC service under load, on SQLite and on PostgreSQL: fetch latency (p50/p99) and
+# throughput with 1, 8 and 32 concurrent clients (each fetch: auth, read the context, open
+# 20 secrets, HPKE-seal 50 values to the caller's key), and create+delete throughput.
+# Builds the release binaries and the load generator first.
+#   benchmarks/remote.sh            (SECONDS_PER_RUN=5 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/opt/swift/usr/bin"
+swift build -c release --product stigmer-exec >/dev/null
+swift build -c release --product stigmer-exec-full >/dev/null
+swift build -c release --product stigmer-bench >/dev/null
+bin=$PWD/.build/release
+secs=${SECONDS_PER_RUN:-5}
+
+work=$(mktemp -d)
+chmod 755 "$work"   # PostgreSQL runs as its own user and must reach its folder
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; scripts/postgres.sh stop "$work/pg" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+export STIGMER_HOME=$work/home
+unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE STIGMER_SERVER
+"$bin/stigmer-exec" key init 2>/dev/null
+token=operator-$(head -c 16 /dev/urandom | base64 | tr -dc a-zA-Z0-9)
+echo "$token" > "$work/op"
+for i in $(seq -w 1 30); do echo "PLAIN_$i=value-$i"; done > "$work/plain.env"
+for i in $(seq -w 1 20); do echo "SECRET_$i=$(head -c 24 /dev/urandom | base64)"; done > "$work/secret.env"
+
+start_server() {  # $1: store location
+    "$bin/stigmer-exec" serve --listen 127.0.0.1:0 --operator-token-file "$work/op" --store "$1" --log-level error \
+        2> "$work/serve.err" &
+    server_pid=$!
+    for _ in $(seq 100); do grep -q "serving on" "$work/serve.err" 2>/dev/null && break; sleep 0.1; done
+    port=$(grep -o 'grpc://127.0.0.1:[0-9]*' "$work/serve.err" | head -1 | cut -d: -f3)
+}
+stop_server() { kill "$server_pid"; wait "$server_pid" || true; server_pid=; }
+
+measure() {  # $1: label
+    ids=
+    for i in $(seq 1 16); do
+        STIGMER_TOKEN=$token "$bin/stigmer-exec" context create --server "grpc://127.0.0.1:$port" --execution-id "bench-$i" \
+            --env-file "$work/plain.env" --secret-file "$work/secret.env" --replace >/dev/null 2>&1
+        ids="$ids${ids:+,}bench-$i"
+    done
+    for c in 1 8 32; do
+        echo "$1 $("$bin/stigmer-bench" --mode fetch --port "$port" --token "$token" --ids "$ids" --concurrency $c --seconds "$secs")"
+    done
+    echo "$1 $("$bin/stigmer-bench" --mode create-delete --port "$port" --token "$token" --concurrency 8 --seconds "$secs")"
+}
+
+start_server "$work/server.db"
+measure sqlite
+stop_server
+pg=$(scripts/postgres.sh start "$work/pg")
+start_server "$pg"
+measure postgres
+stop_server
