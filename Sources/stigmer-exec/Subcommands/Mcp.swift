@@ -2,6 +2,7 @@ import ArgumentParser
 import StigmerCLI
 import Logging
 import StigmerCore
+import StigmerCrypto
 import StigmerEngine
 import StigmerLaunch
 import StigmerManifests
@@ -49,6 +50,19 @@ struct McpCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The server's name in the config.", valueName: "NAME")) var server: String
         @OptionGroup var hardening: HardeningOptions
 
+        // `--server` names the MCP server here, so the context server is `--context-server`
+        // (or STIGMER_SERVER).
+        @Option(name: .customLong("context-server"), help: ArgumentHelp("Fetch the context from this grpc[s]://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
+        var contextServer: String?
+        @Option(name: .customLong("token-file"), help: ArgumentHelp("The execution token, from a file.", valueName: "FILE")) var tokenFile: String?
+        @Option(name: .customLong("token-fd"), help: ArgumentHelp("The execution token, from a descriptor.", valueName: "N")) var tokenFD: Int32?
+        @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA for grpcs://.", valueName: "FILE")) var tlsCA: String?
+        @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) var fetchTimeout: String = "30s"
+
+        var remote: RemoteInputs {
+            RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
+        }
+
         func run() throws {
             try Launcher.hardenSelf(allowCoreDumps: hardening.allowCoreDumps)
             let logger = try global.logger()
@@ -62,19 +76,40 @@ struct McpCommand: ParsableCommand {
                 throw StigmerError.usage("server \(quoted(server)) is an http server: stigmer-exec launches stdio and docker servers (an http bridge is planned); point the client at its url, and use `stigmer-exec mcp check` to validate its placeholders")
             }
             let home = try global.resolvedHome()
-            let engine = global.engine(try storeOptions.open(home: home, create: false, readOnly: true), logger)
-            let context = try engine.storedContext(id)
-            // Least privilege: only what this server refers to is opened at all.
-            var subset = Variables<ExecutionValue>()
-            for name in definition.referencedNames { if let v = context.data[name] { subset[name] = v } }
-            var opened = try engine.plaintext(subset, executionID: id)
+            let referenced = Set(definition.referencedNames)
+            var opened: ResolvedValues
+            var secretNames = Set<String>()
+            let location = StoreLocation(store: storeOptions.store)
+            if remote.serverURL != nil || location.isPostgres {
+                // The companion fetches; only what this server refers to is kept.
+                let source = RemoteSource(server: remote.serverURL,
+                                          store: remote.serverURL == nil ? (storeOptions.store ?? Sys.getenv("STIGMER_STORE")) : nil,
+                                          helperArgs: remote.helperArgs)
+                let fetched = try RemoteFetch.fetch(executionID: id, source: source) { () throws(StigmerError) -> KeyRing in
+                    try global.keyRing(logger)
+                }
+                opened = fetched.values
+                secretNames = fetched.secretNames
+                var kept = ResolvedValues()
+                kept.entries = opened.entries.filter { referenced.contains($0.name) }
+                opened.wipe()
+                opened = kept
+            } else {
+                let engine = global.engine(try storeOptions.open(home: home, create: false, readOnly: true), logger)
+                let context = try engine.storedContext(id)
+                // Least privilege: only what this server refers to is opened at all.
+                var subset = Variables<ExecutionValue>()
+                for name in definition.referencedNames { if let v = context.data[name] { subset[name] = v } }
+                secretNames = Set(subset.entries.filter { $0.value.isSecret }.map(\.name))
+                opened = try engine.plaintext(subset, executionID: id)
+            }
             var lookup: [String: String] = [:]
             for (name, value) in opened.entries { lookup[name] = String(decoding: value, as: UTF8.self) }
             // What --mask-output conceals: the secrets this server was given.
-            var secrets = hardening.maskOutput ? opened.entries.filter { subset[$0.name]?.isSecret == true }.map(\.value) : []
+            var secrets = hardening.maskOutput ? opened.entries.filter { secretNames.contains($0.name) }.map(\.value) : []
             opened.wipe()
             let resolved: ResolvedServer
-            switch McpResolver.resolve(definition, lookup: { lookup[$0] }, isSecret: { context.data[$0]?.isSecret == true }) {
+            switch McpResolver.resolve(definition, lookup: { lookup[$0] }, isSecret: { secretNames.contains($0) }) {
             case .success(let r): resolved = r
             case .failure(let list): throw McpResolver.error(list.problems, file: mcp.config)
             }
