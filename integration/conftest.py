@@ -116,3 +116,35 @@ def home(tmp_path, bin_path) -> Path:
     path = tmp_path / "home"
     assert not path.exists()
     return path
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL, for test_postgres.py (see remote_helpers.py)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL cluster for the session: $STIGMER_TEST_POSTGRES_URL's (never stopped or
+    restarted here), else a throwaway one started here and stopped at the end."""
+    from remote_helpers import PgCluster
+
+    url = os.environ.get("STIGMER_TEST_POSTGRES_URL")
+    if url:
+        yield PgCluster.external(url)
+        return
+    try:
+        cluster = PgCluster.create()
+    except (RuntimeError, KeyError, LookupError, OSError) as e:
+        pytest.fail(f"cannot start a throwaway PostgreSQL: {e}")
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_db(pg_cluster):
+    """A fresh database of the session's cluster, as (cluster, name); dropped afterwards."""
+    name = pg_cluster.create_db()
+    yield pg_cluster, name
+    pg_cluster.drop_db(name)

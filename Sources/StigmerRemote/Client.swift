@@ -46,6 +46,12 @@ public struct RemoteClient: Sendable {
 
     public typealias Service = Stigmer_Exec_V1_ExecutionContextService.Client<HTTP2ClientTransport.Posix>
 
+    static func isIPAddress(_ host: String) -> Bool {
+        if host.contains(":") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+    }
+
     /// The one place an RPC status becomes a StigmerError (and an exit status).
     static func error(_ e: RPCError, _ address: ServerAddress) -> StigmerError {
         let message = e.message.isEmpty ? "\(e.code)" : e.message
@@ -99,10 +105,16 @@ public struct RemoteClient: Sendable {
         } else {
             security = .plaintext
         }
-        var config = HTTP2ClientTransport.Posix.Config.defaults
-        config.http2.authority = address.host
-        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port),
-                                                       transportSecurity: security, config: config)
+        // An IP address is dialled as one (TLS then checks the certificate's IP SAN); a
+        // name is resolved and sent as the TLS server name.
+        let transport: HTTP2ClientTransport.Posix
+        if address.host.contains(":") {
+            transport = try HTTP2ClientTransport.Posix(target: .ipv6(host: address.host, port: address.port), transportSecurity: security)
+        } else if Self.isIPAddress(address.host) {
+            transport = try HTTP2ClientTransport.Posix(target: .ipv4(host: address.host, port: address.port), transportSecurity: security)
+        } else {
+            transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: security)
+        }
         let metadata: Metadata = ["authorization": "Bearer \(token)"]
         var options = CallOptions.defaults
         options.timeout = .seconds(10)

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import PostgresNIO
 import StigmerCore
 import StigmerStore
@@ -87,24 +88,46 @@ public final class PostgresStore: AsyncStore {
     }
 
     /// Runs `op` within the deadline; the database being away, or any error that is not
-    /// the server's own answer, becomes "unavailable" (69).
+    /// the server's own answer, becomes "unavailable" (69). On timeout the caller gets its
+    /// answer at once: the operation is cancelled but not waited for, since a query stuck
+    /// on a dead connection (or an advisory lock) does not always honour cancellation.
     func db<T: Sendable>(_ what: String, _ op: @escaping @Sendable () async throws -> T) async throws(StigmerError) -> T {
-        do {
-            return try await withThrowingTaskGroup(of: T.self) { group in
-                group.addTask { try await op() }
-                group.addTask {
-                    try await Task.sleep(for: self.deadline)
-                    throw StigmerError(.unavailable, "PostgreSQL did not answer within \(self.deadline) while \(what); check that it is running and reachable")
+        let deadline = self.deadline
+        let outcome: Result<T, StigmerError> = await withCheckedContinuation { continuation in
+            let race = Race(continuation)
+            let work = Task {
+                do {
+                    _ = race.finish(.success(try await op()))
+                } catch let error as PostgresTransactionError {
+                    _ = race.finish(.failure(Self.map(error.closureError ?? error.commitError ?? error.beginError ?? error, what)))
+                } catch {
+                    _ = race.finish(.failure(Self.map(error, what)))
                 }
-                defer { group.cancelAll() }
-                return try await group.next()!
             }
-        } catch let error as StigmerError {
-            throw error
-        } catch let error as PostgresTransactionError {
-            throw Self.map(error.closureError ?? error.commitError ?? error.beginError ?? error, what)
-        } catch {
-            throw Self.map(error, what)
+            Task {
+                try? await Task.sleep(for: deadline)
+                if race.finish(.failure(StigmerError(.unavailable, "PostgreSQL did not answer within \(deadline) while \(what); check that it is running and reachable"))) {
+                    work.cancel()
+                }
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// The first of two racers to finish resumes the continuation; the other is ignored.
+    final class Race<T: Sendable>: Sendable {
+        let finished = Mutex(false)
+        let continuation: CheckedContinuation<Result<T, StigmerError>, Never>
+
+        init(_ continuation: CheckedContinuation<Result<T, StigmerError>, Never>) { self.continuation = continuation }
+
+        func finish(_ result: Result<T, StigmerError>) -> Bool {
+            let first = finished.withLock { done in
+                defer { done = true }
+                return !done
+            }
+            if first { continuation.resume(returning: result) }
+            return first
         }
     }
 

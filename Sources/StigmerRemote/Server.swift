@@ -50,12 +50,12 @@ public enum StoreFactory {
             if isPostgres(location) {
                 let client = PostgresClient(configuration: try PostgresStore.configuration(location), backgroundLogger: logger)
                 let store = PostgresStore(client: client, logger: logger)
-                return try await withThrowingTaskGroup(of: T?.self) { group in
-                    group.addTask { await client.run(); return nil }
-                    defer { group.cancelAll() }
-                    try await store.migrate()
-                    return try await body(store)
-                }
+                // Not a structured child: when the database is gone, the pool's shutdown
+                // can wait on a connection that never answers; the caller must not.
+                let pool = Task { await client.run() }
+                defer { pool.cancel() }
+                try await store.migrate()
+                return try await body(store)
             }
             guard let sqlite = try SQLiteStore.open(path: location, create: true) else {
                 throw StigmerError(.unavailable, "cannot open the store \(quoted(location))")
