@@ -6,11 +6,11 @@
 #   ENTRYPOINT ["stigmer-exec", "run", "--init", "--"]
 #   CMD ["your-server", "--flag"]        # with STIGMER_EXECUTION_ID and a key or token set
 #
-# As a binary other images copy in:
-#   COPY --from=stigmer-exec /usr/local/bin/stigmer-exec /usr/local/bin/stigmer-exec
+# As binaries other images copy in (the companion only for remote contexts or PostgreSQL):
+#   COPY --from=stigmer-exec /usr/local/bin/stigmer-exec /usr/local/bin/stigmer-exec-full /usr/local/bin/
 #
 # The build stage runs exactly what `make release` runs on a developer machine and in CI
-# (scripts/deps.sh build, then swift build -c release -Xswiftc -static-executable, strip).
+# (scripts/deps.sh build, the two release builds, strip).
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
@@ -19,7 +19,9 @@ COPY . .
 RUN make release
 
 FROM debian:bookworm-slim
-# The binary is fully static (libseccomp and SQLite linked in): no runtime packages needed.
-COPY --from=build /src/dist/stigmer-exec /usr/local/bin/stigmer-exec
+# stigmer-exec is fully static (libseccomp and SQLite linked in); the companion, for remote
+# contexts and PostgreSQL, needs glibc, libstdc++, zlib (in the base image) and libsqlite3.
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-0 && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/dist/stigmer-exec /src/dist/stigmer-exec-full /usr/local/bin/
 ENTRYPOINT ["stigmer-exec", "run", "--init", "--"]
 CMD ["sh", "-c", "echo give a command to run; exit 64"]

@@ -43,10 +43,14 @@ demo: build
 # The shipped binary: release, fully static (no dynamic loader, no relocations: ~1.5 ms
 # less per launch than --static-swift-stdlib, see benchmarks/RESULTS.md), stripped, in its
 # own build folder (changing link modes in a shared folder rebuilds everything).
+# The companion links NIO and makes network connections (getaddrinfo needs the system's
+# NSS), so it keeps a dynamic glibc: --static-swift-stdlib.
 release:
 	@scripts/deps.sh build
 	$(SWIFT) build -c release -Xswiftc -static-executable --scratch-path .build-static --product stigmer-exec
-	mkdir -p dist && cp .build-static/release/stigmer-exec dist/ && strip dist/stigmer-exec
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-release-full --product stigmer-exec-full
+	mkdir -p dist && cp .build-static/release/stigmer-exec .build-release-full/release/stigmer-exec-full dist/
+	strip dist/stigmer-exec dist/stigmer-exec-full
 
 clean:
-	rm -rf .build .build-static .build-postgres dist
+	rm -rf .build .build-static .build-release-full .build-postgres dist
