@@ -1,3 +1,4 @@
+import ArgumentParser
 import StigmerCore
 import StigmerSystem
 
@@ -39,4 +40,10 @@ public func printable(_ text: String) -> String {
         }
     }
     return out
+}
+
+/// Runs a check in `validate()`: its StigmerError becomes ArgumentParser's usage error,
+/// so it leaves as one line and exit 64 like any other bad flag.
+public func usageCheck(_ body: () throws(StigmerError) -> Void) throws {
+    do { try body() } catch { throw ValidationError(error.message) }
 }

@@ -22,7 +22,7 @@ public struct RuntimeOptions: ParsableArguments {
     public var inputs: RuntimeInputs { RuntimeInputs(env: env, secret: secret, envFile: envFile, secretFile: secretFile) }
     public var isEmpty: Bool { inputs.isEmpty }
 
-    public func validate() throws { try inputs.check() }
+    public func validate() throws { try usageCheck { () throws(StigmerError) in try inputs.check() } }
 
     public func layer() throws(StigmerError) -> RuntimeLayer { try inputs.layer() }
 }

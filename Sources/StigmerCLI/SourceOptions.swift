@@ -17,7 +17,7 @@ public struct SourceOptions: ParsableArguments {
     public var sources: Sources { Sources(agent: agent, instance: instance, envRefs: envRefs) }
     public var isEmpty: Bool { sources.isEmpty }
 
-    public func validate() throws { try sources.check() }
+    public func validate() throws { try usageCheck { () throws(StigmerError) in try sources.check() } }
 }
 
 public struct Sources {

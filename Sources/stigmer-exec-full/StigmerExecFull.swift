@@ -31,7 +31,12 @@ struct StigmerExecFull: AsyncParsableCommand {
             if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
             Glibc.exit(error.exitStatus)
         } catch {
-            exit(withError: error)
+            // Help and --version print as usual; a usage error is one line, then 64.
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+            Stderr.line("stigmer-exec: \(message); see --help")
+            Glibc.exit(code.rawValue)
         }
     }
 }

@@ -44,7 +44,7 @@ struct KeyCommand: ParsableCommand {
         var name: String
 
         func validate() throws {
-            try Binding.validateScope(scope)
+            try usageCheck { () throws(StigmerError) in try Binding.validateScope(scope) }
             guard VariableName.isValid(name) else { throw ValidationError("--name: \(VariableName.problem(name))") }
         }
 
@@ -90,7 +90,7 @@ struct KeyCommand: ParsableCommand {
         var name: String
 
         func validate() throws {
-            try Binding.validateScope(scope)
+            try usageCheck { () throws(StigmerError) in try Binding.validateScope(scope) }
             guard VariableName.isValid(name) else { throw ValidationError("--name: \(VariableName.problem(name))") }
         }
 
