@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import StigmerCore
 import StigmerSystem
 
@@ -46,4 +49,21 @@ public func printable(_ text: String) -> String {
 /// so it leaves as one line and exit 64 like any other bad flag.
 public func usageCheck(_ body: () throws(StigmerError) -> Void) throws {
     do { try body() } catch { throw ValidationError(error.message) }
+}
+
+extension ParsableCommand {
+    /// How both executables leave on an error, in one place: a StigmerError as one line
+    /// and its documented status (nothing when another process already reported it);
+    /// help and --version as usual; any other usage error as one line and 64.
+    public static func exitReporting(_ error: any Error) -> Never {
+        if let error = error as? StigmerError {
+            if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
+            Glibc.exit(error.exitStatus)
+        }
+        let code = exitCode(for: error)
+        guard code != .success else { exit(withError: error) }
+        let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+        Stderr.line("stigmer-exec: \(text); see --help")
+        Glibc.exit(code.rawValue)
+    }
 }

@@ -27,16 +27,8 @@ struct StigmerExecFull: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let error as StigmerError {
-            if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
-            Glibc.exit(error.exitStatus)
         } catch {
-            // Help and --version print as usual; a usage error is one line, then 64.
-            let code = exitCode(for: error)
-            guard code != .success else { exit(withError: error) }
-            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
-            Stderr.line("stigmer-exec: \(message); see --help")
-            Glibc.exit(code.rawValue)
+            exitReporting(error)
         }
     }
 }
