@@ -37,7 +37,10 @@ integration: build
 test: build
 	@$(call with_postgres, $(SWIFT) test --skip-build && python3 -m pytest -q integration)
 
-demo: build
+# Only what the demo needs: the launcher, not the tests, gRPC or PostgreSQL (~1/3 of `build`).
+demo:
+	@scripts/deps.sh build
+	$(SWIFT) build --product stigmer-exec
 	@scripts/demo.sh
 
 # The shipped binary: release, fully static (no dynamic loader, no relocations: ~1.5 ms

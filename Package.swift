@@ -1,12 +1,19 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Dependencies point one way, downward (STYLE.md):
-//   StigmerCore (model, merge, placeholders, env files; no I/O, no Foundation)
-//     -> StigmerSystem (thin Glibc wrappers)  -> StigmerCrypto (AES-GCM, keys)
-//     -> StigmerManifests (YAML/JSON documents)
-//     -> StigmerStore (protocol, in-memory, SQLite)  -> StigmerLaunch (exec, spawn, supervise)
-//     -> StigmerEngine (apply, contexts, resolve for launch)  -> stigmer-exec (CLI wiring only)
+// Dependencies point one way, downward (STYLE.md); each module sees only those above it:
+//   StigmerCore     model, merge, placeholders, env files, templates (no I/O, no Foundation)
+//   StigmerSystem   thin Glibc wrappers, control variables, locked memory (SecretBytes)
+//   StigmerCrypto   AES-GCM sealing, keys, HPKE delivery, the fetch frame
+//   StigmerManifests YAML/JSON documents, manifests, MCP configs, env files from disk
+//   StigmerStore    the Store protocol, in-memory and SQLite stores, where a store is
+//   StigmerEngine   apply, merge, contexts, opening values into SecretBytes
+//   StigmerLaunch   the launch sequence (Pipeline.swift), exec/spawn/supervise, seccomp,
+//                   the companion's processes (Companion.swift)
+//   StigmerCLI      options and flag tables shared by both executables (ArgumentParser)
+//   stigmer-exec, stigmer-exec-full   parse and wire only
+// The companion adds StigmerRemote (gRPC, PostgreSQL) beside StigmerLaunch: it never
+// reaches the launcher.
 let package = Package(
     name: "stigmer-exec",
     platforms: [.macOS(.v15)],
@@ -31,7 +38,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "StigmerCore"),
-        .target(name: "StigmerSystem", dependencies: ["StigmerCore"]),
+        .target(name: "StigmerSystem", dependencies: ["StigmerCore", "CStigmerShims"]),
         .target(
             name: "StigmerCrypto",
             dependencies: [
@@ -49,16 +56,21 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .target(
             name: "StigmerLaunch",
-            dependencies: ["StigmerCore", "StigmerSystem", "CStigmerShims", "CSeccomp"],
+            dependencies: [
+                "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
+                "CStigmerShims", "CSeccomp",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             // A test-only pause while plaintext is held, compiled into debug builds only.
             swiftSettings: [.define("STIGMER_TEST_HOOKS", .when(configuration: .debug))]
         ),
-        .target(name: "StigmerEngine", dependencies: ["StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerStore"]),
+        .target(name: "StigmerEngine", dependencies: ["StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore"]),
         // Options, output and logging shared by both executables.
         .target(
             name: "StigmerCLI",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
+                "StigmerLaunch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -111,6 +123,9 @@ let package = Package(
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),
         .testTarget(name: "StigmerStoreTests", dependencies: ["StigmerStore"]),
         .testTarget(name: "StigmerLaunchTests", dependencies: ["StigmerLaunch"]),
+        .testTarget(name: "StigmerSystemTests", dependencies: ["StigmerSystem"]),
+        .testTarget(name: "StigmerEngineTests", dependencies: ["StigmerEngine", "StigmerStore", "StigmerCrypto"]),
+        .testTarget(name: "StigmerCLITests", dependencies: ["StigmerCLI", "StigmerLaunch", "StigmerEngine"]),
         .testTarget(
             name: "StigmerRemoteTests",
             dependencies: ["StigmerRemote", "StigmerStore", .product(name: "PostgresNIO", package: "postgres-nio")]

@@ -24,9 +24,22 @@
 #endif
 
 int stigmer_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }
-int stigmer_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int stigmer_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
-int stigmer_get_no_new_privs(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); }
+
+int stigmer_ignored_signals(sigset_t *ignored) {
+    sigemptyset(ignored);
+    for (int sig = 1; sig < _NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) sigaddset(ignored, sig);
+    }
+    return 0;
+}
+
+int stigmer_block_all_signals(sigset_t *previous) {
+    sigset_t all;
+    sigfillset(&all);
+    return sigprocmask(SIG_BLOCK, &all, previous) == 0 ? 0 : -errno;
+}
 
 int stigmer_signalfd_all(void) {
     sigset_t all;
@@ -51,23 +64,42 @@ int stigmer_memfd_secret(void) {
 
 // Async-signal-safe only: plain syscalls, no allocation, no locks.
 static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const char **step) {
+    if (spawned && l->new_process_group) {
+        *step = "setpgid";
+        if (setpgid(0, 0) != 0) return -errno;
+        // Our own group in the terminal's foreground, as tini does: a Ctrl-C reaches the
+        // child once, from the terminal, and not again through the supervisor. Signals are
+        // still blocked here, so SIGTTOU cannot stop us for asking from the background.
+        if (l->foreground_terminal >= 0) {
+            *step = "tcsetpgrp";
+            if (tcsetpgrp(l->foreground_terminal, getpid()) != 0 && errno != ENOTTY && errno != ENXIO) return -errno;
+        }
+    }
+    if (spawned && l->parent > 0) {
+        // The child must not outlive a supervisor that is SIGKILLed: it would run on,
+        // unsupervised, with the secrets. Checked after setting it: the parent may have
+        // died before, and then no signal would ever come.
+        *step = "PR_SET_PDEATHSIG";
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return -errno;
+        if (getppid() != l->parent) return -ESRCH;
+    }
     if (l->reset_signals) {
         *step = "resetting signals";
+        // execve resets handlers by itself; what the launcher ignored that it had not
+        // inherited ignored goes back to default. Inherited ignores stay (nohup, tini's
+        // sigconf): a child of `nohup stigmer-exec run` ignores SIGHUP as it would under env.
         for (int sig = 1; sig < _NSIG; sig++) {
             if (sig == SIGKILL || sig == SIGSTOP) continue;
             struct sigaction sa;
+            if (sigaction(sig, NULL, &sa) != 0) continue;  // glibc-reserved numbers
+            if (sa.sa_handler != SIG_IGN || (l->inherited_ignored && sigismember(l->inherited_ignored, sig) == 1)) continue;
             memset(&sa, 0, sizeof sa);
             sa.sa_handler = SIG_DFL;
-            // Invalid numbers (the glibc-reserved real-time ones) fail harmlessly.
-            (void)sigaction(sig, &sa, NULL);
+            if (sigaction(sig, &sa, NULL) != 0) return -errno;
         }
         sigset_t none;
         sigemptyset(&none);
         if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) return -errno;
-    }
-    if (spawned && l->new_process_group) {
-        *step = "setpgid";
-        if (setpgid(0, 0) != 0) return -errno;
     }
     if (l->cwd) {
         *step = "changing to the working directory";

@@ -32,7 +32,7 @@ public struct GlobalOptions: ParsableArguments {
     public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try settings.keyRing(logger) }
 }
 
-public struct Settings {
+public struct Settings: Equatable {
     public var home: String?
     public var keyFD: Int32?
     public var logLevel: Logger.Level?
@@ -45,7 +45,7 @@ public struct Settings {
 
     public func logger() throws(StigmerError) -> Logger {
         var level = logLevel ?? .warning
-        if logLevel == nil, let text = Sys.getenv("STIGMER_LOG_LEVEL"), !text.isEmpty {
+        if logLevel == nil, let text = ControlVariable.logLevel.value {
             guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
                 throw .usage("STIGMER_LOG_LEVEL=\(quoted(text)) is not a level; use trace, debug, info, notice, warning, error or critical")
             }
@@ -60,12 +60,12 @@ public struct Settings {
 
     /// The engine over `store`, loading keys only when a secret needs them.
     public func engine(_ store: (any Store)?, _ logger: Logger) -> Engine {
-        Engine(store: store) { () throws(StigmerError) -> KeyRing in try keyRing(logger) }
+        Engine(store: store, keys: keys(logger))
     }
 
-    public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing {
-        let ring = try KeySource.load(keyFD: keyFD, home: try resolvedHome())
-        logger.debug("loaded encryption keys", metadata: ["keys": "\(ring.keys.map(\.id).joined(separator: ","))", "source": "\(ring.source)"])
-        return ring
+    public func keys(_ logger: Logger) -> KeyLoader {
+        KeyLoader(keyFD: keyFD, home: home) { logger.debug("\($0)") }
     }
+
+    public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try keys(logger).load() }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import StigmerCore
+import StigmerStore
 import StigmerSystem
 
 /// How to reach a server and prove who we are.
@@ -21,6 +22,10 @@ public struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry while the server is unavailable for at most this long (e.g. 30s).", valueName: "DURATION"))
     public var fetchTimeout: String = "30s"
 
+    public func validate() throws {
+        if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
+    }
+
     public var inputs: RemoteInputs {
         RemoteInputs(server: server, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
     }
@@ -29,7 +34,7 @@ public struct RemoteOptions: ParsableArguments {
     public func token() throws(StigmerError) -> String { try inputs.token() }
 }
 
-public struct RemoteInputs {
+public struct RemoteInputs: Equatable {
     public var server: String?
     public var tokenFile: String?
     public var tokenFD: Int32?
@@ -44,7 +49,7 @@ public struct RemoteInputs {
         self.fetchTimeout = fetchTimeout
     }
 
-    public var serverURL: String? { server ?? Sys.getenv("STIGMER_SERVER").flatMap { $0.isEmpty ? nil : $0 } }
+    public var serverURL: String? { ControlVariable.server.or(server) }
 
     /// What the fetch helper needs from the launcher's command line.
     public var helperArgs: [String] {
@@ -65,7 +70,7 @@ public struct RemoteInputs {
             do { bytes = try IO.readAll(tokenFD, limit: 64 << 10) } catch {
                 throw StigmerError(.notPermitted, "cannot read the token from --token-fd \(tokenFD)", cause: error.description)
             }
-        } else if let env = Sys.getenv("STIGMER_TOKEN") {
+        } else if let env = ControlVariable.token.value {
             bytes = Array(env.utf8)
         } else {
             throw StigmerError(.notPermitted, "no token: give --token-file, --token-fd or STIGMER_TOKEN")
@@ -94,9 +99,8 @@ public enum Dispatch {
             }
             return nil
         }
-        let store = flag("--store") ?? Sys.getenv("STIGMER_STORE") ?? ""
-        if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") { return true }
-        if command == "context" && (flag("--server") != nil || (Sys.getenv("STIGMER_SERVER").map { !$0.isEmpty } ?? false)) { return true }
+        if StoreLocation(flag("--store")).isPostgres { return true }
+        if command == "context" && ControlVariable.server.or(flag("--server")) != nil { return true }
         return false
     }
 }

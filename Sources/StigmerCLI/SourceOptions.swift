@@ -1,5 +1,6 @@
 import ArgumentParser
 import StigmerCore
+import StigmerEngine
 
 /// Which stored resources feed the template and environment layers.
 public struct SourceOptions: ParsableArguments {
@@ -20,22 +21,3 @@ public struct SourceOptions: ParsableArguments {
     public func validate() throws { try usageCheck { () throws(StigmerError) in try sources.check() } }
 }
 
-public struct Sources {
-    public var agent: String?
-    public var instance: String?
-    public var envRefs: [String] = []
-
-    public init(agent: String? = nil, instance: String? = nil, envRefs: [String] = []) {
-        self.agent = agent
-        self.instance = instance
-        self.envRefs = envRefs
-    }
-
-    public var isEmpty: Bool { agent == nil && instance == nil && envRefs.isEmpty }
-
-    public func check() throws(StigmerError) {
-        if instance != nil && !envRefs.isEmpty {
-            throw .usage("give --instance or --env-ref, not both: an instance names its own environments")
-        }
-    }
-}

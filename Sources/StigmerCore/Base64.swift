@@ -29,10 +29,6 @@ public enum Base64 {
         decode(array: Array(text.utf8))
     }
 
-    public static func decode(bytes: some Collection<UInt8>) -> [UInt8]? {
-        decode(array: Array(bytes))
-    }
-
     /// Concrete, so the launch path does not instantiate generic collection metadata.
     public static func decode(array input: [UInt8]) -> [UInt8]? {
         guard input.count % 4 == 0 else { return nil }

@@ -36,22 +36,32 @@ public enum JSONWriter {
         }
     }
 
+    /// Whether `text` is a JSON literal as it stands: true, false, null, or a number by
+    /// RFC 8259's grammar (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`). YAML's
+    /// `+1`, `.5`, `1.` and `007` are numbers to YAML but not JSON: they are written as
+    /// strings, so the output always parses.
     static func isBare(_ text: String) -> Bool {
         if text == "true" || text == "false" || text == "null" { return true }
-        guard !text.isEmpty else { return false }
-        var sawDigit = false
-        for (i, c) in text.unicodeScalars.enumerated() {
-            switch c {
-            case "0"..."9": sawDigit = true
-            case "-" where i == 0: break
-            case ".", "e", "E", "+", "-": break
-            default: return false
-            }
+        let b = Array(text.utf8)
+        var i = 0
+        func digits() -> Int {
+            let start = i
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            return i - start
         }
-        // Leading zeros ("007") are not JSON numbers.
-        let digits = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
-        if digits.count > 1 && digits.hasPrefix("0") && !digits.hasPrefix("0.") { return false }
-        return sawDigit && Double(text) != nil
+        if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < b.count else { return false }
+        if b[i] == UInt8(ascii: "0") { i += 1 } else if digits() == 0 { return false }
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digits() > 0 else { return false }
+        }
+        if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits() > 0 else { return false }
+        }
+        return i == b.count
     }
 
     public static func quote(_ text: String) -> String {

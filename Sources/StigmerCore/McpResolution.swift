@@ -1,78 +1,93 @@
-/// Turning an MCP server definition into a process to start (DESIGN.md §4).
+/// Turning an MCP server definition into a process to start (DESIGN.md §4): every
+/// templated field becomes a `Template`, resolved against opened values only at launch,
+/// straight into the child's secret area — no plaintext is ever assembled in a `String`.
 
-/// A stdio (or docker) server with every placeholder resolved. Holds plaintext.
-public struct ResolvedServer: Sendable, Redacted {
-    public var name: String
-    public var command: String
-    public var args: [String]
+/// A string of the child's argv or environment: literal text and `${NAME}` references.
+/// Holds no value; `field` locates it for messages ("args[2]", "env.TOKEN").
+public struct Template: Sendable, Equatable {
+    public var segments: [Placeholder.Segment]
+    public var field: String
+    /// The template as written, for messages (a placeholder, never a value).
+    public var source: String
+
+    public init(literal text: String, field: String = "") {
+        segments = text.isEmpty ? [] : [.literal(text)]
+        self.field = field
+        source = Placeholder.escape(text)
+    }
+
+    /// Parses `text`; syntax problems come back (nothing is launched if there is any).
+    public static func parse(_ text: String, field: String) -> (Template, [Placeholder.Problem]) {
+        let (segments, problems) = Placeholder.parse(text)
+        return (Template(segments: segments, field: field, source: text), problems)
+    }
+
+    init(segments: [Placeholder.Segment], field: String, source: String) {
+        self.segments = segments
+        self.field = field
+        self.source = source
+    }
+
+    /// The names referred to, in order (duplicates kept).
+    public var names: [String] {
+        segments.compactMap { if case .reference(let name, _, _) = $0 { name } else { nil } }
+    }
+}
+
+/// A stdio or docker server as a process to start: templates, no values.
+public struct McpChild: Sendable, Redacted {
+    public var server: String
+    public var command: Template
+    public var args: [Template]
     /// The resolved `env` (for docker: the variables the docker CLI forwards by name).
-    public var env: [ConfigPair]
-    public var workingDir: String?
-    /// Which args hold a secret value (argv is world-readable in /proc).
-    public var secretArgs: [Int]
+    public var env: [(name: String, template: Template)]
+    public var workingDir: Template?
+    public var isDocker: Bool
 
     public var redactedDescription: String {
-        "ResolvedServer(\(name): \(command), \(args.count) args, env \(redactedList(env.map(\.key))))"
+        "McpChild(\(server): \(command.source), \(args.count) args, env \(redactedList(env.map(\.name))))"
     }
 }
 
 public enum McpResolver {
-    /// Resolves every templated field of a stdio or docker server against `lookup`.
-    /// All problems come back together, located (server, field, column).
-    public static func resolve(_ server: McpServerDefinition, lookup: (String) -> String?,
-                               isSecret: (String) -> Bool = { _ in false }) -> Result<ResolvedServer, ProblemList> {
+    /// The process a stdio or docker server starts, as templates. Every syntax problem
+    /// comes back together, located (server, field, column), as one error (78).
+    public static func child(_ server: McpServerDefinition, file: String) throws(StigmerError) -> McpChild {
         var problems: [LocatedProblem] = []
-        func value(_ field: String, _ template: String) -> String {
-            switch Placeholder.resolve(template, lookup: lookup) {
-            case .success(let s): return s
-            case .failure(let list):
-                problems += list.problems.map { LocatedProblem(server: server.name, field: field, problem: $0) }
-                return ""
-            }
+        func template(_ field: String, _ text: String) -> Template {
+            let (t, found) = Template.parse(text, field: field)
+            problems += found.map { LocatedProblem(server: server.name, field: field, problem: $0) }
+            return t
         }
-        func secretIn(_ template: String) -> Bool {
-            Placeholder.references(in: template).contains(where: isSecret)
-        }
-        var resolved: ResolvedServer
+        var child: McpChild
         switch server.transport {
         case .http:
-            return .failure(ProblemList([], http: true))
+            throw .usage("server \(quoted(server.name)) is an http server: stigmer-exec launches stdio and docker servers (an http bridge is planned); point the client at its url, and use `stigmer-exec mcp check` to validate its placeholders")
         case .stdio(let s):
-            let args = s.args.enumerated().map { value("args[\($0.offset)]", $0.element) }
-            resolved = ResolvedServer(
-                name: server.name, command: value("command", s.command), args: args,
-                env: s.env.map { ConfigPair($0.key, value("env.\($0.key)", $0.value)) },
-                workingDir: s.workingDir.map { value("working_dir", $0) },
-                secretArgs: s.args.indices.filter { secretIn(s.args[$0]) })
+            child = McpChild(
+                server: server.name, command: template("command", s.command),
+                args: s.args.enumerated().map { template("args[\($0.offset)]", $0.element) },
+                env: s.env.map { (name: $0.key, template: template("env.\($0.key)", $0.value)) },
+                workingDir: s.workingDir.map { template("working_dir", $0) }, isDocker: false)
         case .docker(let d):
             // docker run -i --rm … -e NAME … IMAGE ARGS: names only in argv; the docker
             // CLI reads the values from its own environment.
-            var args = ["run", "-i", "--rm"]
-            if let name = d.containerName { args += ["--name", name] }
-            if let network = d.network { args += ["--network", network] }
-            for volume in d.volumes { args += ["-v", volume] }
-            for port in d.ports { args += ["-p", port] }
-            for pair in d.env { args += ["-e", pair.key] }
-            args.append(d.image)
-            let offset = args.count
-            let userArgs = d.args.enumerated().map { value("args[\($0.offset)]", $0.element) }
-            resolved = ResolvedServer(
-                name: server.name, command: "docker", args: args + userArgs,
-                env: d.env.map { ConfigPair($0.key, value("env.\($0.key)", $0.value)) }, workingDir: nil,
-                secretArgs: d.args.indices.filter { secretIn(d.args[$0]) }.map { $0 + offset })
+            var fixed = ["run", "-i", "--rm"]
+            if let name = d.containerName { fixed += ["--name", name] }
+            if let network = d.network { fixed += ["--network", network] }
+            for volume in d.volumes { fixed += ["-v", volume] }
+            for port in d.ports { fixed += ["-p", port] }
+            for pair in d.env { fixed += ["-e", pair.key] }
+            fixed.append(d.image)
+            child = McpChild(
+                server: server.name, command: Template(literal: "docker", field: "command"),
+                args: fixed.map { Template(literal: $0, field: "docker") }
+                    + d.args.enumerated().map { template("args[\($0.offset)]", $0.element) },
+                env: d.env.map { (name: $0.key, template: template("env.\($0.key)", $0.value)) },
+                workingDir: nil, isDocker: true)
         }
-        if !problems.isEmpty { return .failure(ProblemList(problems)) }
-        return .success(resolved)
-    }
-
-    public struct ProblemList: Error, Sendable {
-        public var problems: [LocatedProblem]
-        /// An http server: nothing to launch.
-        public var http: Bool
-        public init(_ problems: [LocatedProblem], http: Bool = false) {
-            self.problems = problems
-            self.http = http
-        }
+        if !problems.isEmpty { throw error(problems, file: file) }
+        return child
     }
 
     /// The one-line error for a list of problems (exit 78). Names and places only.

@@ -3,8 +3,11 @@
 /// context and no resolved placeholder: the wrapped servers resolve at launch.
 public enum McpWrap {
     /// `launcher` is stigmer-exec's absolute path, `config` the config's absolute path.
+    /// `extraArgs` and `extraEnv` tell the wrapped entry where the context lives (an MCP
+    /// client starts servers with a bare environment, from any directory).
     public static func wrap(_ root: Document, form: McpConfigForm, launcher: String, config: String,
-                            executionID: String?, extraArgs: [String] = []) -> Document {
+                            executionID: String?, extraArgs: [String] = [], extraEnv: [(String, String)] = []) -> Document {
+        let env: Document? = extraEnv.isEmpty ? nil : .object(extraEnv.map { ($0.0, .string($0.1)) })
         func launch(_ server: String) -> [String] {
             var args = ["mcp", "run"]
             if let executionID { args += ["--execution-id", executionID] }
@@ -19,8 +22,9 @@ public enum McpWrap {
                 var server = entry.value
                 for key in ["command", "args", "env", "cwd", "type"] { server = server.setting(key, nil) }
                 // Client-specific fields (disabled, autoApprove, …) stay.
-                server = Document.object([("command", .string(launcher)), ("args", .list(launch(entry.key)))])
-                    .merging(server)
+                var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(entry.key)))]
+                if let env { fields.append(("env", env)) }
+                server = Document.object(fields).merging(server)
                 e.value = server
                 return e
             }
@@ -30,20 +34,27 @@ public enum McpWrap {
                   case .sequence(let items) = list.kind else {
                 // A bare mcp_servers list.
                 if let list = root["mcp_servers"], case .sequence(let items) = list.kind {
-                    return root.setting("mcp_servers", Document(.sequence(items.map { rewriteStigmer($0, launcher, launch) })))
+                    return root.setting("mcp_servers", Document(.sequence(items.map { rewriteStigmer($0, launcher, env, launch) })))
                 }
                 return root
             }
             let key = spec["mcp_servers"] != nil ? "mcp_servers" : "mcpServers"
-            let newSpec = spec.setting(key, Document(.sequence(items.map { rewriteStigmer($0, launcher, launch) })))
+            let newSpec = spec.setting(key, Document(.sequence(items.map { rewriteStigmer($0, launcher, env, launch) })))
             return root.setting("spec", newSpec)
         }
     }
 
-    static func rewriteStigmer(_ item: Document, _ launcher: String, _ launch: (String) -> [String]) -> Document {
+    static func rewriteStigmer(_ item: Document, _ launcher: String, _ env: Document?, _ launch: (String) -> [String]) -> Document {
         guard item["stdio"] != nil || item["docker"] != nil,
               case .scalar(let name, _)? = item["name"]?.kind else { return item }
-        let stdio = Document.object([("command", .string(launcher)), ("args", .list(launch(name)))])
+        var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(name)))]
+        // Escaped: the wrapped entry's env is itself a template when it is read again.
+        if let env, case .mapping(let entries) = env.kind {
+            fields.append(("env_placeholders", .object(entries.map { entry in
+                (entry.key, .string(Placeholder.escape({ if case .scalar(let v, _) = entry.value.kind { v } else { "" } }())))
+            })))
+        }
+        let stdio = Document.object(fields)
         return item.setting("docker", nil).setting("stdio", stdio)
     }
 }

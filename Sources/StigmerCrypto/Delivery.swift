@@ -4,7 +4,11 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import StigmerCore
+import StigmerSystem
 
 /// Sealed delivery (DESIGN.md §7, §9): a remote launcher holds no master key. It makes an
 /// ephemeral X25519 key pair, sends the public half, and the server returns the values
@@ -26,41 +30,49 @@ public enum Delivery {
         public var publicKey: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
         public var redactedDescription: String { "Delivery.Recipient" }
 
-        /// Opens `values` (in order) from a response.
+        /// Opens `values` (in order) from a response, straight into `out`.
         public func open(encapsulatedKey: [UInt8], executionID: String,
-                         values: [(name: String, ciphertext: [UInt8])]) throws(StigmerError) -> [[UInt8]] {
+                         values: [(name: String, isSecret: Bool, ciphertext: [UInt8])], into out: inout SecretBytes) throws(StigmerError) {
+            var failed = false
             do {
                 var recipient = try HPKE.Recipient(privateKey: privateKey, ciphersuite: Delivery.suite, info: Data(Delivery.info),
                                                    encapsulatedKey: Data(encapsulatedKey))
-                var out: [[UInt8]] = []
                 for value in values {
                     var plain = try recipient.open(Data(value.ciphertext),
                                                    authenticating: Data(Delivery.associatedData(executionID: executionID, name: value.name)))
-                    out.append(Array(plain))
-                    plain.withUnsafeMutableBytes { raw in for i in raw.indices { raw[i] = 0 } }
+                    defer { plain.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } } }
+                    try plain.withUnsafeBytes { raw in catching { () throws(StigmerError) in try out.append(value.name, isSecret: value.isSecret, raw) } }.get()
                 }
-                return out
+            } catch let error as StigmerError {
+                throw error
             } catch {
+                failed = true
+            }
+            if failed {
                 throw .notPermitted("the values delivered for execution \(quoted(executionID)) failed authentication (tampered in transit, or not sealed to this launcher's key); refusing to use them")
             }
         }
     }
 
-    /// The server's side: seals `values` (in order) to `recipientKey`.
-    public static func seal(_ values: [(name: String, plaintext: [UInt8])], executionID: String,
+    /// The server's side: seals every value of `values` (in order) to `recipientKey`.
+    public static func seal(_ values: borrowing SecretBytes, executionID: String,
                             to recipientKey: [UInt8]) throws(StigmerError) -> (encapsulatedKey: [UInt8], ciphertexts: [[UInt8]]) {
+        var sender: HPKE.Sender
         do {
             let key = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: recipientKey)
-            var sender = try HPKE.Sender(recipientKey: key, ciphersuite: suite, info: Data(info))
-            var out: [[UInt8]] = []
-            for value in values {
-                out.append(Array(try sender.seal(Data(value.plaintext),
-                                                 authenticating: Data(associatedData(executionID: executionID, name: value.name)))))
-            }
-            return (Array(sender.encapsulatedKey), out)
+            sender = try HPKE.Sender(recipientKey: key, ciphersuite: suite, info: Data(info))
         } catch {
             throw .data("the recipient key is not a valid X25519 public key (32 bytes)")
         }
+        var out: [[UInt8]] = []
+        for entry in values.entries {
+            let sealed: Data? = values.withBytes(entry) { raw in
+                try? sender.seal(raw, authenticating: Data(associatedData(executionID: executionID, name: entry.name)))
+            }
+            guard let sealed else { throw StigmerError(.internalError, "cannot seal \(entry.name) for delivery") }
+            out.append(Array(sealed))
+        }
+        return (Array(sender.encapsulatedKey), out)
     }
 }
 

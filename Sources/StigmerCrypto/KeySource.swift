@@ -12,7 +12,7 @@ public enum KeySource {
 
     public static func load(keyFD: Int32?, home: StigmerHome) throws(StigmerError) -> KeyRing {
         if let fd = keyFD { return try fromDescriptor(fd) }
-        if let text = Sys.getenv(environmentVariable) {
+        if let text = ControlVariable.encryptionKey.value {
             return try KeyRing.parse(Array(text.utf8), source: environmentVariable)
         }
         return try fromFile(home.keyFile, missingHint: true)
@@ -24,7 +24,7 @@ public enum KeySource {
         do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
             throw .notPermitted("cannot read the key from --key-fd \(fd); pass an open descriptor, e.g. --key-fd 3 3<keyfile", cause: error.description)
         }
-        defer { for i in bytes.indices { bytes[i] = 0 } }
+        defer { bytes.wipe() }
         return try KeyRing.parse(bytes, source: "--key-fd \(fd)")
     }
 
@@ -58,7 +58,7 @@ public enum KeySource {
         do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
             throw .notPermitted("cannot read key file \(quoted(path))", cause: error.description)
         }
-        defer { for i in bytes.indices { bytes[i] = 0 } }
+        defer { bytes.wipe() }
         return try KeyRing.parse(bytes, source: path)
     }
 
@@ -85,5 +85,38 @@ public enum KeySource {
             throw StigmerError(.ioError, "cannot write \(quoted(path))", cause: error.description)
         }
         return key
+    }
+}
+
+/// The key ring, loaded once and only when a secret needs it (DESIGN.md §5). Handed down
+/// to the engine as a value, so no layer calls back up into the CLI for the key.
+public final class KeyLoader {
+    let keyFD: Int32?
+    let home: String?
+    let log: (String) -> Void
+    var ring: KeyRing?
+
+    /// `keyFD` is read once (then closed); else `STIGMER_ENCRYPTION_KEY`, else the key
+    /// file in the home (`home`, else `STIGMER_HOME`, else `~/.stigmer`).
+    public init(keyFD: Int32? = nil, home: String? = nil, log: @escaping (String) -> Void = { _ in }) {
+        self.keyFD = keyFD
+        self.home = home
+        self.log = log
+    }
+
+    /// A loader that hands out `ring` (the server, tests).
+    public init(ring: KeyRing) {
+        keyFD = nil
+        home = nil
+        log = { _ in }
+        self.ring = ring
+    }
+
+    public func load() throws(StigmerError) -> KeyRing {
+        if let ring { return ring }
+        let loaded = try KeySource.load(keyFD: keyFD, home: try StigmerHome.resolve(home))
+        log("loaded encryption keys \(loaded.keys.map(\.id).joined(separator: ",")) from \(loaded.source)")
+        ring = loaded
+        return loaded
     }
 }

@@ -1,5 +1,14 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import StigmerCore
+import StigmerSystem
 
 /// What a sealed value is bound to (DESIGN.md §5): its scope and variable name. The
 /// associated data is exactly `stigmer-exec/v1 ‖ 0 ‖ scope ‖ 0 ‖ name`, so a ciphertext
@@ -44,10 +53,10 @@ public enum Sealer {
     static let nonceSize = 12
     static let tagSize = 16
 
-    public static func seal(_ plaintext: some Collection<UInt8>, for binding: Binding, with ring: KeyRing) throws(StigmerError) -> String {
+    public static func seal(_ plaintext: UnsafeRawBufferPointer, for binding: Binding, with ring: KeyRing) throws(StigmerError) -> String {
         let key = ring.newest
         do {
-            let box = try AES.GCM.seal(Array(plaintext), using: key.key, nonce: AES.GCM.Nonce(),
+            let box = try AES.GCM.seal(plaintext, using: key.key, nonce: AES.GCM.Nonce(),
                                        authenticating: binding.associatedData)
             guard let combined = box.combined else { throw StigmerError(.internalError, "AES-GCM produced no combined form") }
             return "v1:\(key.id):\(Base64.encode(combined))"
@@ -58,11 +67,40 @@ public enum Sealer {
         }
     }
 
-    /// Opens a sealed value bound to `binding`. When authentication fails, `candidates`
-    /// (other bindings the caller knows of) are tried to tell "sealed for another variable"
-    /// apart from "tampered"; neither is ever used.
-    public static func open(_ sealed: String, for binding: Binding, with ring: KeyRing,
-                            candidates: [Binding] = []) throws(StigmerError) -> [UInt8] {
+    /// Seals a value the caller holds in an array (a plain value, or input being sealed).
+    public static func seal(_ plaintext: [UInt8], for binding: Binding, with ring: KeyRing) throws(StigmerError) -> String {
+        try plaintext.withUnsafeBytes { raw in catching { () throws(StigmerError) in try seal(raw, for: binding, with: ring) } }.get()
+    }
+
+    /// Seals the value `entry` of `values` (re-sealing under a new binding).
+    public static func seal(_ entry: SecretBytes.Entry, of values: borrowing SecretBytes, for binding: Binding, with ring: KeyRing) throws(StigmerError) -> String {
+        try values.withBytes(entry) { (raw) throws(StigmerError) in try seal(raw, for: binding, with: ring) }
+    }
+
+    /// Opens a sealed value bound to `binding` straight into `out`, as the value of
+    /// `binding.name` (or `name`). When authentication fails, `candidates` (other bindings the
+    /// caller knows of) are tried to tell "sealed for another variable" apart from
+    /// "tampered"; neither is ever used.
+    public static func open(_ sealed: String, for binding: Binding, with ring: KeyRing, candidates: [Binding] = [],
+                            into out: inout SecretBytes, as name: String? = nil, isSecret: Bool = true,
+                            allowLegacy: Bool = true) throws(StigmerError) {
+        var plaintext = try openData(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: allowLegacy)
+        defer { plaintext.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } } }
+        let result = plaintext.withUnsafeBytes { raw in catching { () throws(StigmerError) in try out.append(name ?? binding.name, isSecret: isSecret, raw) } }
+        try result.get()
+    }
+
+    /// Checks that a sealed value opens with its binding (apply, plan); the plaintext is
+    /// wiped at once.
+    public static func check(_ sealed: String, for binding: Binding, with ring: KeyRing, candidates: [Binding] = []) throws(StigmerError) {
+        var plaintext = try openData(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: true)
+        plaintext.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } }
+    }
+
+    /// AES-GCM's own output buffer: the one transient heap copy of a plaintext, which
+    /// every caller wipes at once.
+    static func openData(_ sealed: String, for binding: Binding, with ring: KeyRing,
+                         candidates: [Binding], allowLegacy: Bool) throws(StigmerError) -> Data {
         if sealed.hasPrefix("v1:") {
             let parts = sealed.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard parts.count == 3, !parts[1].isEmpty, let payload = Base64.decode(parts[2]) else {
@@ -85,13 +123,19 @@ public enum Sealer {
                 if let plaintext = tryOpen(payload, key, binding.associatedData) { return plaintext }
             }
             for other in candidates where other != binding {
-                if tryOpen(payload, key, other.associatedData) != nil {
+                if var wrong = tryOpen(payload, key, other.associatedData) {
+                    wrong.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } }
                     throw .notPermitted("sealed value for \(binding) was sealed for \(other); a sealed value cannot be moved — seal it again with `stigmer-exec key seal --scope \(binding.scope) --name \(binding.name)`")
                 }
             }
             throw .notPermitted("sealed value for \(binding) failed authentication: it was tampered with, or sealed for another scope or name — refusing to use it")
         }
-        // Legacy: bare base64, no associated data, no key id: try each loaded key.
+        // Legacy: bare base64, no associated data, no key id: try each loaded key. Never
+        // inside a context: stigmer-exec re-seals every value to v1 when it creates one, and
+        // an unbound ciphertext could have been moved there from anywhere.
+        guard allowLegacy else {
+            throw .notPermitted("sealed value for \(binding) is in the legacy form, which binds it to nothing; contexts hold only v1 values — refusing to use it (create the context again)")
+        }
         guard let payload = Base64.decode(sealed) else {
             throw .data("sealed value for \(binding) is neither v1:<key-id>:<base64> nor legacy base64; check that it was copied whole")
         }
@@ -108,15 +152,8 @@ public enum Sealer {
         .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
     }
 
-    static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {
-        guard let box = try? AES.GCM.SealedBox(combined: payload),
-              var data = try? AES.GCM.open(box, using: key.key, authenticating: associatedData)
-        else { return nil }
-        let out = Array(data)
-        // Clear the intermediate copy before it is released.
-        data.withUnsafeMutableBytes { raw in
-            for i in raw.indices { raw[i] = 0 }
-        }
-        return out
+    static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> Data? {
+        guard let box = try? AES.GCM.SealedBox(combined: payload) else { return nil }
+        return try? AES.GCM.open(box, using: key.key, authenticating: associatedData)
     }
 }

@@ -3,35 +3,16 @@ import StigmerCrypto
 import StigmerStore
 import StigmerSystem
 
-/// Plaintext values ready for a child's environment, in context order. Held as bytes so
-/// they can be wiped; renders as `NAME=<redacted>`.
-public struct ResolvedValues: Sendable, Redacted {
-    public var entries: [(name: String, value: [UInt8])] = []
-
-    public init() {}
-
-    public var names: [String] { entries.map(\.name) }
-
-    public mutating func wipe() {
-        for i in entries.indices {
-            for j in entries[i].value.indices { entries[i].value[j] = 0 }
-        }
-        entries.removeAll()
-    }
-
-    public var redactedDescription: String { "ResolvedValues(\(redactedList(names)))" }
-}
-
 /// The operations between the CLI and the store: apply, merge from stored resources,
-/// create contexts, and open a context for launch. The key is asked for only when a
-/// secret is actually involved.
+/// create contexts, and open a context for launch. The key is loaded only when a secret
+/// is actually involved.
 public struct Engine {
     public let store: (any Store)?
-    let loadKeys: () throws(StigmerError) -> KeyRing
+    public let keys: KeyLoader
 
-    public init(store: (any Store)?, keys: @escaping () throws(StigmerError) -> KeyRing) {
+    public init(store: (any Store)?, keys: KeyLoader) {
         self.store = store
-        self.loadKeys = keys
+        self.keys = keys
     }
 
     func requireStore(_ what: String) throws(StigmerError) -> any Store {
@@ -47,13 +28,6 @@ public struct Engine {
     /// opens with its binding — so a value that could never be used is refused now, not at
     /// launch time. Returns the resources as they are to be stored.
     public func prepareForStore(_ resources: [Resource]) throws(StigmerError) -> [Resource] {
-        var ring: KeyRing?
-        func keys() throws(StigmerError) -> KeyRing {
-            if let ring { return ring }
-            let loaded = try loadKeys()
-            ring = loaded
-            return loaded
-        }
         let candidates = resources.flatMap { resource -> [Binding] in
             guard case .environment(let env) = resource else { return [] }
             return env.spec.data.entries.compactMap { entry in
@@ -69,11 +43,10 @@ public struct Engine {
                 switch value.content {
                 case .plain(let text):
                     var sealedValue = value
-                    sealedValue.content = .sealed(try Sealer.seal(Array(text.utf8), for: binding, with: try keys()))
+                    sealedValue.content = .sealed(try Sealer.seal(Array(text.utf8), for: binding, with: try keys.load()))
                     env.spec.data[name] = sealedValue
                 case .sealed(let text):
-                    var plaintext = try Sealer.open(text, for: binding, with: try keys(), candidates: candidates)
-                    for i in plaintext.indices { plaintext[i] = 0 }
+                    try Sealer.check(text, for: binding, with: try keys.load(), candidates: candidates)
                 case nil:
                     break
                 }
@@ -143,12 +116,21 @@ public struct Engine {
         try Self.checkExecutionID(executionID)
         var merged = try Merge.merge(input)
         if merged.entries.contains(where: { $0.value.isSecret }) {
-            let ring = try loadKeys()
+            let ring = try keys.load()
+            var opened = try SecretBytes()
             for (name, value) in merged.entries where value.isSecret {
-                var plaintext = try open(value, name: name, ring: ring)
-                defer { for i in plaintext.indices { plaintext[i] = 0 } }
                 var resealed = value
-                resealed.content = .sealed(try Sealer.seal(plaintext, for: .execution(executionID, name), with: ring))
+                let binding = Binding.execution(executionID, name)
+                switch value.content {
+                case .plain(let text):
+                    resealed.content = .sealed(try Sealer.seal(Array(text.utf8), for: binding, with: ring))
+                case .sealed(let sealed):
+                    guard case .environment(let env) = value.layer else {
+                        throw StigmerError(.internalError, "sealed value for \(name) outside an environment")
+                    }
+                    try Sealer.open(sealed, for: .environment(env, name), with: ring, into: &opened)
+                    resealed.content = .sealed(try Sealer.seal(opened.entries[opened.entries.count - 1], of: opened, for: binding, with: ring))
+                }
                 merged[name] = resealed
             }
         }
@@ -182,49 +164,81 @@ public struct Engine {
 
     // MARK: plaintext for launch
 
-    /// Opens every value of a merged or stored set, in order. Sealed values are opened
-    /// with the binding their layer implies; any failure stops everything.
-    public func plaintext(_ data: Variables<ExecutionValue>, executionID: String?) throws(StigmerError) -> ResolvedValues {
-        var out = ResolvedValues()
-        let needsKey = data.entries.contains { if case .sealed = $0.value.content { true } else { false } }
-        let ring = needsKey ? try loadKeys() : nil
-        do throws(StigmerError) {
-            for (name, value) in data.entries {
-                switch value.content {
-                case .plain(let text): out.entries.append((name, Array(text.utf8)))
-                case .sealed(let sealed):
-                    let binding: Binding
-                    if let executionID {
-                        binding = .execution(executionID, name)
-                    } else if case .environment(let env) = value.layer {
-                        binding = .environment(env, name)
-                    } else {
-                        throw StigmerError(.internalError, "sealed value for \(name) has no binding")
-                    }
-                    out.entries.append((name, try Sealer.open(sealed, for: binding, with: ring!)))
-                }
+    /// Opens the values named in `names` (all when nil) of a merged or stored set, in
+    /// order, straight into one `SecretBytes`: least privilege, nothing else is decrypted.
+    /// Sealed values are opened with the binding their layer implies; any failure stops
+    /// everything and wipes what was opened.
+    public func open(_ data: Variables<ExecutionValue>, only names: Set<String>?, executionID: String?) throws(StigmerError) -> SecretBytes {
+        let selected = data.entries.filter { names?.contains($0.name) ?? true }
+        var needsKey = false
+        var capacity = 0
+        for (_, value) in selected {
+            switch value.content {
+            case .plain(let text): capacity += text.utf8.count
+            case .sealed(let text): capacity += text.utf8.count; needsKey = true
             }
-        } catch {
-            out.wipe()
-            throw error
+        }
+        let ring = needsKey ? try keys.load() : nil
+        var out = try SecretBytes(capacity: capacity)
+        for (name, value) in selected {
+            switch value.content {
+            case .plain(let text):
+                // A stored context's secret is sealed under its execution: one that is
+                // not was written by whoever can write the store, not by us.
+                if executionID != nil && value.isSecret {
+                    throw .notPermitted("the context's secret \(name) is stored unsealed; the store was written by something other than stigmer-exec — refusing to use it")
+                }
+                try out.append(name, isSecret: value.isSecret, Array(text.utf8))
+            case .sealed(let sealed):
+                let binding: Binding
+                if let executionID {
+                    binding = .execution(executionID, name)
+                } else if case .environment(let env) = value.layer {
+                    binding = .environment(env, name)
+                } else {
+                    throw StigmerError(.internalError, "sealed value for \(name) has no binding")
+                }
+                try Sealer.open(sealed, for: binding, with: ring!, into: &out, isSecret: value.isSecret, allowLegacy: executionID == nil)
+            }
         }
         return out
     }
 
-    func open(_ value: ExecutionValue, name: String, ring: KeyRing) throws(StigmerError) -> [UInt8] {
-        switch value.content {
-        case .plain(let text): return Array(text.utf8)
-        case .sealed(let sealed):
-            guard case .environment(let env) = value.layer else {
-                throw StigmerError(.internalError, "sealed value for \(name) outside an environment")
+    /// Opens what the fetch helper returned (DESIGN.md §9): HPKE values with this launch's
+    /// ephemeral key, values sealed at rest with the key ring, under the execution binding.
+    /// Only `names` are kept; anything else that came is wiped.
+    public func open(_ frame: FetchFrame, recipient: Delivery.Recipient?, only names: Set<String>?) throws(StigmerError) -> SecretBytes {
+        var out = try SecretBytes(capacity: frame.values.reduce(0) { $0 + $1.data.count })
+        let sealedToUs = frame.values.filter { $0.kind == .hpke }
+        if !sealedToUs.isEmpty {
+            guard let recipient else {
+                throw .notPermitted("the fetch helper returned values sealed to a key this launch did not make; refusing to use them")
             }
-            return try Sealer.open(sealed, for: .environment(env, name), with: ring)
+            // HPKE opens in order, so all of them; what was not asked for is dropped below.
+            try recipient.open(encapsulatedKey: frame.encapsulatedKey, executionID: frame.executionID,
+                               values: sealedToUs.map { ($0.name, $0.isSecret, $0.data) }, into: &out)
         }
+        for value in frame.values where value.kind != .hpke && (names?.contains(value.name) ?? true) {
+            switch value.kind {
+            case .plain:
+                if value.isSecret {
+                    throw .notPermitted("the context's secret \(value.name) is stored unsealed; the store was written by something other than stigmer-exec — refusing to use it")
+                }
+                try out.append(value.name, isSecret: false, value.data)
+            case .sealed:
+                try Sealer.open(String(decoding: value.data, as: UTF8.self), for: .execution(frame.executionID, value.name), with: try keys.load(),
+                                into: &out, isSecret: value.isSecret, allowLegacy: false)
+            case .hpke:
+                break
+            }
+        }
+        if let names { out.keepOnly(names) }
+        return out
     }
 }
 
 /// Durations (`--ttl`): `90s`, `30m`, `24h`, `7d`, combined as `1h30m`.
-public enum Duration {
+public enum DurationText {
     public static func seconds(_ text: String) throws(StigmerError) -> Int64 {
         var total: Int64 = 0
         var number: Int64 = 0

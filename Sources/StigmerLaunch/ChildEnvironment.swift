@@ -2,10 +2,159 @@
 import Glibc
 #endif
 import StigmerCore
+import StigmerSystem
 
-/// The child's environment (DESIGN.md §6): the inherited environment minus every
-/// `STIGMER_*` control variable (the key, tokens, ids), or with `clean` a minimal base;
-/// then the context's values on top. Built in a `SecretArena` (SECURITY.md, step 4).
+/// One piece of a string the child gets: literal bytes, or an opened value.
+public enum ChildPiece {
+    case text([UInt8])
+    case value(SecretBytes.Entry)
+
+    var count: Int {
+        switch self {
+        case .text(let bytes): bytes.count
+        case .value(let entry): entry.range.count
+        }
+    }
+}
+
+/// What the child is started with, before any value is opened (DESIGN.md §4, §6).
+public struct ChildSpec: Sendable {
+    public enum Environment: Sendable {
+        /// Every opened value under its own name (`run`).
+        case everyValue
+        /// These variables, resolved from templates (`mcp run`).
+        case templates([(name: String, template: Template)])
+    }
+
+    public var argv: [Template]
+    public var environment: Environment
+    /// Only these inherited names pass (`--clean-env`, the MCP base); nil: all but `STIGMER_*`.
+    public var base: [String]?
+    public var workingDirectory: Template?
+    /// For messages about the templates: the config file and server.
+    public var file: String
+    public var server: String
+
+    public init(argv: [Template], environment: Environment, base: [String]?, workingDirectory: Template? = nil,
+                file: String = "", server: String = "") {
+        self.argv = argv
+        self.environment = environment
+        self.base = base
+        self.workingDirectory = workingDirectory
+        self.file = file
+        self.server = server
+    }
+
+    /// A literal command (`run -- CMD ARGS`) with every value in its environment.
+    public static func command(_ command: [String], base: [String]?) -> ChildSpec {
+        ChildSpec(argv: command.enumerated().map { Template(literal: $0.element, field: "argv[\($0.offset)]") },
+                  environment: .everyValue, base: base)
+    }
+
+    /// The names to open: nil for every value of the context.
+    public var names: [String]? {
+        guard case .templates(let env) = environment else { return nil }
+        var seen = Set<String>()
+        let all = argv.flatMap(\.names) + env.flatMap(\.template.names) + (workingDirectory?.names ?? [])
+        return all.filter { seen.insert($0).inserted }
+    }
+
+    var templates: [Template] {
+        var out = argv
+        if case .templates(let env) = environment { out += env.map(\.template) }
+        if let workingDirectory { out.append(workingDirectory) }
+        return out
+    }
+
+    /// Every reference that has no value and no fallback, located (78 lists them all).
+    public func unresolved(_ values: borrowing SecretBytes) -> StigmerError? {
+        var problems: [LocatedProblem] = []
+        for template in templates {
+            for case .reference(let name, let fallback, let column) in template.segments where fallback == nil && values.entry(name) == nil {
+                problems.append(LocatedProblem(server: server, field: template.field, problem: .missing(name: name, column: column)))
+            }
+        }
+        return problems.isEmpty ? nil : McpResolver.error(problems, file: file)
+    }
+
+    /// Which argv entries hold a secret (argv is readable by every user in /proc).
+    public func secretArguments(_ values: borrowing SecretBytes) -> [Template] {
+        argv.filter { $0.names.contains { values.entry($0)?.isSecret == true } }
+    }
+
+    static func pieces(_ template: Template, _ values: borrowing SecretBytes) -> [ChildPiece] {
+        var out: [ChildPiece] = []
+        for segment in template.segments {
+            switch segment {
+            case .literal(let text): out.append(.text(Array(text.utf8)))
+            case .reference(let name, let fallback, _):
+                // ${NAME:-fallback}: the fallback when unset or empty (DESIGN.md §4).
+                if let entry = values.entry(name), !(fallback != nil && entry.range.isEmpty) {
+                    out.append(.value(entry))
+                } else if let fallback {
+                    out.append(.text(Array(fallback.utf8)))
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// The child's argv, envp and working directory, built in a `SecretArena` (SECURITY.md,
+/// step 4): the inherited environment minus every `STIGMER_*` control variable (or only
+/// `base` names), then the values on top.
+public struct ChildImage {
+    public let arena: SecretArena
+    public let argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    public let envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    public let argc: Int
+    public let workingDirectory: String?
+
+    public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]]) throws(StigmerError) {
+        var variables: [(name: String, pieces: [ChildPiece])] = []
+        switch spec.environment {
+        case .everyValue:
+            for entry in values.entries { variables.append((entry.name, [.value(entry)])) }
+        case .templates(let env):
+            for (name, template) in env { variables.append((name, ChildSpec.pieces(template, values))) }
+        }
+        let kept = ChildEnvironment.inherited(inherited, base: spec.base, overridden: Set(variables.map(\.name)))
+        var environment: [[ChildPiece]] = kept.map { [.text($0)] }
+        for (name, pieces) in variables { environment.append([.text(Array(name.utf8) + [UInt8(ascii: "=")])] + pieces) }
+        let arguments = spec.argv.map { ChildSpec.pieces($0, values) }
+
+        let pointer = MemoryLayout<UnsafeMutablePointer<CChar>?>.stride
+        let size = (environment + arguments).reduce(0) { $0 + $1.reduce(1) { $0 + $1.count } }
+            + (environment.count + arguments.count + 2) * pointer + pointer
+        arena = try SecretArena(capacity: size)
+        envp = try arena.pointerArray(count: environment.count)
+        for (i, pieces) in environment.enumerated() { envp[i] = try arena.cString(pieces, from: values) }
+        argv = try arena.pointerArray(count: arguments.count)
+        for (i, pieces) in arguments.enumerated() { argv[i] = try arena.cString(pieces, from: values) }
+        argc = arguments.count
+        // A directory name is not kept secret: it is visible in /proc/PID/cwd anyway.
+        workingDirectory = spec.workingDirectory.map { String(decoding: ChildSpec.pieces($0, values).flatMap { piece -> [UInt8] in
+            switch piece {
+            case .text(let bytes): bytes
+            case .value(let entry): values.withBytes(entry) { Array($0) }
+            }
+        }, as: UTF8.self) }
+    }
+
+    /// The command as the child will see it (argv[0]).
+    public var command: String { argv[0].map { String(cString: $0) } ?? "" }
+
+    /// The child's PATH, for resolving the command like execvp.
+    public var path: String? {
+        var cursor = envp
+        while let entry = cursor.pointee {
+            if strncmp(entry, "PATH=", 5) == 0 { return String(cString: entry + 5) }
+            cursor += 1
+        }
+        return nil
+    }
+}
+
 public enum ChildEnvironment {
     /// What `--clean-env` keeps from the launcher's environment.
     public static let cleanBase = ["PATH", "HOME", "USER", "LANG", "TZ", "TERM"]
@@ -13,41 +162,21 @@ public enum ChildEnvironment {
     /// The base the MCP SDKs give a stdio server (DESIGN.md §4).
     public static let mcpBase = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"]
 
-    /// Inherited `NAME=VALUE` entries that survive: no `STIGMER_*`, none the context
-    /// overrides, only `base` names when `clean` — and then none whose value starts with
-    /// `()` (an exported shell function, as the MCP SDKs skip).
-    public static func inherited(_ entries: [[UInt8]], clean: Bool, base: [String] = cleanBase, overridden: Set<String>) -> [[UInt8]] {
-        let keep = Set(base)
+    /// What the docker CLI needs besides, to find its daemon and config.
+    public static let dockerBase = ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"]
+
+    /// Inherited `NAME=VALUE` entries that survive: no `STIGMER_*`, none the values
+    /// override, only `base` names when given — and then none whose value starts with `()`
+    /// (an exported shell function, as the MCP SDKs skip).
+    public static func inherited(_ entries: [[UInt8]], base: [String]?, overridden: Set<String>) -> [[UInt8]] {
+        let keep = base.map(Set.init)
         return entries.filter { entry in
             guard let eq = entry.firstIndex(of: UInt8(ascii: "=")) else { return false }
             let name = String(decoding: entry[..<eq], as: UTF8.self)
             if name.hasPrefix("STIGMER_") || overridden.contains(name) { return false }
-            guard clean else { return true }
+            guard let keep else { return true }
             return keep.contains(name) && !entry[(eq + 1)...].starts(with: [UInt8(ascii: "("), UInt8(ascii: ")")])
         }
-    }
-
-    /// Builds envp in `arena`: the kept inherited entries, then `NAME=VALUE` per value.
-    public static func envp(inherited: [[UInt8]], values: [(name: String, value: [UInt8])],
-                            arena: SecretArena) throws(StigmerError) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
-        let pointers = try arena.pointerArray(count: inherited.count + values.count)
-        var i = 0
-        for entry in inherited {
-            pointers[i] = try arena.cString(entry)
-            i += 1
-        }
-        let equals: [UInt8] = [UInt8(ascii: "=")]
-        for (name, value) in values {
-            pointers[i] = try arena.cString(Array(name.utf8), equals, value)
-            i += 1
-        }
-        return pointers
-    }
-
-    /// Bytes `envp` will need in the arena.
-    public static func size(inherited: [[UInt8]], values: [(name: String, value: [UInt8])]) -> Int {
-        let strings = inherited.reduce(0) { $0 + $1.count + 1 } + values.reduce(0) { $0 + $1.name.utf8.count + $1.value.count + 2 }
-        return strings + (inherited.count + values.count + 2) * MemoryLayout<UnsafeMutablePointer<CChar>?>.stride
     }
 
     /// The launcher's own environment, as `NAME=VALUE` byte strings.
@@ -60,14 +189,5 @@ public enum ChildEnvironment {
             cursor += 1
         }
         return out
-    }
-
-    /// A variable's value in a `NAME=VALUE` list.
-    public static func lookup(_ name: String, in entries: [[UInt8]]) -> String? {
-        let prefix = Array(name.utf8) + [UInt8(ascii: "=")]
-        for entry in entries.reversed() where entry.starts(with: prefix) {
-            return String(decoding: entry[prefix.count...], as: UTF8.self)
-        }
-        return nil
     }
 }

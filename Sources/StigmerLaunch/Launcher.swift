@@ -17,9 +17,55 @@ public struct CStringArray {
         count = strings.count
     }
 
+    /// From byte strings (environment entries, which need not be UTF-8).
+    public init(bytes: [[UInt8]]) {
+        pointers = .allocate(capacity: bytes.count + 1)
+        for (i, b) in bytes.enumerated() {
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: b.count + 1)
+            b.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
+            }
+            p[b.count] = 0
+            pointers[i] = p
+        }
+        pointers[bytes.count] = nil
+        count = bytes.count
+    }
+
     public func release() {
         for i in 0..<count { free(pointers[i]) }
         pointers.deallocate()
+    }
+}
+
+/// The signals the launcher inherited as ignored (read first thing, before it changes
+/// anything): they stay ignored in the child, as under env, nohup and tini.
+public final class InheritedSignals: @unchecked Sendable {
+    let ignored: UnsafeMutablePointer<sigset_t>
+
+    public init() {
+        ignored = .allocate(capacity: 1)
+        _ = stigmer_ignored_signals(ignored)
+    }
+
+    deinit { ignored.deallocate() }
+
+    public func isIgnored(_ signal: Int32) -> Bool { sigismember(ignored, signal) == 1 }
+}
+
+/// What the spawned child does with signals and its parent (supervising modes).
+public struct ChildSignals {
+    /// Its own process group (signals are forwarded to the group).
+    public var newProcessGroup = false
+    /// This terminal's foreground goes to the child's group (-1: none).
+    public var foregroundTerminal: Int32 = -1
+    /// Die with this process (PR_SET_PDEATHSIG), 0: not.
+    public var parent: pid_t = 0
+
+    public init(newProcessGroup: Bool = false, foregroundTerminal: Int32 = -1, parent: pid_t = 0) {
+        self.newProcessGroup = newProcessGroup
+        self.foregroundTerminal = foregroundTerminal
+        self.parent = parent
     }
 }
 
@@ -43,10 +89,13 @@ public enum Launcher {
     /// Resolves `command` like execvp, against the child's PATH: a name with a slash is
     /// taken as a path; otherwise the first executable regular file in PATH wins.
     /// Not found: 127. Found but not executable: 126.
-    public static func resolve(_ command: String, path: String?) throws(StigmerError) -> String {
+    /// `display` is what messages show (a config's template, when the command came from
+    /// one: a value from the context is never echoed).
+    public static func resolve(_ command: String, path: String?, display: String? = nil) throws(StigmerError) -> String {
         guard !command.isEmpty else { throw .usage("empty command; give one after --") }
+        let shown = display ?? command
         if command.contains("/") {
-            try checkExecutable(command, named: command)
+            try checkExecutable(command, named: shown)
             return command
         }
         var sawNonExecutable: String?
@@ -58,9 +107,9 @@ public enum Launcher {
             sawNonExecutable = sawNonExecutable ?? candidate
         }
         if let sawNonExecutable {
-            throw StigmerError(.notExecutable, "\(quoted(command)) was found at \(quoted(sawNonExecutable)) but is not executable; chmod +x it")
+            throw StigmerError(.notExecutable, "\(quoted(shown)) was found at \(display == nil ? quoted(sawNonExecutable) : "a directory of PATH") but is not executable; chmod +x it")
         }
-        throw StigmerError(.commandNotFound, "command not found: \(quoted(command)); check the name or the child's PATH")
+        throw StigmerError(.commandNotFound, "command not found: \(quoted(shown)); check the name or the child's PATH")
     }
 
     static func checkExecutable(_ path: String, named: String) throws(StigmerError) {
@@ -109,20 +158,24 @@ public enum Launcher {
         }
     }
 
-    static func withLaunch<T>(path: String, argv: CStringArray, envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-                              hardening: Hardening, newProcessGroup: Bool, stdoutFD: Int32, stderrFD: Int32,
+    static func withLaunch<T>(path: String, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                              envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                              hardening: Hardening, inherited: InheritedSignals, signals: ChildSignals,
+                              stdoutFD: Int32, stderrFD: Int32,
                               _ body: (UnsafePointer<stigmer_launch>) -> T) -> T {
         func run(_ filters: UnsafePointer<sock_fprog>?, _ count: Int32) -> T {
             path.withCString { cPath in
                 let cwd = hardening.workingDirectory.map { strdup($0) } ?? nil
                 defer { free(cwd) }
                 var launch = stigmer_launch(
-                    path: cPath, argv: argv.pointers, envp: envp, filters: filters, filter_count: count,
+                    path: cPath, argv: argv, envp: envp, filters: filters, filter_count: count,
                     mdwe: hardening.filter?.denyWriteExecute == true ? 1 : 0,
                     no_new_privs: hardening.filter != nil ? 1 : 0,
-                    new_process_group: newProcessGroup ? 1 : 0,
+                    new_process_group: signals.newProcessGroup ? 1 : 0,
                     address_space_limit: hardening.addressSpaceLimit ?? 0,
-                    stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1, cwd: cwd)
+                    stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1, cwd: cwd,
+                    inherited_ignored: UnsafePointer(inherited.ignored),
+                    foreground_terminal: signals.foregroundTerminal, parent: signals.parent)
                 return body(&launch)
             }
         }
@@ -134,33 +187,31 @@ public enum Launcher {
 
     /// Replaces this process with the child, after the last hardening steps (signals
     /// reset, limits, no_new_privs, the seccomp filter last). Returns only by throwing.
-    public static func exec(path: String, argv: [String], envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-                            hardening: Hardening) throws(StigmerError) -> Never {
-        let args = CStringArray(argv)
-        defer { args.release() }
-        let (rc, step): (Int32, String) = withLaunch(path: path, argv: args, envp: envp, hardening: hardening,
-                                                         newProcessGroup: false, stdoutFD: -1, stderrFD: -1) { launch in
+    public static func exec(path: String, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                            envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                            hardening: Hardening, inherited: InheritedSignals, display: String? = nil) throws(StigmerError) -> Never {
+        let (rc, step): (Int32, String) = withLaunch(path: path, argv: argv, envp: envp, hardening: hardening, inherited: inherited,
+                                                     signals: ChildSignals(), stdoutFD: -1, stderrFD: -1) { launch in
             var failed: UnsafePointer<CChar>?
             let rc = stigmer_exec(launch, &failed)
             return (rc, failed.map { String(cString: $0) } ?? "execve")
         }
-        throw failure(Errno(-rc), step: step, path)
+        throw failure(Errno(-rc), step: step, display ?? path)
     }
 
     /// Starts the child in a forked process that runs only async-signal-safe C until
     /// execve. Returns once the child has exec'd (or throws: nothing is running).
-    public static func spawn(path: String, argv: [String], envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-                             hardening: Hardening, newProcessGroup: Bool = false,
-                             stdoutFD: Int32 = -1, stderrFD: Int32 = -1) throws(StigmerError) -> pid_t {
-        let args = CStringArray(argv)
-        defer { args.release() }
-        let (pid, step): (pid_t, String) = withLaunch(path: path, argv: args, envp: envp, hardening: hardening,
-                                                          newProcessGroup: newProcessGroup, stdoutFD: stdoutFD, stderrFD: stderrFD) { launch in
+    public static func spawn(path: String, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                             envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+                             hardening: Hardening, inherited: InheritedSignals, signals: ChildSignals,
+                             stdoutFD: Int32 = -1, stderrFD: Int32 = -1, display: String? = nil) throws(StigmerError) -> pid_t {
+        let (pid, step): (pid_t, String) = withLaunch(path: path, argv: argv, envp: envp, hardening: hardening, inherited: inherited,
+                                                      signals: signals, stdoutFD: stdoutFD, stderrFD: stderrFD) { launch in
             var failed: UnsafePointer<CChar>?
             let pid = stigmer_spawn(launch, &failed)
             return (pid, failed.map { String(cString: $0) } ?? "execve")
         }
-        guard pid > 0 else { throw failure(Errno(-pid), step: step, path) }
+        guard pid > 0 else { throw failure(Errno(-pid), step: step, display ?? path) }
         return pid
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import StigmerCore
+import StigmerSystem
 
 /// `--mask-output`: replaces every secret value in the child's output — and its base64,
 /// URL-encoded and JSON-escaped forms — with `<concealed>`. The patterns live in a
@@ -17,6 +18,14 @@ public final class Masker {
     var patterns: [(UnsafePointer<UInt8>, Int)] = []
     var firstBytes = [Bool](repeating: false, count: 256)
     public private(set) var longest = 0
+
+    /// Patterns for every secret entry of `values` (plain values pass through).
+    public convenience init(secretsOf values: borrowing SecretBytes) throws(StigmerError) {
+        var secrets: [[UInt8]] = []
+        for entry in values.entries where entry.isSecret { secrets.append(values.withBytes(entry) { Array($0) }) }
+        defer { for i in secrets.indices { secrets[i].wipe() } }
+        try self.init(values: secrets)
+    }
 
     public init(values: [[UInt8]]) throws(StigmerError) {
         var forms: [[UInt8]] = []
@@ -43,8 +52,8 @@ public final class Masker {
             firstBytes[Int(form[0])] = true
             longest = max(longest, form.count)
         }
-        for i in forms.indices { for j in forms[i].indices { forms[i][j] = 0 } }
-        for i in unique.indices { for j in unique[i].indices { unique[i][j] = 0 } }
+        for i in forms.indices { forms[i].wipe() }
+        for i in unique.indices { unique[i].wipe() }
     }
 
     static func percentEncoded(_ bytes: [UInt8], upper: Bool) -> [UInt8] {
@@ -142,7 +151,7 @@ public final class Masker {
                 masker.mask(buffer, end: requested, final: final, into: &out)
             }
             // The consumed input held plaintext: clear it before it is dropped.
-            for i in 0..<consumed { pending[i] = 0 }
+            pending.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, consumed) } }
             pending.removeFirst(consumed)
             return out
         }

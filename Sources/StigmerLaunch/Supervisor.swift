@@ -7,18 +7,27 @@ import StigmerSystem
 
 /// Keeps the launcher as the child's parent (`--init`, `--delete-on-exit`,
 /// `--mask-output`): forwards asynchronous signals, reaps, passes output through the
-/// masker, and reports the exit status the way a shell does (the code, or 128+N).
+/// masker, and reports the exit status the way a shell does (the code, or 128+N). Fails
+/// closed: what cannot be set up stops the launch before the child starts; what breaks
+/// while it runs kills the child rather than leave it unsupervised.
 public enum Supervisor {
     /// Not forwarded: SIGCHLD is ours; the synchronous ones (SEGV, BUS, FPE, ILL, TRAP,
     /// SYS) concern the launcher itself; KILL and STOP cannot be caught.
     static let notForwarded: Set<Int32> = [SIGCHLD, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGKILL, SIGSTOP]
 
-    /// Blocks every signal in the launcher (read later through a signalfd), so none is
-    /// lost between spawn and the loop. Call before spawning.
-    public static func blockSignals() {
-        var all = sigset_t()
-        sigfillset(&all)
-        sigprocmask(SIG_BLOCK, &all, nil)
+    /// Every signal blocked and read from a signalfd, so none is lost between the spawn
+    /// and the loop. Call before spawning; the child's shim empties its mask again.
+    public static func signals() throws(StigmerError) -> Int32 {
+        var previous = sigset_t()
+        let rc = stigmer_block_all_signals(&previous)
+        guard rc == 0 else {
+            throw StigmerError(.internalError, "cannot block signals to supervise the child; nothing was launched", cause: Errno(-rc).description)
+        }
+        let fd = stigmer_signalfd_all()
+        guard fd >= 0 else {
+            throw StigmerError(.internalError, "cannot create a signalfd to supervise the child; nothing was launched", cause: Errno.current.description)
+        }
+        return fd
     }
 
     public struct Output {
@@ -30,16 +39,21 @@ public enum Supervisor {
         }
     }
 
-    /// Waits for `child`, forwarding signals to it (or to its process group when
-    /// `group`), reaping every other child too when `reapAll` (PID 1 / subreaper).
-    public static func supervise(child: pid_t, group: Bool, reapAll: Bool, outputs: [Output], masker: Masker?) -> Int32 {
-        let signals = stigmer_signalfd_all()
+    /// Waits for `child`, forwarding signals read from `signals` to it (or to its process
+    /// group when `group`), reaping every other child too when `reapAll` (PID 1 /
+    /// subreaper). Returns the child's status; throws (after killing the child) when
+    /// supervision itself breaks.
+    public static func supervise(child: pid_t, group: Bool, reapAll: Bool, signals: Int32,
+                                 outputs: [Output], masker: Masker?) throws(StigmerError) -> ExitStatus {
         var streams = outputs.map { _ in Masker.Stream() }
         var open = outputs.map { _ in true }
-        var status: Int32?
+        var status: ExitStatus?
         var buffer = [UInt8](repeating: 0, count: 65536)
+        defer { Sys.close(signals) }
 
         func write(_ bytes: [UInt8], _ fd: Int32) {
+            // A reader that went away (EPIPE: every signal is blocked here) loses the
+            // output, as it would with any pipe; the child runs on.
             if !bytes.isEmpty { try? IO.writeAll(fd, bytes) }
         }
 
@@ -48,8 +62,16 @@ public enum Supervisor {
                 var s: Int32 = 0
                 let pid = waitpid(reapAll ? -1 : child, &s, WNOHANG)
                 if pid <= 0 { return }
-                if pid == child { status = s }
+                if pid == child { status = ExitStatus(waitStatus: s) }
             }
+        }
+
+        /// Supervision broke: the child must not run on unwatched with its secrets.
+        func abandon(_ what: String, _ error: Errno) -> StigmerError {
+            kill(group ? -child : child, SIGKILL)
+            var s: Int32 = 0
+            while waitpid(child, &s, 0) < 0 && errno == EINTR {}
+            return StigmerError(.internalError, "supervising the child failed (\(what)); it was killed", cause: error.description)
         }
 
         func drain(_ i: Int) {
@@ -78,6 +100,11 @@ public enum Supervisor {
             let hasPartial = streams.contains { !$0.pending.isEmpty }
             let timeout: Int32 = status != nil ? 50 : (hasPartial ? 20 : -1)
             let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 {
+                let e = Errno.current
+                if e == .interrupted { continue }
+                throw abandon("poll", e)
+            }
             if ready == 0 {
                 if let masker {
                     for i in streams.indices where open[i] { write(streams[i].flush(masker, final: false), outputs[i].target) }
@@ -85,15 +112,21 @@ public enum Supervisor {
                 if status != nil { idleAfterExit += 1 }
                 continue
             }
-            if ready < 0 { continue }  // EINTR
-            if fds[0].revents & Int16(POLLIN) != 0 {
+            if fds[0].revents & Int16(POLLIN | POLLERR | POLLHUP | POLLNVAL) != 0 {
                 while true {
                     let signal = stigmer_read_signal(signals)
-                    if signal <= 0 { break }
+                    if signal == 0 { break }
+                    if signal < 0 { throw abandon("reading the signalfd", Errno(-signal)) }
                     if signal == SIGCHLD {
                         reap()
                     } else if !notForwarded.contains(signal) && status == nil {
-                        kill(group ? -child : child, signal)
+                        if kill(group ? -child : child, signal) != 0 {
+                            let e = Errno.current
+                            // ESRCH: the child is exiting; its SIGCHLD is on the way.
+                            if e.rawValue != ESRCH {
+                                Stderr.line("stigmer-exec: warning: cannot forward signal \(signal) to the child (\(e))")
+                            }
+                        }
                     }
                 }
             }
@@ -107,14 +140,6 @@ public enum Supervisor {
             if let masker { write(streams[i].flush(masker, final: true), outputs[i].target) }
             close(outputs[i].source)
         }
-        close(signals)
-        return shellStatus(status ?? 0)
-    }
-
-    /// WIFEXITED/WEXITSTATUS/WTERMSIG, which Swift does not import (they are macros).
-    public static func shellStatus(_ status: Int32) -> Int32 {
-        let signal = status & 0x7F
-        if signal == 0 { return (status >> 8) & 0xFF }
-        return 128 + signal
+        return status ?? .exited(0)
     }
 }

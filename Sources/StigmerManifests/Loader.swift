@@ -32,8 +32,26 @@ public enum Loader {
         return out
     }
 
+    /// Every resource at `path`, as `kubectl apply -f` reads it: a file; `-` for stdin;
+    /// or a directory, whose `.yaml`, `.yml` and `.json` files are read in name order (not
+    /// recursively; a directory with none is an error).
     public static func resources(path: String) throws(StigmerError) -> [Resource] {
-        try resources(text: try text(path), file: path)
+        if path == "-" {
+            let bytes: [UInt8]
+            do { bytes = try IO.readAll(0, limit: 64 << 20) } catch {
+                throw StigmerError(.ioError, "cannot read manifests from stdin", cause: error.description)
+            }
+            guard let text = String(validating: bytes, as: UTF8.self) else { throw .data("stdin: not valid UTF-8 text; send UTF-8") }
+            return try resources(text: text, file: "<stdin>")
+        }
+        guard let entries = try Directory.entries(path) else { return try resources(text: try text(path), file: path) }
+        let manifests = entries.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+        guard !manifests.isEmpty else {
+            throw .data("\(path): a directory with no .yaml, .yml or .json file; give manifests or a file")
+        }
+        var out: [Resource] = []
+        for name in manifests { out += try resources(text: try text(path + "/" + name), file: path + "/" + name) }
+        return out
     }
 
     public static func mcpConfig(text: String, file: String) throws(StigmerError) -> McpConfig {

@@ -47,29 +47,22 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
     public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }
 }
 
-/// The resources one merge needs, fetched ahead from an async store so the synchronous
-/// merge (`Engine.mergeInput`) runs unchanged on the server.
-public struct ResourceSnapshot: ResourceLookup, Sendable {
-    var environments: [String: Environment] = [:]
-    var agents: [String: Agent] = [:]
-    var instances: [String: AgentInstance] = [:]
-
-    public static func load(agent: String?, instance: String?, envRefs: [String], from store: any AsyncStore) async throws(StigmerError) -> ResourceSnapshot {
-        var snapshot = ResourceSnapshot()
+extension ResourceCatalog {
+    /// The resources one merge needs, read ahead from an async store so the synchronous
+    /// merge (`Engine.mergeInput`) runs unchanged in the companion — with the same
+    /// validations and messages as the launcher's.
+    public static func load(agent: String?, instance: String?, envRefs: [String], from store: any AsyncStore,
+                            missingHint: String = "apply its manifest with `stigmer-exec apply -f`") async throws(StigmerError) -> ResourceCatalog {
+        var catalog = ResourceCatalog(missingHint: missingHint)
         var agentName = agent
         var refs = envRefs
         if let instance, let found = try await store.instance(instance) {
-            snapshot.instances[instance] = found
+            catalog.add(.agentInstance(found))
             agentName = agentName ?? found.agentID
             if agentName == found.agentID { refs = found.environmentRefs }
         }
-        if let agentName, let found = try await store.agent(agentName) { snapshot.agents[agentName] = found }
-        for ref in refs { if let found = try await store.environment(ref) { snapshot.environments[ref] = found } }
-        return snapshot
+        if let agentName, let found = try await store.agent(agentName) { catalog.add(.agent(found)) }
+        for ref in refs { if let found = try await store.environment(ref) { catalog.add(.environment(found)) } }
+        return catalog
     }
-
-    public func environment(_ name: String) throws(StigmerError) -> Environment? { environments[name] }
-    public func agent(_ name: String) throws(StigmerError) -> Agent? { agents[name] }
-    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? { instances[name] }
-    public var missingHint: String { "apply it on the server's store first" }
 }

@@ -38,16 +38,12 @@ public struct ServerConfiguration: Sendable {
 
 /// The stores the companion can open from a location string.
 public enum StoreFactory {
-    public static func isPostgres(_ location: String) -> Bool {
-        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
-    }
-
     /// Runs `body` with the store open (for PostgreSQL: with its client running and the
     /// schema migrated), then shuts it down.
     public static func with<T: Sendable>(_ location: String, logger: Logger,
                                          _ body: @Sendable @escaping (any AsyncStore) async throws -> T) async throws(StigmerError) -> T {
         do {
-            if isPostgres(location) {
+            if StoreLocation.isPostgres(location) {
                 let client = PostgresClient(configuration: try PostgresStore.configuration(location), backgroundLogger: logger)
                 let store = PostgresStore(client: client, logger: logger)
                 // Not a structured child: when the database is gone, the pool's shutdown

@@ -56,7 +56,7 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
         self.defaultTTL = defaultTTL
     }
 
-    var engine: Engine { Engine(store: nil) { [keys] () throws(StigmerError) -> KeyRing in keys } }
+    var engine: Engine { Engine(store: nil, keys: KeyLoader(ring: keys)) }
 
     /// The one place a StigmerError becomes a gRPC status.
     static func status(_ error: StigmerError) -> RPCError {
@@ -109,20 +109,22 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                 }
             }
             let live = try Engine.checkUnexpired(stored, id)
+            // Least privilege: only the names the launch asked for (none: all).
+            let wanted = Set(request.message.names)
+            let selected = live.data.entries.filter { wanted.isEmpty || wanted.contains($0.name) }
             var response = Stigmer_Exec_V1_GetExecutionContextResponse()
             response.executionID = id
             response.createdAt = live.createdAt
             response.expiresAt = live.expiresAt
-            response.variables = live.data.entries.map { entry in
+            response.variables = selected.map { entry in
                 .with { $0.name = entry.name; $0.isSecret = entry.value.isSecret; $0.layer = entry.value.layer.description }
             }
             let recipient = Array(request.message.recipientPublicKey)
             if !recipient.isEmpty {
-                var opened = try engine.plaintext(live.data, executionID: id)
-                defer { opened.wipe() }
-                let (encapsulated, ciphertexts) = try Delivery.seal(opened.entries.map { ($0.name, $0.value) }, executionID: id, to: recipient)
+                let opened = try engine.open(live.data, only: wanted.isEmpty ? nil : wanted, executionID: id)
+                let (encapsulated, ciphertexts) = try Delivery.seal(opened, executionID: id, to: recipient)
                 response.encapsulatedKey = .init(encapsulated)
-                response.values = zip(live.data.entries, ciphertexts).map { entry, ciphertext in
+                response.values = zip(selected, ciphertexts).map { entry, ciphertext in
                     .with {
                         $0.name = entry.name
                         $0.isSecret = entry.value.isSecret
@@ -150,7 +152,8 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
             }
             let agent = message.agent.isEmpty ? nil : message.agent
             let instance = message.instance.isEmpty ? nil : message.instance
-            let snapshot = try await ResourceSnapshot.load(agent: agent, instance: instance, envRefs: message.environmentRefs, from: store)
+            let snapshot = try await ResourceCatalog.load(agent: agent, instance: instance, envRefs: message.environmentRefs, from: store,
+                                                          missingHint: "apply it on the server's store first")
             let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: message.environmentRefs, runtime: runtime, from: snapshot)
             let token = Tokens.generate()
             let ttl = message.ttlSeconds > 0 ? message.ttlSeconds : defaultTTL

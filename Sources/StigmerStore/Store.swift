@@ -14,6 +14,54 @@ extension ResourceLookup {
     public var missingHint: String { "apply its manifest with `stigmer-exec apply -f`" }
 }
 
+/// Resources by kind and name: the one in-memory lookup, behind `plan -f` (manifests),
+/// the companion (what one merge needs, read ahead from an async store) and
+/// `InMemoryStore`. Agents and McpServers share one namespace (an AgentInstance's
+/// agent_id may name either).
+public struct ResourceCatalog: ResourceLookup, Sendable {
+    public var environments: [String: Environment] = [:]
+    public var agents: [String: Agent] = [:]
+    public var instances: [String: AgentInstance] = [:]
+    public var missingHint: String
+
+    public init(missingHint: String = "apply its manifest with `stigmer-exec apply -f`") {
+        self.missingHint = missingHint
+    }
+
+    /// From manifests: a name defined twice is an error (65), whichever command reads them.
+    public init(manifests resources: [Resource], missingHint: String = "it is not in the given manifests; add its file with -f") throws(StigmerError) {
+        self.missingHint = missingHint
+        for resource in resources where !add(resource) {
+            throw .data("\(resource) is defined more than once in the given manifests; keep one")
+        }
+    }
+
+    /// Adds or replaces; false when one of the same kind and name was there.
+    @discardableResult
+    public mutating func add(_ resource: Resource) -> Bool {
+        switch resource {
+        case .environment(let e): environments.updateValue(e, forKey: e.name) == nil
+        case .agent(let a), .mcpServer(let a): agents.updateValue(a, forKey: a.name) == nil
+        case .agentInstance(let i): instances.updateValue(i, forKey: i.name) == nil
+        }
+    }
+
+    public func environment(_ name: String) throws(StigmerError) -> Environment? { environments[name] }
+    public func agent(_ name: String) throws(StigmerError) -> Agent? { agents[name] }
+    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? { instances[name] }
+
+    /// Every (environment, name) that holds a sealed value: candidates for telling a value
+    /// moved between variables apart from a tampered one.
+    public var sealedBindings: [(environment: String, name: String)] {
+        environments.values.flatMap { env in
+            env.spec.data.entries.compactMap { entry -> (String, String)? in
+                if case .sealed = entry.value.content { return (env.name, entry.name) }
+                return nil
+            }
+        }
+    }
+}
+
 /// Where resources and execution contexts live. Implementations: `InMemoryStore` (tests,
 /// ephemeral use) and `SQLiteStore` (the embedded default); both pass one conformance
 /// suite. Secret values are stored sealed — a store refuses a plaintext secret outright.
@@ -69,41 +117,29 @@ public enum StoreRules {
 
 /// A store in memory: tests, and a reference for the semantics.
 public final class InMemoryStore: Store {
-    var resources: [String: Resource] = [:]
+    var catalog = ResourceCatalog()
     var contexts: [String: ExecutionContext] = [:]
 
     public init() {}
 
-    static func key(_ kind: String, _ name: String) -> String { "\(kind)/\(name)" }
-
     public func apply(_ resources: [Resource]) throws(StigmerError) {
         try StoreRules.check(resources)
-        for r in resources { self.resources[Self.key(r.kind, r.name)] = r }
+        for r in resources { catalog.add(r) }
     }
 
-    public func environment(_ name: String) throws(StigmerError) -> Environment? {
-        if case .environment(let e) = resources[Self.key("Environment", name)] { return e }
-        return nil
-    }
+    public func environment(_ name: String) throws(StigmerError) -> Environment? { catalog.environments[name] }
 
     public func environments() throws(StigmerError) -> [Environment] {
-        resources.values.compactMap { if case .environment(let e) = $0 { e } else { nil } }.sorted { $0.name < $1.name }
+        catalog.environments.values.sorted { $0.name < $1.name }
     }
 
     public func deleteEnvironment(_ name: String) throws(StigmerError) -> Bool {
-        resources.removeValue(forKey: Self.key("Environment", name)) != nil
+        catalog.environments.removeValue(forKey: name) != nil
     }
 
-    public func agent(_ name: String) throws(StigmerError) -> Agent? {
-        if case .agent(let a) = resources[Self.key("Agent", name)] { return a }
-        if case .mcpServer(let a) = resources[Self.key("McpServer", name)] { return a }
-        return nil
-    }
+    public func agent(_ name: String) throws(StigmerError) -> Agent? { catalog.agents[name] }
 
-    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? {
-        if case .agentInstance(let i) = resources[Self.key("AgentInstance", name)] { return i }
-        return nil
-    }
+    public func instance(_ name: String) throws(StigmerError) -> AgentInstance? { catalog.instances[name] }
 
     public func createContext(_ context: ExecutionContext, replace: Bool) throws(StigmerError) {
         try StoreRules.checkSealed(context.data, owner: "context \(context.executionID)")

@@ -107,7 +107,7 @@ public enum IO {
             if out.count > limit { throw Errno(EFBIG) }
         }
         // The chunk may have held secret bytes: clear it before it is freed.
-        for i in chunk.indices { chunk[i] = 0 }
+        chunk.wipe()
         return out
     }
 
@@ -119,6 +119,14 @@ public enum IO {
                 Result { () throws(Errno) in try Sys.write(fd, UnsafeRawBufferPointer(rebasing: buf[offset...])) }
             }.get()
             offset += n
+        }
+    }
+
+    /// Writes a buffer without copying it (plaintext in a `SecretBytes`, say).
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
+        var offset = 0
+        while offset < buffer.count {
+            offset += try Sys.write(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
         }
     }
 
@@ -155,5 +163,26 @@ public enum IO {
 public enum Stderr {
     public static func line(_ text: String) {
         try? IO.writeAll(2, text + "\n")
+    }
+}
+
+/// Directory listings.
+public enum Directory {
+    /// The names in `path` (no `.` or `..`), or nil when `path` is not a directory.
+    public static func entries(_ path: String) throws(StigmerError) -> [String]? {
+        guard let dir = opendir(path) else {
+            let e = Errno.current
+            if e.rawValue == ENOTDIR || e.rawValue == ENOENT { return nil }
+            throw StigmerError(.ioError, "cannot read \(quoted(path))", cause: e.description)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 }

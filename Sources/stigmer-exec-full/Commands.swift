@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
         let token: String
         if let operatorTokenFile {
             token = String(decoding: try IO.readFile(operatorTokenFile, limit: 64 << 10), as: UTF8.self).trimmingWhitespace()
-        } else if let env = Sys.getenv("STIGMER_OPERATOR_TOKEN") {
+        } else if let env = ControlVariable.operatorToken.value {
             token = env.trimmingWhitespace()
         } else {
             throw StigmerError.usage("give the operator token with --operator-token-file or STIGMER_OPERATOR_TOKEN")
@@ -58,12 +58,12 @@ struct Serve: AsyncParsableCommand {
         guard token.count >= 16 else { throw StigmerError.usage("the operator token is too short; use at least 16 random characters") }
         let keys = try global.keyRing(logger)
         let home = try global.resolvedHome()
-        let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 }
+        let location = storeOptions.location.location
             ?? { try? home.ensureExists(); return home.path + "/" + SQLiteStore.fileName }()
         let config = ServerConfiguration(host: host.isEmpty ? "0.0.0.0" : host, port: port, tlsCertificate: tlsCert, tlsKey: tlsKey,
                                          operatorToken: token, keys: keys, store: location,
-                                         sweepInterval: .seconds(try Duration.seconds(sweepInterval)),
-                                         defaultTTL: try Duration.seconds(ttl))
+                                         sweepInterval: .seconds(try DurationText.seconds(sweepInterval)),
+                                         defaultTTL: try DurationText.seconds(ttl))
         try await Server.run(config, logger: logger)
     }
 }
@@ -79,16 +79,16 @@ struct ContextCommand: AsyncParsableCommand {
         @OptionGroup var remote: RemoteOptions
         @OptionGroup var storeOptions: StoreOptions
 
-        var storeLocation: String? { storeOptions.store ?? Sys.getenv("STIGMER_STORE").flatMap { $0.isEmpty ? nil : $0 } }
+        var storeLocation: String? { storeOptions.location.location }
 
         func client() throws(StigmerError) -> RemoteClient? {
             guard let url = remote.serverURL else { return nil }
             return RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
-                                timeout: .seconds(try Duration.seconds(remote.fetchTimeout)))
+                                timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
         }
 
         func postgres() throws(StigmerError) -> String {
-            guard let location = storeLocation, StoreFactory.isPostgres(location) else {
+            guard let location = storeLocation, StoreLocation.isPostgres(location) else {
                 throw StigmerError.usage("give --server grpc[s]://HOST:PORT or --store postgres://…")
             }
             return location
@@ -107,11 +107,11 @@ struct ContextCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = try global.logger()
-            guard let id = executionIDOption ?? Sys.getenv("STIGMER_EXECUTION_ID") else {
+            guard let id = ControlVariable.executionID.or(executionIDOption) else {
                 throw StigmerError.usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
             }
             try Engine.checkExecutionID(id)
-            let ttlSeconds = try Duration.seconds(ttl)
+            let ttlSeconds = try DurationText.seconds(ttl)
             if let client = try target.client() {
                 let layer = try runtime.layer()
                 var request = Stigmer_Exec_V1_CreateExecutionContextRequest()
@@ -135,17 +135,17 @@ struct ContextCommand: AsyncParsableCommand {
                 return
             }
             let location = try target.postgres()
-            let layer = try runtime.layer()
-            let keys = try global.keyRing(logger)
             let agent = sources.agent, instance = sources.instance, refs = sources.envRefs, replace = self.replace
-            let context = try await StoreFactory.with(location, logger: logger) { store in
-                let snapshot = try await ResourceSnapshot.load(agent: agent, instance: instance, envRefs: refs, from: store)
-                let engine = Engine(store: nil) { () throws(StigmerError) -> KeyRing in keys }
-                let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: refs, runtime: layer, from: snapshot)
-                let context = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttlSeconds)
-                try await store.createContext(context, replace: replace)
-                return context
+            // As the launcher does: resources are looked up before the runtime layer is
+            // read, so a typo never costs a typed secret; then merged, sealed, stored.
+            let catalog = try await StoreFactory.with(location, logger: logger) { store in
+                try await ResourceCatalog.load(agent: agent, instance: instance, envRefs: refs, from: store)
             }
+            let engine = global.engine(nil, logger)
+            var input = try engine.mergeInput(agent: agent, instance: instance, envRefs: refs, runtime: RuntimeLayer(), from: catalog)
+            input.runtime = try runtime.layer().values
+            let context = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttlSeconds)
+            try await StoreFactory.with(location, logger: logger) { store in try await store.createContext(context, replace: replace) }
             let secrets = context.data.entries.filter { $0.value.isSecret }.count
             Stderr.line("stigmer-exec: context \(id) created: \(context.data.count) variables (\(secrets) secret), expires \(Time.iso8601(context.expiresAt))")
         }
@@ -233,19 +233,16 @@ struct ApplyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "apply", abstract: "Store manifests in PostgreSQL (--store postgres://…).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var storeOptions: StoreOptions
-    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A manifest file (repeatable).", valueName: "FILE"))
-    var files: [String] = []
+    @OptionGroup var manifests: ManifestOptions
 
     func run() async throws {
         let logger = try global.logger()
-        guard let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE"), StoreFactory.isPostgres(location) else {
+        guard let location = storeOptions.location.location, StoreLocation.isPostgres(location) else {
             throw StigmerError.usage("the companion's apply is for --store postgres://…")
         }
-        var resources: [Resource] = []
-        for path in files { resources += try Loader.resources(path: path) }
-        let prepared = try global.engine(nil, logger).prepareForStore(resources)
+        let prepared = try manifests.prepared(global.engine(nil, logger))
         try await StoreFactory.with(location, logger: logger) { store in try await store.apply(prepared) }
-        try Stdout.write(prepared.map { "\($0.kind)/\($0.name) applied\n" }.joined())
+        try Stdout.write(ManifestOptions.report(prepared))
     }
 }
 
@@ -259,6 +256,7 @@ struct Fetch: AsyncParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
     @Option(name: .customLong("execution-id")) var executionID: String
     @Option(help: "The launcher's X25519 public key, base64.") var recipient: String?
+    @Option(name: .customLong("name"), help: "Fetch only this variable (repeatable; none: all).") var names: [String] = []
 
     func run() async throws {
         let logger = try global.logger()
@@ -270,8 +268,9 @@ struct Fetch: AsyncParsableCommand {
                 throw StigmerError.usage("fetch needs --recipient with a base64 X25519 public key")
             }
             let client = RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
-                                      timeout: .seconds(try Duration.seconds(remote.fetchTimeout)))
-            let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id; $0.recipientPublicKey = .init(key) }
+                                      timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
+            let wanted = names
+            let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id; $0.recipientPublicKey = .init(key); $0.names = wanted }
             let response = try await client.call("fetching the context") { service, metadata, options in
                 try await service.getExecutionContext(request, metadata: metadata, options: options)
             }
@@ -282,14 +281,14 @@ struct Fetch: AsyncParsableCommand {
                                encapsulatedKey: Array(response.encapsulatedKey),
                                values: response.values.map { .init(name: $0.name, isSecret: $0.isSecret, layer: $0.layer, kind: .hpke, data: Array($0.ciphertext)) })
         } else {
-            guard let location = storeOptions.store ?? Sys.getenv("STIGMER_STORE"), StoreFactory.isPostgres(location) else {
-                throw StigmerError.usage("fetch needs --server or --store postgres://…")
+            guard let location = storeOptions.location.location, StoreLocation.isPostgres(location) else {
+                throw StigmerError.usage("fetch needs --server or a PostgreSQL store (STIGMER_STORE)")
             }
             let context = try await StoreFactory.with(location, logger: logger) { store in
                 try Engine.checkUnexpired(try await store.context(id), id)
             }
             frame = FetchFrame(executionID: id, createdAt: context.createdAt, expiresAt: context.expiresAt, encapsulatedKey: [],
-                               values: context.data.entries.map { entry in
+                               values: context.data.entries.filter { names.isEmpty || names.contains($0.name) }.map { entry in
                                    switch entry.value.content {
                                    case .plain(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .plain, data: Array(text.utf8))
                                    case .sealed(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .sealed, data: Array(text.utf8))

@@ -1,8 +1,7 @@
 import ArgumentParser
 import StigmerCLI
 import StigmerCore
-import StigmerEngine
-import StigmerSystem
+import StigmerLaunch
 
 #if canImport(Glibc)
 import Glibc
@@ -23,35 +22,19 @@ struct StigmerExec: ParsableCommand {
     )
 
     /// Parses and runs; every failure leaves as one line on stderr and its documented
-    /// status (StigmerError.exitStatus is the only mapping).
-    /// execve `stigmer-exec-full` with the same argv (argv[0] replaced) and descriptors:
-    /// prompts, exit codes and signals behave as if it were one program.
-    static func handOver(_ args: [String]) -> Never {
-        do throws(StigmerError) {
-            let path = try RemoteFetch.companionPath()
-            let argv = [path] + args.dropFirst()
-            let cArgs = argv.map { strdup($0) } + [nil]
-            execv(path, cArgs)
-            throw StigmerError(.unavailable, "cannot start \(quoted(path))", cause: Errno.current.description)
-        } catch {
-            Stderr.line("stigmer-exec: \(error)")
-            Glibc.exit(error.exitStatus)
-        }
-    }
-
-    /// `--execution-id`, else `STIGMER_EXECUTION_ID`.
-    static func executionID(_ option: String?) -> String? {
-        if let option { return option }
-        if let env = Sys.getenv("STIGMER_EXECUTION_ID"), !env.isEmpty { return env }
-        return nil
-    }
-
+    /// status (StigmerError.exitStatus is the only mapping). The launch commands try the
+    /// fast parser first; the companion's commands are handed over by execve.
     static func main() {
         let args = CommandLine.arguments
-        if Dispatch.belongsToCompanion(Array(args.dropFirst())) { handOver(args) }
         do {
-            if args.count > 2, args[1] == "run", let request = RunRequest.fastParse(args[2...]) {
-                try request.perform()
+            if Dispatch.belongsToCompanion(Array(args.dropFirst())) { try Companion.handOver(args) }
+            if args.count > 2, args[1] == "run",
+               let arguments = LaunchArguments.fastParse(args[2...], flags: LaunchArguments.runFlags, needsCommand: true) {
+                try Launch.run(try arguments.runPlan())
+            }
+            if args.count > 3, args[1] == "mcp", args[2] == "run",
+               let arguments = LaunchArguments.fastParse(args[3...], flags: LaunchArguments.mcpRunFlags, needsCommand: false) {
+                try Launch.run(try arguments.mcpPlan())
             }
             var command = try parseAsRoot()
             try command.run()

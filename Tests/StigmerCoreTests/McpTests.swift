@@ -5,39 +5,55 @@ import Testing
 struct McpTests {
     let context = ["TOKEN": "t0k3n", "ORG": "acme", "DIR": "/srv"]
 
-    @Test func stdioResolution() throws {
+    @Test func stdioBecomesTemplates() throws {
         let server = McpServerDefinition(name: "gh", transport: .stdio(StdioServer(
             command: "npx", args: ["--org", "${ORG}", "--t=${TOKEN}"],
             env: [ConfigPair("GITHUB_TOKEN", "${TOKEN}"), ConfigPair("LEVEL", "${LEVEL:-info}"), ConfigPair("LIT", "$${x}")],
             workingDir: "${DIR}/work")))
-        let r = try McpResolver.resolve(server, lookup: { context[$0] }, isSecret: { $0 == "TOKEN" }).get()
-        #expect(r.command == "npx")
-        #expect(r.args == ["--org", "acme", "--t=t0k3n"])
-        #expect(r.env == [ConfigPair("GITHUB_TOKEN", "t0k3n"), ConfigPair("LEVEL", "info"), ConfigPair("LIT", "${x}")])
-        #expect(r.workingDir == "/srv/work")
-        #expect(r.secretArgs == [2])
-        #expect(!"\(r)".contains("t0k3n"))
+        let c = try McpResolver.child(server, file: "c.json")
+        #expect(c.command.segments == [.literal("npx")])
+        #expect(c.args.map(\.names) == [[], ["ORG"], ["TOKEN"]])
+        #expect(c.args.map(\.field) == ["args[0]", "args[1]", "args[2]"])
+        #expect(c.env.map(\.name) == ["GITHUB_TOKEN", "LEVEL", "LIT"])
+        #expect(c.env[1].template.segments == [.reference(name: "LEVEL", fallback: "info", column: 1)])
+        #expect(c.env[2].template.segments == [.literal("${x}")])
+        #expect(c.workingDir?.names == ["DIR"])
+        #expect(!c.isDocker)
     }
 
     @Test func dockerPassesNamesOnly() throws {
         let server = McpServerDefinition(name: "d", transport: .docker(DockerServer(
             image: "img:1", args: ["--x"], env: [ConfigPair("API_KEY", "${TOKEN}")], volumes: ["/a:/b"],
             network: "none", ports: [], containerName: "c")))
-        let r = try McpResolver.resolve(server, lookup: { context[$0] }).get()
-        #expect(r.command == "docker")
-        #expect(r.args == ["run", "-i", "--rm", "--name", "c", "--network", "none", "-v", "/a:/b", "-e", "API_KEY", "img:1", "--x"])
-        #expect(!r.args.contains("t0k3n"))
-        #expect(r.env == [ConfigPair("API_KEY", "t0k3n")])
+        let c = try McpResolver.child(server, file: "c.json")
+        #expect(c.command.segments == [.literal("docker")])
+        #expect(c.args.map(\.source) == ["run", "-i", "--rm", "--name", "c", "--network", "none", "-v", "/a:/b", "-e", "API_KEY", "img:1", "--x"])
+        #expect(c.args.allSatisfy { $0.names.isEmpty })
+        #expect(c.env.map(\.name) == ["API_KEY"])
+        #expect(c.env[0].template.names == ["TOKEN"])
+        #expect(c.isDocker)
     }
 
-    @Test func problemsAreLocatedAndAllReported() {
+    @Test func syntaxProblemsAreLocatedAndAllReported() {
         let server = McpServerDefinition(name: "s", transport: .stdio(StdioServer(
-            command: "x", args: ["a", "${MISSING}"], env: [ConfigPair("T", "${ALSO_MISSING}")])))
-        guard case .failure(let list) = McpResolver.resolve(server, lookup: { context[$0] }) else { Issue.record(); return }
-        #expect(list.problems.map(\.field) == ["args[1]", "env.T"])
-        let error = McpResolver.error(list.problems, file: "c.json")
-        #expect(error.exitStatus == 78)
-        #expect(error.message.hasPrefix("2 unresolvable placeholders in c.json: server \"s\" args[1] column 1"))
+            command: "x", args: ["a", "${A%b}"], env: [ConfigPair("T", "${OPEN")])))
+        do {
+            _ = try McpResolver.child(server, file: "c.json")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.exitStatus == 78)
+            #expect(error.message.hasPrefix("2 unresolvable placeholders in c.json: server \"s\" args[1] column 1"))
+        }
+    }
+
+    @Test func httpIsRefused() {
+        let server = McpServerDefinition(name: "h", transport: .http(HttpServer(url: "https://x")))
+        #expect(throws: StigmerError.self) { try McpResolver.child(server, file: "c.json") }
+    }
+
+    @Test func jsonNumbersAreStrict() {
+        for bare in ["0", "-1", "1.5", "1e3", "-0.5E-2", "10", "true", "null"] { #expect(JSONWriter.isBare(bare), "\(bare)") }
+        for quoted in ["+1", ".5", "1.", "007", "1e", "-", "0x1F", "1_000", "", "inf", ".nan", "1.e3"] { #expect(!JSONWriter.isBare(quoted), "\(quoted)") }
     }
 
     @Test func wrapDesktopFormKeepsClientFieldsAndHttp() {

@@ -1,7 +1,15 @@
 import Crypto
 import Testing
 import StigmerCore
+import StigmerSystem
 @testable import StigmerCrypto
+
+/// Opens into a SecretBytes and copies the value out (tests only).
+func opened(_ sealed: String, for binding: Binding, with ring: KeyRing, candidates: [Binding] = []) throws(StigmerError) -> [UInt8] {
+    var out = try SecretBytes()
+    try Sealer.open(sealed, for: binding, with: ring, candidates: candidates, into: &out)
+    return out.withBytes(out.entries[0]) { Array($0) }
+}
 
 @Suite("Sealing")
 struct SealingTests {
@@ -17,10 +25,10 @@ struct SealingTests {
         #expect(String(parts[1]) == ring.newest.id)
         #expect(ring.newest.id.count == 16)
         #expect(Base64.decode(parts[2])?.count == 12 + plaintext.count + 16)
-        #expect(try Sealer.open(sealed, for: binding, with: ring) == plaintext)
+        #expect(try opened(sealed, for: binding, with: ring) == plaintext)
         // A fresh nonce every time.
         #expect(try Sealer.seal(plaintext, for: binding, with: ring) != sealed)
-        #expect(try Sealer.open(try Sealer.seal([], for: binding, with: ring), for: binding, with: ring) == [])
+        #expect(try opened(try Sealer.seal([], for: binding, with: ring), for: binding, with: ring) == [])
     }
 
     @Test func associatedDataIsExact() throws {
@@ -36,7 +44,7 @@ struct SealingTests {
     func expectError(_ sealed: String, _ binding: Binding, ring: KeyRing? = nil, candidates: [Binding] = [],
                      code: StigmerError.Code, containing: String) {
         do {
-            _ = try Sealer.open(sealed, for: binding, with: ring ?? self.ring, candidates: candidates)
+            _ = try opened(sealed, for: binding, with: ring ?? self.ring, candidates: candidates)
             Issue.record("opened")
         } catch {
             #expect(error.code == code)
@@ -74,7 +82,7 @@ struct SealingTests {
     @Test func legacyFormOpensWithoutAssociatedData() throws {
         let box = try AES.GCM.seal(Array("legacy".utf8), using: ring.newest.key)
         let legacy = Base64.encode(box.combined!)
-        #expect(try Sealer.open(legacy, for: binding, with: ring) == Array("legacy".utf8))
+        #expect(try opened(legacy, for: binding, with: ring) == Array("legacy".utf8))
         let other = KeyRing(keys: [EncryptionKey.generate()], source: "other")
         expectError(legacy, binding, ring: other, code: .notPermitted, containing: "cannot be opened with any loaded key")
     }
@@ -84,7 +92,7 @@ struct SealingTests {
         let before = KeyRing(keys: [old], source: "t")
         let after = KeyRing(keys: [old, new], source: "t")
         let sealedOld = try Sealer.seal(Array("x".utf8), for: binding, with: before)
-        #expect(try Sealer.open(sealedOld, for: binding, with: after) == Array("x".utf8))
+        #expect(try opened(sealedOld, for: binding, with: after) == Array("x".utf8))
         #expect(try Sealer.seal(Array("x".utf8), for: binding, with: after).contains(new.id))
     }
 

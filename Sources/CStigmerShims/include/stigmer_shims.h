@@ -8,14 +8,20 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
+#include <signal.h>
+
 int stigmer_set_dumpable(int dumpable);
-int stigmer_set_no_new_privs(void);
 int stigmer_set_child_subreaper(void);
-int stigmer_get_no_new_privs(void);
+// The signals whose disposition is SIG_IGN now (call first thing: what was inherited).
+int stigmer_ignored_signals(sigset_t *ignored);
+// Blocks every signal; the previous mask in *previous. 0 or -errno.
+int stigmer_block_all_signals(sigset_t *previous);
 
 // The last steps before execve, in this fixed order (SECURITY.md):
-//   signal mask emptied and every disposition back to default,
-//   optional new process group, optional working directory, optional RLIMIT_AS,
+//   (spawn) optional new process group, made the terminal's foreground group,
+//   (spawn) PR_SET_PDEATHSIG(SIGKILL), checked against the parent's death,
+//   signal mask emptied, dispositions the launcher ignored back to default (inherited
+//   ignores kept), optional working directory, optional RLIMIT_AS,
 //   optional dup2 of stdout/stderr (output masking),
 //   PR_SET_MDWE (strict) when asked, no_new_privs, each seccomp filter, execve.
 struct stigmer_launch {
@@ -30,8 +36,11 @@ struct stigmer_launch {
     long long address_space_limit; // > 0: RLIMIT_AS soft and hard
     int stdout_fd;         // >= 0: dup2 onto 1 (spawn only)
     int stderr_fd;         // >= 0: dup2 onto 2 (spawn only)
-    int reset_signals;     // 1: empty mask, default dispositions
+    int reset_signals;     // 1: empty mask, default dispositions (but inherited ignores)
     const char *cwd;       // non-NULL: chdir before the filters (working_dir)
+    const sigset_t *inherited_ignored; // may be NULL: no ignore was inherited
+    int foreground_terminal; // >= 0 (spawn, new group): tcsetpgrp(this fd, child)
+    pid_t parent;          // > 0 (spawn): die with this parent (PR_SET_PDEATHSIG)
 };
 
 // Runs the steps in this process and execve's. Returns only on failure: -errno, with

@@ -144,6 +144,10 @@ public nonisolated struct Stigmer_Exec_V1_GetExecutionContextRequest: Sendable {
   /// X25519, 32 bytes
   public var recipientPublicKey: Data = Data()
 
+  /// Least privilege: when given, only these names are returned and sealed (a launch opens
+  /// only what its child refers to). Empty: every name.
+  public var names: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -456,7 +460,7 @@ nonisolated extension Stigmer_Exec_V1_VariableInfo: SwiftProtobuf.Message, Swift
 
 nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetExecutionContextRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}recipient_public_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}recipient_public_key\0\u{1}names\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -466,6 +470,7 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.executionID) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.recipientPublicKey) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.names) }()
       default: break
       }
     }
@@ -478,12 +483,16 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
     if !self.recipientPublicKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.recipientPublicKey, fieldNumber: 2)
     }
+    if !self.names.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.names, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Stigmer_Exec_V1_GetExecutionContextRequest, rhs: Stigmer_Exec_V1_GetExecutionContextRequest) -> Bool {
     if lhs.executionID != rhs.executionID {return false}
     if lhs.recipientPublicKey != rhs.recipientPublicKey {return false}
+    if lhs.names != rhs.names {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

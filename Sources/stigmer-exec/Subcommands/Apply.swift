@@ -17,23 +17,14 @@ struct ApplyCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var storeOptions: StoreOptions
 
-    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A manifest file (repeatable).", valueName: "FILE"))
-    var files: [String] = []
-
-    func validate() throws {
-        if files.isEmpty { throw ValidationError("give at least one manifest with -f FILE") }
-    }
+    @OptionGroup var manifests: ManifestOptions
 
     func run() throws {
         let logger = try global.logger()
-        // Every file parses and every value seals or opens before the store is touched.
-        var resources: [Resource] = []
-        for path in files { resources += try Loader.resources(path: path) }
-        _ = try Catalog(resources)
-        let prepared = try global.engine(nil, logger).prepareForStore(resources)
+        let prepared = try manifests.prepared(global.engine(nil, logger))
         guard let store = try storeOptions.open(home: try global.resolvedHome(), create: true) else { return }
         try store.apply(prepared)
         logger.info("applied resources", metadata: ["count": "\(prepared.count)"])
-        try Stdout.write(prepared.map { "\($0.kind)/\($0.name) applied\n" }.joined())
+        try Stdout.write(ManifestOptions.report(prepared))
     }
 }

@@ -31,11 +31,11 @@ struct ContextCommand: ParsableCommand {
 
         func run() throws {
             let logger = try global.logger()
-            guard let id = StigmerExec.executionID(executionIDOption) else {
+            guard let id = ControlVariable.executionID.or(executionIDOption) else {
                 throw StigmerError.usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
             }
             try Engine.checkExecutionID(id)
-            let ttlSeconds = try Duration.seconds(ttl)
+            let ttlSeconds = try DurationText.seconds(ttl)
             let home = try global.resolvedHome()
             // Resources are read before anything is written; the runtime layer (and any
             // prompt) comes after the lookups, so a typo never costs a typed secret.

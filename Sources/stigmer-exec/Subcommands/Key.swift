@@ -52,7 +52,7 @@ struct KeyCommand: ParsableCommand {
             let logger = try global.logger()
             let ring = try global.keyRing(logger)
             var plaintext = try readPlaintext()
-            defer { for i in plaintext.indices { plaintext[i] = 0 } }
+            defer { plaintext.wipe() }
             let sealed = try Sealer.seal(plaintext, for: Binding(scope: scope, name: name), with: ring)
             logger.debug("sealed a value", metadata: ["name": "\(name)", "scope": "\(scope)", "key": "\(ring.newest.id)"])
             do { try IO.writeAll(1, sealed + "\n") } catch {
@@ -104,9 +104,12 @@ struct KeyCommand: ParsableCommand {
             var text = String(decoding: input, as: UTF8.self)
             while let last = text.last, last.isWhitespace { text.removeLast() }
             while let first = text.first, first.isWhitespace { text.removeFirst() }
-            var plaintext = try Sealer.open(text, for: Binding(scope: scope, name: name), with: ring)
-            defer { for i in plaintext.indices { plaintext[i] = 0 } }
-            do { try IO.writeAll(1, plaintext) } catch {
+            var opened = try SecretBytes()
+            try Sealer.open(text, for: Binding(scope: scope, name: name), with: ring, into: &opened)
+            let written: Result<Void, Errno> = opened.withBytes(opened.entries[0]) { raw in
+                do throws(Errno) { try IO.writeAll(1, raw); return .success(()) } catch { return .failure(error) }
+            }
+            if case .failure(let error) = written {
                 throw StigmerError(.ioError, "cannot write to stdout", cause: error.description)
             }
         }

@@ -1,18 +1,17 @@
 import ArgumentParser
 import StigmerCLI
-import Logging
 import StigmerCore
-import StigmerCrypto
 import StigmerEngine
 import StigmerLaunch
 import StigmerManifests
+import StigmerStore
 import StigmerSystem
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Options shared by the mcp subcommands.
+/// Options shared by `mcp wrap` and `mcp check`.
 struct McpOptions: ParsableArguments {
     @Option(name: .customLong("execution-id"), help: ArgumentHelp("The execution whose context to use. Default: $STIGMER_EXECUTION_ID.", valueName: "ID"))
     var executionIDOption: String?
@@ -21,7 +20,7 @@ struct McpOptions: ParsableArguments {
     var config: String
 
     func executionID() throws(StigmerError) -> String {
-        guard let id = StigmerExec.executionID(executionIDOption) else {
+        guard let id = ControlVariable.executionID.or(executionIDOption) else {
             throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
         }
         try Engine.checkExecutionID(id)
@@ -40,131 +39,72 @@ struct McpCommand: ParsableCommand {
             abstract: "Start one stdio or docker server of a config, its placeholders resolved from the context.",
             discussion: """
                 The server gets the MCP base environment (HOME LOGNAME PATH SHELL TERM USER) plus \
-                only the variables its config refers to. stigmer-exec writes nothing to stdout \
-                (the protocol channel); stdin EOF and SIGTERM reach the server.
+                only the variables its config refers to; only those are decrypted. stigmer-exec \
+                writes nothing to stdout (the protocol channel); stdin EOF and SIGTERM reach the server.
+                """)
+
+        @OptionGroup var arguments: McpRunArguments
+
+        func run() throws { try Launch.run(try arguments.arguments.mcpPlan()) }
+    }
+
+    struct Wrap: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the config with every stdio and docker server launched through `stigmer-exec mcp run` (no secret in it).",
+            discussion: """
+                The wrapped entries carry where the context lives — the home (absolute), and the \
+                store, context server, token file and CA when given — so they work from any \
+                directory with an MCP client's bare environment.
                 """)
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var mcp: McpOptions
-        @Option(help: ArgumentHelp("The server's name in the config.", valueName: "NAME")) var server: String
-        @OptionGroup var hardening: HardeningOptions
-
-        // `--server` names the MCP server here, so the context server is `--context-server`
-        // (or STIGMER_SERVER).
-        @Option(name: .customLong("context-server"), help: ArgumentHelp("Fetch the context from this grpc[s]://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
+        @Option(name: .customLong("context-server"), help: ArgumentHelp("The wrapped servers fetch from this grpc[s]://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
         var contextServer: String?
-        @Option(name: .customLong("token-file"), help: ArgumentHelp("The execution token, from a file.", valueName: "FILE")) var tokenFile: String?
-        @Option(name: .customLong("token-fd"), help: ArgumentHelp("The execution token, from a descriptor.", valueName: "N")) var tokenFD: Int32?
-        @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA for grpcs://.", valueName: "FILE")) var tlsCA: String?
-        @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) var fetchTimeout: String = "30s"
-
-        var remote: RemoteInputs {
-            RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
-        }
-
-        func run() throws {
-            try Launcher.hardenSelf(allowCoreDumps: hardening.allowCoreDumps)
-            let logger = try global.logger()
-            let childHardening = try hardening.inputs.resolve()
-            let id = try mcp.executionID()
-            let config = try Loader.mcpConfig(path: mcp.config)
-            guard let definition = config.server(named: server) else {
-                throw StigmerError.notFound("server \(quoted(server)) is not in \(mcp.config); it has: \(config.servers.map(\.name).joined(separator: ", "))")
-            }
-            if case .http = definition.transport {
-                throw StigmerError.usage("server \(quoted(server)) is an http server: stigmer-exec launches stdio and docker servers (an http bridge is planned); point the client at its url, and use `stigmer-exec mcp check` to validate its placeholders")
-            }
-            let home = try global.resolvedHome()
-            let referenced = Set(definition.referencedNames)
-            var opened: ResolvedValues
-            var secretNames = Set<String>()
-            let location = StoreLocation(store: storeOptions.store)
-            if remote.serverURL != nil || location.isPostgres {
-                // The companion fetches; only what this server refers to is kept.
-                let source = RemoteSource(server: remote.serverURL,
-                                          store: remote.serverURL == nil ? (storeOptions.store ?? Sys.getenv("STIGMER_STORE")) : nil,
-                                          helperArgs: remote.helperArgs)
-                let fetched = try RemoteFetch.fetch(executionID: id, source: source) { () throws(StigmerError) -> KeyRing in
-                    try global.keyRing(logger)
-                }
-                opened = fetched.values
-                secretNames = fetched.secretNames
-                var kept = ResolvedValues()
-                kept.entries = opened.entries.filter { referenced.contains($0.name) }
-                opened.wipe()
-                opened = kept
-            } else {
-                let engine = global.engine(try storeOptions.open(home: home, create: false, readOnly: true), logger)
-                let context = try engine.storedContext(id)
-                // Least privilege: only what this server refers to is opened at all.
-                var subset = Variables<ExecutionValue>()
-                for name in definition.referencedNames { if let v = context.data[name] { subset[name] = v } }
-                secretNames = Set(subset.entries.filter { $0.value.isSecret }.map(\.name))
-                opened = try engine.plaintext(subset, executionID: id)
-            }
-            var lookup: [String: String] = [:]
-            for (name, value) in opened.entries { lookup[name] = String(decoding: value, as: UTF8.self) }
-            // What --mask-output conceals: the secrets this server was given.
-            var secrets = hardening.maskOutput ? opened.entries.filter { secretNames.contains($0.name) }.map(\.value) : []
-            opened.wipe()
-            let resolved: ResolvedServer
-            switch McpResolver.resolve(definition, lookup: { lookup[$0] }, isSecret: { secretNames.contains($0) }) {
-            case .success(let r): resolved = r
-            case .failure(let list): throw McpResolver.error(list.problems, file: mcp.config)
-            }
-            lookup.removeAll()
-            for index in resolved.secretArgs {
-                Stderr.line("stigmer-exec: warning: server \(server) args[\(index)] holds a secret; argv is readable in /proc/PID/cmdline — pass it through env instead")
-            }
-            var base = ChildEnvironment.mcpBase
-            if case .docker = definition.transport {
-                // The docker CLI needs to find its daemon and config.
-                base += ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"]
-            }
-            var launchHardening = childHardening
-            launchHardening.workingDirectory = resolved.workingDir
-            let inputs = hardening.inputs
-            let request = LaunchRequest(
-                command: [resolved.command] + resolved.args, inherited: ChildEnvironment.current(), base: base,
-                hardening: launchHardening,
-                mode: inputs.supervises ? .supervise(init: inputs.initMode, maskOutput: inputs.maskOutput) : .exec)
-            var values = resolved.env.map { (name: $0.key, value: Array($0.value.utf8)) }
-            logger.debug("launching MCP server", metadata: ["server": "\(server)", "variables": "\(values.count)"])
-            try Session.launch(request, values: &values, secrets: &secrets, log: { logger.debug("\($0)") })
-        }
-    }
-
-    struct Wrap: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Print the config with every stdio and docker server launched through `stigmer-exec mcp run` (no secret in it).")
-
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var mcp: McpOptions
+        @Option(name: .customLong("token-file"), help: ArgumentHelp("The wrapped servers read their execution token from this file.", valueName: "FILE"))
+        var tokenFile: String?
+        @Option(name: .customLong("tls-ca"), help: ArgumentHelp("The wrapped servers trust this CA for grpcs://.", valueName: "FILE"))
+        var tlsCA: String?
 
         func run() throws {
             _ = try global.logger()
             let id = try mcp.executionID()
             let (document, config) = try Loader.mcpConfigDocument(text: try Loader.text(mcp.config), file: mcp.config)
-            let wrapped = McpWrap.wrap(document, form: config.form, launcher: try Self.selfPath(),
-                                       config: try Self.absolute(mcp.config), executionID: id,
-                                       extraArgs: global.home.map { ["--home", $0] } ?? [])
+            var args = ["--home", try Self.absolute(try global.resolvedHome().path, mustExist: false)]
+            var env: [(String, String)] = []
+            if let store = storeOptions.location.location {
+                // A PostgreSQL URL may hold a password: it goes in the entry's env, never in
+                // an argv (readable by every user in /proc).
+                if StoreLocation.isPostgres(store) { env.append((ControlVariable.store.rawValue, store)) } else {
+                    var path = store
+                    for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+                    args += ["--store", try Self.absolute(path, mustExist: false)]
+                }
+            }
+            if let server = ControlVariable.server.or(contextServer) { args += ["--context-server", server] }
+            if let tokenFile { args += ["--token-file", try Self.absolute(tokenFile, mustExist: true)] }
+            if let tlsCA { args += ["--tls-ca", try Self.absolute(tlsCA, mustExist: true)] }
+            let wrapped = McpWrap.wrap(document, form: config.form, launcher: try Companion.selfPath(),
+                                       config: try Self.absolute(mcp.config, mustExist: true), executionID: id,
+                                       extraArgs: args, extraEnv: env)
             try Stdout.write(JSONWriter.write(wrapped) + "\n")
         }
 
-        static func selfPath() throws(StigmerError) -> String {
-            var buffer = [CChar](repeating: 0, count: 4096)
-            let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-            guard n > 0 else { throw StigmerError(.ioError, "cannot find stigmer-exec's own path (/proc/self/exe)") }
-            return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-
-        static func absolute(_ path: String) throws(StigmerError) -> String {
-            guard let resolved = realpath(path, nil) else {
-                throw StigmerError.data("cannot resolve \(quoted(path))", cause: Errno.current.description)
+        /// `path` made absolute: resolved (symlinks too) when it exists, else against the
+        /// working directory.
+        static func absolute(_ path: String, mustExist: Bool) throws(StigmerError) -> String {
+            if let resolved = realpath(path, nil) {
+                defer { free(resolved) }
+                return String(cString: resolved)
             }
-            defer { free(resolved) }
-            return String(cString: resolved)
+            if mustExist { throw StigmerError.data("cannot resolve \(quoted(path))", cause: Errno.current.description) }
+            if path.hasPrefix("/") { return path }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            guard getcwd(&buffer, buffer.count) != nil else {
+                throw StigmerError(.ioError, "cannot find the working directory", cause: Errno.current.description)
+            }
+            return String(cString: buffer) + "/" + path
         }
     }
 

@@ -26,11 +26,11 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let logger = try global.logger()
-        var catalog: Catalog?
+        var catalog: ResourceCatalog?
         if !files.isEmpty {
             var resources: [Resource] = []
             for path in files { resources += try Loader.resources(path: path) }
-            catalog = try Catalog(resources)
+            catalog = try ResourceCatalog(manifests: resources)
         }
         let store = catalog == nil && !sources.isEmpty
             ? try storeOptions.open(home: try global.resolvedHome(), create: false, readOnly: true) : nil
@@ -43,50 +43,14 @@ struct PlanCommand: ParsableCommand {
         let sealed = merged.entries.filter { if case .sealed = $0.value.content { true } else { false } }
         if !sealed.isEmpty {
             let ring = try global.keyRing(logger)
-            let known = catalog?.sealedBindings ?? []
+            let known = (catalog?.sealedBindings ?? []).map { Binding.environment($0.environment, $0.name) }
             for (name, value) in sealed {
                 guard case .sealed(let text) = value.content, case .environment(let env) = value.layer else { continue }
-                var plaintext = try Sealer.open(text, for: .environment(env, name), with: ring, candidates: known)
-                for i in plaintext.indices { plaintext[i] = 0 }
+                try Sealer.check(text, for: .environment(env, name), with: ring, candidates: known)
             }
             logger.debug("opened sealed values", metadata: ["count": "\(sealed.count)"])
         }
         try Stdout.write(Table.render(["NAME", "SECRET", "LAYER"],
                                       merged.sortedEntries.map { [$0.name, $0.value.isSecret ? "yes" : "no", "\($0.value.layer)"] }))
-    }
-}
-
-/// Resources by kind and name, from manifests; a name defined twice is an error.
-struct Catalog: ResourceLookup {
-    var environments: [String: Environment] = [:]
-    var agents: [String: Agent] = [:]
-    var instances: [String: AgentInstance] = [:]
-
-    init(_ resources: [Resource]) throws(StigmerError) {
-        for resource in resources {
-            let duplicate: Bool
-            switch resource {
-            case .environment(let e): duplicate = environments.updateValue(e, forKey: e.name) != nil
-            case .agent(let a), .mcpServer(let a): duplicate = agents.updateValue(a, forKey: a.name) != nil
-            case .agentInstance(let i): duplicate = instances.updateValue(i, forKey: i.name) != nil
-            }
-            if duplicate { throw .data("\(resource) is defined more than once in the given manifests; keep one") }
-        }
-    }
-
-    func environment(_ name: String) throws(StigmerError) -> Environment? { environments[name] }
-    func agent(_ name: String) throws(StigmerError) -> Agent? { agents[name] }
-    func instance(_ name: String) throws(StigmerError) -> AgentInstance? { instances[name] }
-    var missingHint: String { "it is not in the given manifests; add its file with -f" }
-
-    /// Every (environment, name) that holds a sealed value: candidates for telling a value
-    /// moved between variables apart from a tampered one.
-    var sealedBindings: [Binding] {
-        environments.values.flatMap { env in
-            env.spec.data.entries.compactMap { entry -> Binding? in
-                if case .sealed = entry.value.content { return .environment(env.name, entry.name) }
-                return nil
-            }
-        }
     }
 }

@@ -1,0 +1,174 @@
+import ArgumentParser
+import Logging
+import StigmerCore
+import StigmerEngine
+import StigmerLaunch
+import StigmerManifests
+import StigmerStore
+import StigmerSystem
+
+/// Everything `run` and `mcp run` take, as plain values: filled by ArgumentParser (help,
+/// errors), or by `LaunchArguments.fastParse` on the hot path. Both parse through the
+/// same flag table's names; `StigmerCLITests` proves they agree flag by flag.
+public struct LaunchArguments: Equatable {
+    public var settings = Settings()
+    public var store: String?
+    public var executionID: String?
+    public var hardening = HardeningSpec()
+    public var remote = RemoteInputs()
+    // run
+    public var sources = Sources()
+    public var runtime = RuntimeInputs()
+    public var cleanEnv = false
+    public var deleteOnExit = false
+    public var command: [String] = []
+    // mcp run
+    public var config: String?
+    public var mcpServer: String?
+
+    public init() {}
+
+    /// `--execution-id`, else `STIGMER_EXECUTION_ID` (empty: unset).
+    public var resolvedExecutionID: String? { ControlVariable.executionID.or(executionID) }
+
+    var location: ContextLocation {
+        ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
+                        helperOptions: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
+    }
+
+    /// `run`: a stored context with `--execution-id`, else an ephemeral merge.
+    public func runPlan() throws(StigmerError) -> LaunchPlan {
+        let logger = try settings.logger()
+        let values: LaunchPlan.Values
+        if let id = resolvedExecutionID {
+            guard runtime.isEmpty && sources.isEmpty else {
+                throw .usage("--execution-id uses a stored context; --env/--secret/--env-file/--agent/--instance/--env-ref are for an ephemeral run without it")
+            }
+            values = .stored(executionID: id)
+        } else {
+            values = .ephemeral(sources: sources, runtime: runtime)
+        }
+        return LaunchPlan(values: values, location: location,
+                          child: .command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil),
+                          hardening: hardening, deleteOnExit: deleteOnExit, logger: logger)
+    }
+
+    /// `mcp run`: one server of a config, with only the names it refers to.
+    public func mcpPlan() throws(StigmerError) -> LaunchPlan {
+        let logger = try settings.logger()
+        guard let id = resolvedExecutionID else { throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)") }
+        guard let file = config, let name = mcpServer else { throw .usage("give --config FILE and --server NAME") }
+        let config = try Loader.mcpConfig(path: file)
+        guard let definition = config.server(named: name) else {
+            throw .notFound("server \(quoted(name)) is not in \(file); it has: \(config.servers.map(\.name).joined(separator: ", "))")
+        }
+        let child = try McpResolver.child(definition, file: file)
+        let spec = ChildSpec(argv: [child.command] + child.args, environment: .templates(child.env),
+                             base: ChildEnvironment.mcpBase + (child.isDocker ? ChildEnvironment.dockerBase : []),
+                             workingDirectory: child.workingDir, file: file, server: name)
+        return LaunchPlan(values: .stored(executionID: id), location: location, child: spec, hardening: hardening, logger: logger)
+    }
+
+    // MARK: the flag table
+
+    /// A flag of `run` or `mcp run`: its name, whether it takes a value, and where it goes.
+    /// `set` returns false for a value the fast path does not accept (ArgumentParser then
+    /// parses the same argv and gives its message).
+    public struct Flag: Sendable {
+        public let name: String
+        public let takesValue: Bool
+        let set: @Sendable (inout LaunchArguments, String) -> Bool
+
+        init(_ name: String, value: Bool = true, _ set: @escaping @Sendable (inout LaunchArguments, String) -> Bool) {
+            self.name = name
+            self.takesValue = value
+            self.set = set
+        }
+    }
+
+    static func descriptor(_ text: String) -> Int32? {
+        guard let fd = Int32(text), fd >= 0 else { return nil }
+        return fd
+    }
+
+    /// Flags both commands take.
+    public static let commonFlags: [Flag] = [
+        Flag("--home") { $0.settings.home = $1; return true },
+        Flag("--key-fd") { guard let fd = descriptor($1) else { return false }; $0.settings.keyFD = fd; return true },
+        Flag("--log-level") { guard let level = Logger.Level(rawValue: $1) else { return false }; $0.settings.logLevel = level; return true },
+        Flag("--store") { $0.store = $1; return true },
+        Flag("--execution-id") { $0.executionID = $1; return true },
+        Flag("--seccomp") { $0.hardening.seccomp = $1; return true },
+        Flag("--memory-limit") { $0.hardening.memoryLimit = $1; return true },
+        Flag("--allow-core-dumps", value: false) { a, _ in a.hardening.allowCoreDumps = true; return true },
+        Flag("--init", value: false) { a, _ in a.hardening.initMode = true; return true },
+        Flag("--mask-output", value: false) { a, _ in a.hardening.maskOutput = true; return true },
+        Flag("--token-file") { $0.remote.tokenFile = $1; return true },
+        Flag("--token-fd") { guard let fd = descriptor($1) else { return false }; $0.remote.tokenFD = fd; return true },
+        Flag("--tls-ca") { $0.remote.tlsCA = $1; return true },
+        Flag("--fetch-timeout") { $0.remote.fetchTimeout = $1; return true },
+    ]
+
+    public static let runFlags: [Flag] = commonFlags + [
+        Flag("--server") { $0.remote.server = $1; return true },
+        Flag("--clean-env", value: false) { a, _ in a.cleanEnv = true; return true },
+        Flag("--delete-on-exit", value: false) { a, _ in a.deleteOnExit = true; return true },
+        Flag("--agent") { $0.sources.agent = $1; return true },
+        Flag("--instance") { $0.sources.instance = $1; return true },
+        Flag("--env-ref") { $0.sources.envRefs.append($1); return true },
+        Flag("--env") { $0.runtime.env.append($1); return true },
+        Flag("--secret") { $0.runtime.secret.append($1); return true },
+        Flag("--env-file") { $0.runtime.envFile.append($1); return true },
+        Flag("--secret-file") { $0.runtime.secretFile.append($1); return true },
+    ]
+
+    /// `--server` names the MCP server here, so the context server is `--context-server`.
+    public static let mcpRunFlags: [Flag] = commonFlags + [
+        Flag("--config") { $0.config = $1; return true },
+        Flag("--server") { $0.mcpServer = $1; return true },
+        Flag("--context-server") { $0.remote.server = $1; return true },
+    ]
+
+    /// The hot path's own parser: ArgumentParser's first reflection-driven parse costs
+    /// ~2 ms in a binary this size. Anything it does not take — help, a typo, a bad value,
+    /// a missing command — returns nil, and ArgumentParser parses the same argv to give its
+    /// usual message. `run` needs `-- COMMAND`; `mcp run` must not have one.
+    public static func fastParse(_ args: ArraySlice<String>, flags: [Flag], needsCommand: Bool) -> LaunchArguments? {
+        var request = LaunchArguments()
+        var i = args.startIndex
+        while i < args.endIndex {
+            let arg = args[i]
+            if arg == "--" {
+                guard needsCommand else { return nil }
+                request.command = Array(args[(i + 1)...])
+                break
+            }
+            guard arg.hasPrefix("--") else { return nil }
+            let equals = arg.firstIndex(of: "=")
+            let name = equals.map { String(arg[..<$0]) } ?? arg
+            guard let flag = flags.first(where: { $0.name == name }) else { return nil }
+            var value = ""
+            if flag.takesValue {
+                if let equals {
+                    value = String(arg[arg.index(after: equals)...])
+                } else {
+                    guard i + 1 < args.endIndex else { return nil }
+                    i += 1
+                    value = args[i]
+                }
+            } else if equals != nil {
+                return nil
+            }
+            guard flag.set(&request, value) else { return nil }
+            i += 1
+        }
+        if needsCommand {
+            guard !request.command.isEmpty else { return nil }
+            do { try request.runtime.check(); try request.sources.check() } catch { return nil }
+        } else {
+            guard request.config != nil, request.mcpServer != nil else { return nil }
+        }
+        if let limit = request.hardening.memoryLimit, (try? HardeningSpec.size(limit)) == nil { return nil }
+        return request
+    }
+}

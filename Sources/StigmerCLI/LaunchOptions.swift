@@ -1,0 +1,119 @@
+import ArgumentParser
+import StigmerCore
+import StigmerLaunch
+
+/// Hardening flags of every launching command (DESIGN.md §6, SECURITY.md).
+public struct HardeningOptions: ParsableArguments {
+    public init() {}
+
+    @Option(help: ArgumentHelp("default, strict, none, or the path of an OCI/Docker seccomp JSON profile.", valueName: "PROFILE"))
+    public var seccomp: String = "default"
+
+    @Option(name: .customLong("memory-limit"), help: ArgumentHelp("The child's address-space limit (RLIMIT_AS), e.g. 512M, 512Mi or 2G.", valueName: "SIZE"))
+    public var memoryLimit: String?
+
+    @Flag(name: .customLong("allow-core-dumps"), help: "Leave the core-dump limit alone (default: 0, soft and hard).")
+    public var allowCoreDumps = false
+
+    @Flag(name: .customLong("init"), help: "Stay as a minimal PID 1: forward signals, reap orphans, exit with the child's status.")
+    public var initMode = false
+
+    @Flag(name: .customLong("mask-output"), help: "Pass the child's stdout/stderr through, with secret values (and their base64, URL and JSON forms) replaced by <concealed>.")
+    public var maskOutput = false
+
+    public func validate() throws {
+        if let memoryLimit { try usageCheck { () throws(StigmerError) in _ = try HardeningSpec.size(memoryLimit) } }
+    }
+
+    public var spec: HardeningSpec {
+        HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput)
+    }
+}
+
+/// `stigmer-exec run`'s arguments, for ArgumentParser.
+public struct RunArguments: ParsableArguments {
+    public init() {}
+
+    @OptionGroup public var global: GlobalOptions
+    @OptionGroup public var storeOptions: StoreOptions
+
+    @Option(name: .customLong("execution-id"), help: ArgumentHelp("The execution whose context to use. Default: $STIGMER_EXECUTION_ID.", valueName: "ID"))
+    public var executionID: String?
+
+    @OptionGroup public var sources: SourceOptions
+    @OptionGroup public var runtime: RuntimeOptions
+
+    @Flag(name: .customLong("clean-env"), help: "Start from PATH HOME USER LANG TZ TERM instead of the inherited environment.")
+    public var cleanEnv = false
+
+    @Flag(name: .customLong("delete-on-exit"), help: "Stay as the child's parent: forward signals, wait, delete the context, exit with the child's status.")
+    public var deleteOnExit = false
+
+    @OptionGroup public var hardening: HardeningOptions
+    @OptionGroup public var remote: RemoteOptions
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
+    public var command: [String] = []
+
+    public func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command after --, e.g. stigmer-exec run --execution-id ID -- env") }
+    }
+
+    public var arguments: LaunchArguments {
+        var a = LaunchArguments()
+        a.settings = global.settings
+        a.store = storeOptions.store
+        a.executionID = executionID
+        a.sources = sources.sources
+        a.runtime = runtime.inputs
+        a.cleanEnv = cleanEnv
+        a.deleteOnExit = deleteOnExit
+        a.hardening = hardening.spec
+        a.remote = remote.inputs
+        a.command = command
+        return a
+    }
+}
+
+/// `stigmer-exec mcp run`'s arguments, for ArgumentParser.
+public struct McpRunArguments: ParsableArguments {
+    public init() {}
+
+    @OptionGroup public var global: GlobalOptions
+    @OptionGroup public var storeOptions: StoreOptions
+
+    @Option(name: .customLong("execution-id"), help: ArgumentHelp("The execution whose context to use. Default: $STIGMER_EXECUTION_ID.", valueName: "ID"))
+    public var executionID: String?
+
+    @Option(help: ArgumentHelp("The MCP config: an mcpServers JSON file (Claude Desktop, Cursor…) or an Agent/McpServer manifest.", valueName: "FILE"))
+    public var config: String
+
+    @Option(help: ArgumentHelp("The server's name in the config.", valueName: "NAME"))
+    public var server: String
+
+    @OptionGroup public var hardening: HardeningOptions
+
+    // `--server` names the MCP server here, so the context server is `--context-server`.
+    @Option(name: .customLong("context-server"), help: ArgumentHelp("Fetch the context from this grpc[s]://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
+    public var contextServer: String?
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("The execution token, from a file.", valueName: "FILE")) public var tokenFile: String?
+    @Option(name: .customLong("token-fd"), help: ArgumentHelp("The execution token, from a descriptor.", valueName: "N")) public var tokenFD: Int32?
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA for grpcs://.", valueName: "FILE")) public var tlsCA: String?
+    @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) public var fetchTimeout: String = "30s"
+
+    public func validate() throws {
+        if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
+    }
+
+    public var arguments: LaunchArguments {
+        var a = LaunchArguments()
+        a.settings = global.settings
+        a.store = storeOptions.store
+        a.executionID = executionID
+        a.config = config
+        a.mcpServer = server
+        a.hardening = hardening.spec
+        a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
+        return a
+    }
+}

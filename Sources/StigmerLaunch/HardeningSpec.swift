@@ -1,0 +1,66 @@
+import StigmerCore
+import StigmerManifests
+
+/// The hardening a launch asks for, as the user wrote it (DESIGN.md §6): compiled into a
+/// `Hardening` before anything is opened.
+public struct HardeningSpec: Sendable, Equatable {
+    /// `default`, `strict`, `none`, or the path of an OCI/Docker seccomp JSON profile.
+    public var seccomp = "default"
+    /// `512M`, `2G`, `512Mi`, `1048576`: RLIMIT_AS for the child.
+    public var memoryLimit: String?
+    public var allowCoreDumps = false
+    public var initMode = false
+    public var maskOutput = false
+
+    public init(seccomp: String = "default", memoryLimit: String? = nil, allowCoreDumps: Bool = false,
+                initMode: Bool = false, maskOutput: Bool = false) {
+        self.seccomp = seccomp
+        self.memoryLimit = memoryLimit
+        self.allowCoreDumps = allowCoreDumps
+        self.initMode = initMode
+        self.maskOutput = maskOutput
+    }
+
+    public var supervises: Bool { initMode || maskOutput }
+
+    /// Compiles the filter and parses the limit.
+    public func compile() throws(StigmerError) -> Hardening {
+        var hardening = Hardening(allowCoreDumps: allowCoreDumps)
+        if let memoryLimit { hardening.addressSpaceLimit = try Self.size(memoryLimit) }
+        switch seccomp {
+        case "none": break
+        case "default": hardening.filter = try SeccompProfile.default.compile()
+        case "strict": hardening.filter = try SeccompProfile.strict.compile()
+        default:
+            let documents = try Loader.documents(try Loader.text(seccomp), file: seccomp)
+            guard documents.count == 1 else { throw .data("\(seccomp): expected one seccomp profile (JSON)") }
+            hardening.filter = try OCIProfile.decode(Field(root: documents[0], file: seccomp)).compile()
+        }
+        return hardening
+    }
+
+    /// Bytes, or a K, M, G or T suffix (powers of 1024), optionally followed by `i`
+    /// (Kubernetes' `512Mi`): `1048576`, `64K`, `512M`, `512Mi`, `2G`.
+    public static func size(_ text: String) throws(StigmerError) -> Int64 {
+        var digits = Substring(text)
+        var unit: Int64 = 1
+        if digits.last == "i" || digits.last == "I" { digits = digits.dropLast() }
+        if let last = digits.last, !last.isNumber {
+            switch last {
+            case "K", "k": unit = 1 << 10
+            case "M", "m": unit = 1 << 20
+            case "G", "g": unit = 1 << 30
+            case "T", "t": unit = 1 << 40
+            default: unit = 0
+            }
+            digits = digits.dropLast()
+        } else if digits.count != text.count {
+            unit = 0  // an `i` without a unit
+        }
+        guard unit > 0, !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let n = Int64(digits), n > 0, n <= Int64.max / unit else {
+            throw .usage("invalid --memory-limit \(quoted(text)); use bytes or a K, M, G or T suffix (optionally Ki, Mi, Gi, Ti), e.g. 512M")
+        }
+        return n * unit
+    }
+}

@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStigmerShims
+import Logging
+import StigmerCore
+import StigmerCrypto
+import StigmerEngine
+import StigmerStore
+import StigmerSystem
+
+/// Where a stored context lives and how to reach it.
+public struct ContextLocation: Sendable, Equatable {
+    /// `--home`; else `STIGMER_HOME`, else `~/.stigmer`.
+    public var home: String?
+    public var store = StoreLocation()
+    /// `--server` (`--context-server` for `mcp run`); else `STIGMER_SERVER`.
+    public var server: String?
+    /// `--key-fd`: read once, then closed.
+    public var keyFD: Int32?
+    /// For the fetch helper: --token-file, --token-fd, --tls-ca, --fetch-timeout, --log-level.
+    public var helperOptions: [String] = []
+
+    public init(home: String? = nil, store: StoreLocation = StoreLocation(), server: String? = nil, keyFD: Int32? = nil, helperOptions: [String] = []) {
+        self.home = home
+        self.store = store
+        self.server = server
+        self.keyFD = keyFD
+        self.helperOptions = helperOptions
+    }
+
+    public var serverURL: String? { ControlVariable.server.or(server) }
+
+    /// A remote server or PostgreSQL: the companion fetches (privilege separation).
+    public var usesCompanion: Bool { serverURL != nil || store.isPostgres }
+}
+
+/// One launch, as data: what to open, what to start, how to harden it. Every launch mode
+/// (`run`, `mcp run`, and those to come) builds one and calls `Launch.run`.
+public struct LaunchPlan {
+    public enum Values: Sendable, Equatable {
+        /// A stored context.
+        case stored(executionID: String)
+        /// An ephemeral run: merged in memory from these, nothing stored.
+        case ephemeral(sources: Sources, runtime: RuntimeInputs)
+    }
+
+    public var values: Values
+    public var location: ContextLocation
+    public var child: ChildSpec
+    public var hardening: HardeningSpec
+    /// Stay as the child's parent and delete the context when it exits.
+    public var deleteOnExit = false
+    public var logger: Logger
+
+    public init(values: Values, location: ContextLocation, child: ChildSpec, hardening: HardeningSpec,
+                deleteOnExit: Bool = false, logger: Logger) {
+        self.values = values
+        self.location = location
+        self.child = child
+        self.hardening = hardening
+        self.deleteOnExit = deleteOnExit
+        self.logger = logger
+    }
+
+    public var supervises: Bool { deleteOnExit || hardening.supervises }
+}
+
+/// The launch sequence of SECURITY.md, in its order, in one place.
+public enum Launch {
+    public static func run(_ plan: LaunchPlan) throws(StigmerError) -> Never {
+        let log = plan.logger
+        // 1. Not dumpable, core limit 0 — before any secret is in memory, so no other
+        //    process of this user can read ours and no crash can write it to disk.
+        try Launcher.hardenSelf(allowCoreDumps: plan.hardening.allowCoreDumps)
+        // What we inherited as ignored stays ignored in the child (nohup), read before
+        // anything here could change it.
+        let inheritedSignals = InheritedSignals()
+        // Nonsense is refused before anything is opened.
+        try check(plan)
+        // 6, prepared first: the filter and limits are built before anything is opened;
+        //    a profile that cannot be built stops the launch with no secret decrypted.
+        var hardening = try plan.hardening.compile()
+        if let filter = hardening.filter {
+            log.debug("seccomp filter compiled", metadata: ["profile": "\(filter.name)", "instructions": "\(filter.instructionCount)",
+                                                           "unknown_syscalls": "\(filter.unknownSyscalls.count)"])
+        }
+        // 2-3. Only the names this launch needs, decrypted straight into locked memory
+        //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.
+        let values = try open(plan)
+        log.debug("values opened", metadata: ["variables": "\(values.entries.count)", "memory": "\(values.kind.rawValue)"])
+        // Every placeholder resolves, or nothing starts (78 names them all).
+        if let error = plan.child.unresolved(values) { throw error }
+        for argument in plan.child.secretArguments(values) {
+            Stderr.line("stigmer-exec: warning: server \(plan.child.server) \(argument.field) holds a secret; argv is readable in /proc/PID/cmdline — pass it through env instead")
+        }
+        // 4. argv and envp built in a secret area of their own, minus every STIGMER_*
+        //    control variable (the key, tokens, ids).
+        let image = try ChildImage(plan.child, values: values, inherited: ChildEnvironment.current())
+        let display = plan.child.argv[0].names.isEmpty ? nil : plan.child.argv[0].source
+        let path = try Launcher.resolve(image.command, path: image.path, display: display)
+        hardening.workingDirectory = image.workingDirectory
+        // What --mask-output conceals stays in locked memory of its own while the child runs.
+        let masker = plan.hardening.maskOutput ? try Masker(secretsOf: values) : nil
+        // The opened values end here: their owner wipes them.
+        _ = consume values
+        TestHooks.pauseWhileHoldingSecrets()
+        log.debug("launching", metadata: ["command": "\(display ?? image.command)", "mode": "\(plan.supervises ? "supervise" : "exec")"])
+        guard plan.supervises else {
+            // 5-6. Signals reset, limits, no_new_privs, the filter last, execve: this
+            //      process becomes the child.
+            try Launcher.exec(path: path, argv: image.argv, envp: image.envp, hardening: hardening,
+                              inherited: inheritedSignals, display: display)
+        }
+        let status = try supervise(plan, image: image, path: path, display: display, hardening: hardening,
+                                   inherited: inheritedSignals, masker: masker)
+        if plan.deleteOnExit, case .stored(let id) = plan.values { deleteContext(id, plan, after: status) }
+        exit(status.shell)
+    }
+
+    static func check(_ plan: LaunchPlan) throws(StigmerError) {
+        switch plan.values {
+        case .stored(let id):
+            try Engine.checkExecutionID(id)
+            if plan.deleteOnExit && plan.location.serverURL != nil {
+                throw .usage("--delete-on-exit cannot delete a remote context (an execution token only reads); the server's TTL sweep or `stigmer-exec context delete --server` removes it")
+            }
+            if plan.deleteOnExit && plan.location.store.isPostgres {
+                throw .usage("--delete-on-exit works with the embedded store; delete a PostgreSQL context with `stigmer-exec context delete ID --store …` when the run ends")
+            }
+        case .ephemeral:
+            if plan.deleteOnExit { throw .usage("--delete-on-exit needs --execution-id: an ephemeral run stores nothing") }
+        }
+    }
+
+    /// Step 3: opens only what the child refers to (every value for `run`), from wherever
+    /// the context is.
+    static func open(_ plan: LaunchPlan) throws(StigmerError) -> SecretBytes {
+        let names = plan.child.names
+        let log = plan.logger
+        let keys = KeyLoader(keyFD: plan.location.keyFD, home: plan.location.home) { log.debug("\($0)") }
+        let home = try StigmerHome.resolve(plan.location.home)
+        switch plan.values {
+        case .stored(let id):
+            if plan.location.usesCompanion {
+                // Privilege separation: the companion fetches sealed bytes, this process
+                // (which has no network stack) opens them.
+                let server = plan.location.serverURL
+                let recipient = server != nil ? Delivery.Recipient() : nil
+                let frame = try Companion.fetch(Companion.FetchRequest(
+                    executionID: id, names: names, server: server, store: server == nil ? plan.location.store.location : nil,
+                    recipient: recipient?.publicKey, options: plan.location.helperOptions))
+                return try Engine(store: nil, keys: keys).open(frame, recipient: recipient, only: names.map(Set.init))
+            }
+            // Read-only unless this launcher deletes the context afterwards.
+            let engine = Engine(store: try plan.location.store.open(home: home, create: false, readOnly: !plan.deleteOnExit), keys: keys)
+            let context = try engine.storedContext(id)
+            return try engine.open(context.data, only: names.map(Set.init), executionID: id)
+        case .ephemeral(let sources, let runtime):
+            let store = sources.isEmpty ? nil : try plan.location.store.open(home: home, create: false, readOnly: true)
+            let engine = Engine(store: store, keys: keys)
+            let input = try engine.mergeInput(agent: sources.agent, instance: sources.instance, envRefs: sources.envRefs,
+                                              runtime: try runtime.layer())
+            return try engine.open(try Merge.merge(input), only: names.map(Set.init), executionID: nil)
+        }
+    }
+
+    /// The supervising modes: spawn, then forward signals, reap, mask output, until the
+    /// child exits.
+    static func supervise(_ plan: LaunchPlan, image: ChildImage, path: String, display: String?, hardening: Hardening,
+                          inherited: InheritedSignals, masker: Masker?) throws(StigmerError) -> ExitStatus {
+        let initMode = plan.hardening.initMode
+        // PID 1 reaps everything anyway; elsewhere, become a subreaper so orphans of the
+        // child are re-parented here and reaped, as tini does.
+        if initMode && getpid() != 1 && stigmer_set_child_subreaper() != 0 {
+            throw StigmerError(.internalError, "cannot become a subreaper for --init; nothing was launched", cause: Errno.current.description)
+        }
+        // On a terminal where we are in the foreground, the child gets its own group and the
+        // foreground (tini's way): one Ctrl-C reaches it once, from the terminal. Without a
+        // terminal, --init forwards to the child's group.
+        let terminal: Int32 = Sys.isatty(0) && tcgetpgrp(0) == getpgrp() ? 0 : -1
+        let group = initMode || terminal >= 0
+        var outputs: [Supervisor.Output] = []
+        var childEnds: [Int32] = [-1, -1]
+        if masker != nil {
+            for (i, target) in [Int32(1), Int32(2)].enumerated() {
+                let pipe: Pipe
+                do { pipe = try Pipe() } catch {
+                    throw StigmerError(.ioError, "cannot create the output pipe for masking; nothing was launched", cause: error.cause)
+                }
+                outputs.append(Supervisor.Output(source: pipe.read, target: target))
+                childEnds[i] = pipe.write
+            }
+        }
+        let signals = try Supervisor.signals()
+        let child = try Launcher.spawn(path: path, argv: image.argv, envp: image.envp, hardening: hardening, inherited: inherited,
+                                       signals: ChildSignals(newProcessGroup: group, foregroundTerminal: group ? terminal : -1, parent: getpid()),
+                                       stdoutFD: childEnds[0], stderrFD: childEnds[1], display: display)
+        for fd in childEnds where fd >= 0 { Sys.close(fd) }
+        // The child has exec'd: our copy of its argv and environment is no longer needed.
+        image.arena.wipe()
+        return try Supervisor.supervise(child: child, group: group, reapAll: initMode, signals: signals, outputs: outputs, masker: masker)
+    }
+
+    static func deleteContext(_ id: String, _ plan: LaunchPlan, after status: ExitStatus) {
+        do throws(StigmerError) {
+            _ = try plan.location.store.open(home: try StigmerHome.resolve(plan.location.home), create: false)?.deleteContext(id)
+            plan.logger.debug("deleted context after exit", metadata: ["execution_id": "\(id)", "status": "\(status.shell)"])
+        } catch {
+            Stderr.line("stigmer-exec: warning: the child \(status) but context \(id) could not be deleted: \(error); delete it with `stigmer-exec context delete \(id)`")
+        }
+    }
+}

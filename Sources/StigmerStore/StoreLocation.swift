@@ -1,0 +1,38 @@
+import StigmerCore
+import StigmerSystem
+
+/// Which store: `--store`, else `STIGMER_STORE`, else `$STIGMER_HOME/stigmer.db`. The one
+/// place that tells a PostgreSQL URL from a SQLite path.
+public struct StoreLocation: Sendable, Equatable {
+    /// `--store` as given.
+    public var option: String?
+
+    public init(_ option: String? = nil) { self.option = option }
+
+    /// `--store`, else `STIGMER_STORE` (empty: unset); nil means the home's SQLite file.
+    public var location: String? { ControlVariable.store.or(option) }
+
+    public static func isPostgres(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
+    /// A PostgreSQL store: its commands belong to the companion.
+    public var isPostgres: Bool { location.map(Self.isPostgres) ?? false }
+
+    /// The embedded store, or nil when `create` is false and nothing was ever stored.
+    public func open(home: StigmerHome, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
+        guard let location else {
+            if create { try home.ensureExists() }
+            return try SQLiteStore.open(path: home.path + "/" + SQLiteStore.fileName, create: create, readOnly: readOnly)
+        }
+        if Self.isPostgres(location) {
+            throw .usage("PostgreSQL stores are handled by stigmer-exec-full, installed beside stigmer-exec")
+        }
+        var path = location
+        for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+        guard !path.isEmpty, !path.contains("://") else {
+            throw .usage("unsupported store \(quoted(location)); give a SQLite file path or a postgres:// URL")
+        }
+        return try SQLiteStore.open(path: path, create: create, readOnly: readOnly)
+    }
+}
