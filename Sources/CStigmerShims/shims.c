@@ -62,6 +62,30 @@ int stigmer_memfd_secret(void) {
     return fd < 0 ? -errno : (int)fd;
 }
 
+// Landlock, through raw syscalls (glibc has no wrappers). The attribute is passed as its
+// first field only (handled_access_fs): every ABI accepts that size.
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+
+int stigmer_landlock_abi(void) {
+    long v = syscall(SYS_landlock_create_ruleset, NULL, 0, 1U /* LANDLOCK_CREATE_RULESET_VERSION */);
+    return v < 0 ? -errno : (int)v;
+}
+
+int stigmer_landlock_create(uint64_t handled_fs) {
+    uint64_t attr = handled_fs;
+    long fd = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access) {
+    struct __attribute__((packed)) { uint64_t allowed_access; int32_t parent_fd; } rule = { access, parent_fd };
+    return syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0) == 0 ? 0 : -errno;
+}
+
 // Async-signal-safe only: plain syscalls, no allocation, no locks.
 static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const char **step) {
     if (spawned && l->new_process_group) {
@@ -122,9 +146,14 @@ static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const ch
         *step = "PR_SET_MDWE";
         if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 && !(l->mdwe < 0 && errno == EINVAL)) return -errno;
     }
-    if (l->no_new_privs || l->filter_count > 0) {
+    if (l->no_new_privs || l->filter_count > 0 || l->landlock_ruleset >= 0) {
         *step = "PR_SET_NO_NEW_PRIVS";
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    }
+    if (l->landlock_ruleset >= 0) {
+        // After no_new_privs (Landlock requires it unprivileged), before the filters.
+        *step = "landlock_restrict_self";
+        if (syscall(SYS_landlock_restrict_self, l->landlock_ruleset, 0) != 0) return -errno;
     }
     // The filters last: nothing after them but execve.
     for (int i = 0; i < l->filter_count; i++) {

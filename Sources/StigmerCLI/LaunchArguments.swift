@@ -32,8 +32,12 @@ public struct LaunchArguments: Equatable {
     public var resolvedExecutionID: String? { ControlVariable.executionID.or(executionID) }
 
     var location: ContextLocation {
-        ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
-                        helperOptions: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
+        var location = ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
+                                       helperOptions: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
+        location.protectedFiles = remote.tokenFile.map { [$0] } ?? []
+        location.tokenFD = remote.tokenFD
+        location.store.warnIfPasswordInArgv()
+        return location
     }
 
     /// `run`: a stored context with `--execution-id`, else an ephemeral merge.
@@ -103,6 +107,16 @@ public struct LaunchArguments: Equatable {
         Flag("--allow-core-dumps", value: false) { a, _ in a.hardening.allowCoreDumps = true; return true },
         Flag("--init", value: false) { a, _ in a.hardening.initMode = true; return true },
         Flag("--mask-output", value: false) { a, _ in a.hardening.maskOutput = true; return true },
+        Flag("--require-isolation", value: false) { a, _ in
+            guard a.hardening.isolation != .off else { return false }
+            a.hardening.isolation = .require
+            return true
+        },
+        Flag("--no-isolation", value: false) { a, _ in
+            guard a.hardening.isolation != .require else { return false }
+            a.hardening.isolation = .off
+            return true
+        },
         Flag("--token-file") { $0.remote.tokenFile = $1; return true },
         Flag("--token-fd") { guard let fd = descriptor($1) else { return false }; $0.remote.tokenFD = fd; return true },
         Flag("--tls-ca") { $0.remote.tlsCA = $1; return true },

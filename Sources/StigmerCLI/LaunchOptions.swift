@@ -21,12 +21,20 @@ public struct HardeningOptions: ParsableArguments {
     @Flag(name: .customLong("mask-output"), help: "Pass the child's stdout/stderr through, with secret values (and their base64, URL and JSON forms) replaced by <concealed>.")
     public var maskOutput = false
 
+    @Flag(name: .customLong("require-isolation"), help: "Refuse to launch when the child cannot be kept out of the launcher's home, store and token files (Landlock).")
+    public var requireIsolation = false
+
+    @Flag(name: .customLong("no-isolation"), help: "Let the child open the launcher's home, store and token files (a trusted child that needs to create entries beside them).")
+    public var noIsolation = false
+
     public func validate() throws {
+        if requireIsolation && noIsolation { throw ValidationError("give --require-isolation or --no-isolation, not both") }
         if let memoryLimit { try usageCheck { () throws(StigmerError) in _ = try HardeningSpec.size(memoryLimit) } }
     }
 
     public var spec: HardeningSpec {
-        HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput)
+        HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput,
+                      isolation: requireIsolation ? .require : noIsolation ? .off : .auto)
     }
 }
 

@@ -66,7 +66,7 @@ public struct RemoteInputs: Equatable {
         if let tokenFile {
             bytes = try IO.readFile(tokenFile, limit: 64 << 10)
         } else if let tokenFD {
-            defer { Sys.close(tokenFD) }
+            defer { Sys.closeConsumed(tokenFD) }
             do { bytes = try IO.readAll(tokenFD, limit: 64 << 10) } catch {
                 throw StigmerError(.notPermitted, "cannot read the token from --token-fd \(tokenFD)", cause: error.description)
             }

@@ -15,5 +15,7 @@ public struct StoreOptions: ParsableArguments {
     }
 
     public var location: StoreLocation { StoreLocation(store) }
+
+    public func validate() throws { location.warnIfPasswordInArgv() }
 }
 

@@ -73,9 +73,12 @@ public enum EnvFile {
             while keyEnd > keyStart, isSpace(bytes[keyEnd - 1]) { keyEnd -= 1 }
             let key = String(decoding: bytes[keyStart..<keyEnd], as: UTF8.self)
             guard i < n, bytes[i] == UInt8(ascii: "=") else {
-                throw error(start, "expected KEY=VALUE; a line with only a name is not supported (write \(VariableName.isValid(key) ? key : "KEY")= for an empty value)")
+                // The line is not echoed: in a --secret-file it may be the secret itself.
+                throw error(start, "expected KEY=VALUE; a line without = is not supported (write NAME= for an empty value)")
             }
-            guard VariableName.isValid(key) else { throw error(start, VariableName.problem(key)) }
+            guard VariableName.isValid(key) else {
+                throw error(start, "invalid variable name before =: names must match [A-Za-z_][A-Za-z0-9_]* (the line is not shown: it may hold a value)")
+            }
             i += 1  // '='
             while i < n, isSpace(bytes[i]) { i += 1 }
 
@@ -124,6 +127,8 @@ public enum EnvFile {
                 }
                 while let last = value.last, isSpace(last) { value.removeLast() }
             }
+            // A NUL would silently cut the value short in the child's environment.
+            guard !value.contains(0) else { throw error(start, "the value of \(key) holds a NUL byte, which no environment variable can carry; remove it") }
             entries.append(EnvFileEntry(name: key, value: String(decoding: value, as: UTF8.self), line: start))
         }
         return entries

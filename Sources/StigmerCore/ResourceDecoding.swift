@@ -83,6 +83,10 @@ public enum ResourceDecoder {
         case (.some, .some):
             throw field.error("both value and encrypted_value are set; keep one")
         case (.some(let text), nil):
+            // A NUL would silently cut the value short in the child's environment.
+            if text.utf8.contains(0) {
+                throw map.optional("value")!.error("the value holds a NUL byte, which no environment variable can carry; remove it")
+            }
             content = .plain(text)
         case (nil, .some(let f)):
             let sealed = try f.nonEmptyString()

@@ -22,6 +22,8 @@ public struct RuntimeLayer: Sendable {
         }
         let name = String(text[..<eq])
         guard VariableName.isValid(name) else { throw .usage("\(flag): \(VariableName.problem(name))") }
-        return (name, String(text[text.index(after: eq)...]))
+        let value = String(text[text.index(after: eq)...])
+        guard !value.utf8.contains(0) else { throw .data("\(flag) \(name): the value holds a NUL byte, which no environment variable can carry") }
+        return (name, value)
     }
 }

@@ -19,7 +19,7 @@ public enum KeySource {
     }
 
     static func fromDescriptor(_ fd: Int32) throws(StigmerError) -> KeyRing {
-        defer { Sys.close(fd) }
+        defer { Sys.closeConsumed(fd) }
         var bytes: [UInt8]
         do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
             throw .notPermitted("cannot read the key from --key-fd \(fd); pass an open descriptor, e.g. --key-fd 3 3<keyfile", cause: error.description)
@@ -29,34 +29,9 @@ public enum KeySource {
     }
 
     public static func fromFile(_ path: String, missingHint: Bool = false) throws(StigmerError) -> KeyRing {
-        let fd: Int32
-        do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
-            if error == .notFound {
-                throw .notPermitted("no encryption key: \(quoted(path)) does not exist; run `stigmer-exec key init`, or give --key-fd or \(environmentVariable)")
-            }
-            throw .notPermitted("cannot open key file \(quoted(path))", cause: error.description)
-        }
-        defer { Sys.close(fd) }
-        // Checked on the open descriptor, not the path, so the file cannot be swapped in
-        // between. Symlinks are followed (Kubernetes mounts secrets that way); the target
-        // is what must be private.
-        let st: FileStatus
-        do { st = try Sys.fstat(fd) } catch {
-            throw .notPermitted("cannot inspect key file \(quoted(path))", cause: error.description)
-        }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            throw .notPermitted("key file \(quoted(path)) is not a regular file")
-        }
-        guard st.st_uid == Sys.euid else {
-            throw .notPermitted("key file \(quoted(path)) is owned by uid \(st.st_uid), not by you (uid \(Sys.euid)); run: chown \(Sys.euid) \(path)")
-        }
-        let mode = st.st_mode & 0o7777
-        guard mode == 0o600 || mode == 0o400 else {
-            throw .notPermitted("key file \(quoted(path)) has mode \(octal(mode)); it must be 0600 or 0400 — run: chmod 600 \(path)")
-        }
         var bytes: [UInt8]
-        do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
-            throw .notPermitted("cannot read key file \(quoted(path))", cause: error.description)
+        do { bytes = try PrivateFile.read(path, what: "key file") } catch let error where error.code == .dataError {
+            throw .notPermitted("no encryption key: \(quoted(path)) does not exist; run `stigmer-exec key init`, or give --key-fd or \(environmentVariable)")
         }
         defer { bytes.wipe() }
         return try KeyRing.parse(bytes, source: path)

@@ -114,6 +114,7 @@ public struct Engine {
     /// `execution:<id>`. Stores nothing (the server stores it in its own store).
     public func prepareContext(executionID: String, input: MergeInput, ttlSeconds: Int64, tokenHash: String? = nil) throws(StigmerError) -> ExecutionContext {
         try Self.checkExecutionID(executionID)
+        try DurationText.check(ttlSeconds)
         var merged = try Merge.merge(input)
         if merged.entries.contains(where: { $0.value.isSecret }) {
             let ring = try keys.load()
@@ -135,7 +136,8 @@ public struct Engine {
             }
         }
         let now = Sys.now()
-        return ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: now + ttlSeconds, tokenHash: tokenHash)
+        let (expiry, overflow) = now.addingReportingOverflow(ttlSeconds)
+        return ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: overflow ? .max : expiry, tokenHash: tokenHash)
     }
 
     /// A context's expiry check, shared by every store (66 when gone).
@@ -259,14 +261,24 @@ public enum DurationText {
             default: unit = 0
             }
             guard unit > 0, digits > 0 else { digits = -1; break }
-            total += number * unit
+            total = min(total + number * unit, maximum + 1)  // saturating: no input can overflow
             number = 0
             digits = 0
         }
-        guard digits == 0, total > 0, total <= 366 * 86400 else {
+        guard digits == 0, total > 0, total <= maximum else {
             throw .usage("invalid duration \(quoted(text)); use e.g. 90s, 30m, 24h, 7d or 1h30m (at most 366d)")
         }
         return total
+    }
+
+    /// The longest lifetime a context may have, wherever it is asked for (CLI or API).
+    public static let maximum: Int64 = 366 * 86400
+
+    /// The same bounds on a number of seconds that came another way (`ttl_seconds`).
+    public static func check(_ seconds: Int64) throws(StigmerError) {
+        guard seconds > 0, seconds <= maximum else {
+            throw .usage("invalid lifetime of \(seconds) seconds; give 1 to \(maximum) (366 days)")
+        }
     }
 }
 

@@ -82,9 +82,36 @@ public enum Companion {
         let path = try path()
         let pipe = try Pipe()
         let key = Array("\(ControlVariable.encryptionKey.rawValue)=".utf8), store = Array("\(ControlVariable.store.rawValue)=".utf8)
-        var environment = ChildEnvironment.current().filter { !$0.starts(with: key) && !$0.starts(with: store) }
+        let tokenVariable = Array("\(ControlVariable.token.rawValue)=".utf8)
+        var environment = ChildEnvironment.current().filter {
+            !$0.starts(with: key) && !$0.starts(with: store) && !$0.starts(with: tokenVariable)
+        }
         if let location = request.store { environment.append(store + Array(location.utf8)) }
-        let pid = try Process.spawn(path, [path] + request.argv, environment: environment, stdout: pipe.write)
+        var argv = [path] + request.argv
+        // A token from STIGMER_TOKEN reaches the helper over a descriptor, never its
+        // environment (SECURITY.md, promise 7).
+        var tokenPipe: Pipe?
+        if let token = ControlVariable.token.value, !request.options.contains("--token-file"), !request.options.contains("--token-fd") {
+            let p = try Pipe()
+            do { try IO.writeAll(p.write, token) } catch {
+                Sys.close(p.read)
+                Sys.close(p.write)
+                throw StigmerError(.ioError, "cannot hand the token to the fetch helper", cause: error.description)
+            }
+            Sys.close(p.write)
+            tokenPipe = p
+            argv += ["--token-fd", "\(Process.tokenDescriptor)"]
+        }
+        let pid: pid_t
+        do {
+            pid = try Process.spawn(path, argv, environment: environment, stdout: pipe.write, token: tokenPipe?.read)
+        } catch {
+            if let tokenPipe { Sys.close(tokenPipe.read) }
+            Sys.close(pipe.read)
+            Sys.close(pipe.write)
+            throw error
+        }
+        if let tokenPipe { Sys.close(tokenPipe.read) }
         Sys.close(pipe.write)
         let output: [UInt8]
         do { output = try IO.readAll(pipe.read, limit: 64 << 20) } catch {
@@ -158,12 +185,16 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
 /// Plain process helpers for stigmer-exec's own helpers (never the hardened child: that is
 /// `Launcher.spawn`).
 enum Process {
-    /// posix_spawn with stdout redirected to `stdout`.
-    static func spawn(_ path: String, _ argv: [String], environment: [[UInt8]], stdout: Int32) throws(StigmerError) -> pid_t {
+    /// Where the fetch helper finds its token (`--token-fd 3`).
+    static let tokenDescriptor: Int32 = 3
+
+    /// posix_spawn with stdout redirected to `stdout`, and `token` (if any) as descriptor 3.
+    static func spawn(_ path: String, _ argv: [String], environment: [[UInt8]], stdout: Int32, token: Int32? = nil) throws(StigmerError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        if let token { posix_spawn_file_actions_adddup2(&actions, token, tokenDescriptor) }
         let args = CStringArray(argv)
         let env = CStringArray(bytes: environment)
         defer { args.release(); env.release() }

@@ -11,9 +11,12 @@ public struct HardeningSpec: Sendable, Equatable {
     public var allowCoreDumps = false
     public var initMode = false
     public var maskOutput = false
+    /// Whether the child is kept out of the launcher's home, store and token files.
+    public var isolation = Isolation.Policy.auto
 
     public init(seccomp: String = "default", memoryLimit: String? = nil, allowCoreDumps: Bool = false,
-                initMode: Bool = false, maskOutput: Bool = false) {
+                initMode: Bool = false, maskOutput: Bool = false, isolation: Isolation.Policy = .auto) {
+        self.isolation = isolation
         self.seccomp = seccomp
         self.memoryLimit = memoryLimit
         self.allowCoreDumps = allowCoreDumps

@@ -77,6 +77,8 @@ public struct Hardening: Sendable {
     public var allowCoreDumps = false
     /// The child's working directory (MCP `working_dir`/`cwd`).
     public var workingDirectory: String?
+    /// A Landlock ruleset the child restricts itself with (`Isolation`), -1: none.
+    public var landlockRuleset: Int32 = -1
 
     public init(filter: CompiledFilter? = nil, addressSpaceLimit: Int64? = nil, allowCoreDumps: Bool = false) {
         self.filter = filter
@@ -143,21 +145,6 @@ public enum Launcher {
         }
     }
 
-    /// The launcher's own hardening before any secret is in memory (SECURITY.md, step 1):
-    /// not dumpable, so other processes of the same user cannot ptrace it or read its
-    /// /proc/PID/mem or environ; no core file, soft and hard (inherited by the child).
-    public static func hardenSelf(allowCoreDumps: Bool = false) throws(StigmerError) {
-        guard stigmer_set_dumpable(0) == 0 else {
-            throw StigmerError(.notPermitted, "cannot make the launcher non-dumpable; refusing to hold secrets", cause: Errno.current.description)
-        }
-        if !allowCoreDumps {
-            var limit = rlimit(rlim_cur: 0, rlim_max: 0)
-            guard setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &limit) == 0 else {
-                throw StigmerError(.notPermitted, "cannot disable core dumps; refusing to hold secrets", cause: Errno.current.description)
-            }
-        }
-    }
-
     static func withLaunch<T>(path: String, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
                               envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
                               hardening: Hardening, inherited: InheritedSignals, signals: ChildSignals,
@@ -175,7 +162,8 @@ public enum Launcher {
                     address_space_limit: hardening.addressSpaceLimit ?? 0,
                     stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1, cwd: cwd,
                     inherited_ignored: UnsafePointer(inherited.ignored),
-                    foreground_terminal: signals.foregroundTerminal, parent: signals.parent)
+                    foreground_terminal: signals.foregroundTerminal, parent: signals.parent,
+                    landlock_ruleset: hardening.landlockRuleset)
                 return body(&launch)
             }
         }

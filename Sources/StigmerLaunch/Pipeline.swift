@@ -20,6 +20,11 @@ public struct ContextLocation: Sendable, Equatable {
     public var keyFD: Int32?
     /// For the fetch helper: --token-file, --token-fd, --tls-ca, --fetch-timeout, --log-level.
     public var helperOptions: [String] = []
+    /// Files the child must not open besides the home and store (the token file).
+    public var protectedFiles: [String] = []
+    /// `--token-fd`: handed to the fetch helper, then closed here, so the child never
+    /// inherits it.
+    public var tokenFD: Int32?
 
     public init(home: String? = nil, store: StoreLocation = StoreLocation(), server: String? = nil, keyFD: Int32? = nil, helperOptions: [String] = []) {
         self.home = home
@@ -72,7 +77,7 @@ public enum Launch {
         let log = plan.logger
         // 1. Not dumpable, core limit 0 — before any secret is in memory, so no other
         //    process of this user can read ours and no crash can write it to disk.
-        try Launcher.hardenSelf(allowCoreDumps: plan.hardening.allowCoreDumps)
+        try SelfProtection.finish(allowCoreDumps: plan.hardening.allowCoreDumps)
         // What we inherited as ignored stays ignored in the child (nohup), read before
         // anything here could change it.
         let inheritedSignals = InheritedSignals()
@@ -85,6 +90,10 @@ public enum Launch {
             log.debug("seccomp filter compiled", metadata: ["profile": "\(filter.name)", "instructions": "\(filter.instructionCount)",
                                                            "unknown_syscalls": "\(filter.unknownSyscalls.count)"])
         }
+        // 6, prepared first: the Landlock ruleset that keeps the child out of our home,
+        //    store and token files, also before anything is opened.
+        let isolation = try Isolation.build(protecting: protectedPaths(plan), policy: plan.hardening.isolation) { log.debug("\($0)") }
+        if let ruleset = isolation.ruleset { hardening.landlockRuleset = ruleset }
         // 2-3. Only the names this launch needs, decrypted straight into locked memory
         //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.
         let values = try open(plan)
@@ -118,6 +127,21 @@ public enum Launch {
         exit(status.shell)
     }
 
+    /// What the child must not open: the home (key file, embedded store), a SQLite store
+    /// elsewhere and its journal files, the token file, a seccomp profile file.
+    static func protectedPaths(_ plan: LaunchPlan) -> [String] {
+        var out: [String] = []
+        if let home = try? StigmerHome.resolve(plan.location.home) { out.append(home.path) }
+        if let store = plan.location.store.location, !StoreLocation.isPostgres(store) {
+            var path = store
+            for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+            out += [path, path + "-wal", path + "-shm", path + "-journal"]
+        }
+        out += plan.location.protectedFiles
+        if !["default", "strict", "none"].contains(plan.hardening.seccomp) { out.append(plan.hardening.seccomp) }
+        return out
+    }
+
     static func check(_ plan: LaunchPlan) throws(StigmerError) {
         switch plan.values {
         case .stored(let id):
@@ -139,6 +163,10 @@ public enum Launch {
         let names = plan.child.names
         let log = plan.logger
         let keys = KeyLoader(keyFD: plan.location.keyFD, home: plan.location.home) { log.debug("\($0)") }
+        // A --key-fd is read now, needed or not: left open it would pass to the fetch
+        // helper and to the child (with the key in it).
+        if plan.location.keyFD != nil { _ = try keys.load() }
+        defer { if let fd = plan.location.tokenFD { Sys.closeConsumed(fd) } }
         let home = try StigmerHome.resolve(plan.location.home)
         switch plan.values {
         case .stored(let id):

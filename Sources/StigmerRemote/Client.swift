@@ -21,8 +21,17 @@ public struct ServerAddress: Sendable, CustomStringConvertible {
             throw .usage("invalid server \(quoted(text)); give the port, e.g. grpc://127.0.0.1:7443")
         }
         var host = String(rest[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw .usage("invalid server \(quoted(text)): no host") }
+        if host.hasPrefix("[") || host.hasSuffix("]") || host.contains(":") {
+            // IPv6: only in brackets, and brackets only around an address.
+            guard host.hasPrefix("["), host.hasSuffix("]"), host.count > 2 else {
+                throw .usage("invalid server \(quoted(text)); write an IPv6 address in brackets, e.g. grpc://[::1]:7443")
+            }
+            host = String(host.dropFirst().dropLast())
+            guard !host.contains("["), !host.contains("]") else { throw .usage("invalid server \(quoted(text)): bad brackets") }
+        }
+        guard !host.isEmpty, !host.contains("/"), !host.contains("@") else {
+            throw .usage("invalid server \(quoted(text)): expected grpc[s]://HOST:PORT (no user, no path)")
+        }
         return ServerAddress(host: host, port: port, tls: tls)
     }
 

@@ -156,6 +156,12 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                                                           missingHint: "apply it on the server's store first")
             let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: message.environmentRefs, runtime: runtime, from: snapshot)
             let token = Tokens.generate()
+            // The CLI's bounds, here too: a lifetime of 2^63 s must not trap the server.
+            if message.ttlSeconds != 0 {
+                guard message.ttlSeconds > 0, message.ttlSeconds <= DurationText.maximum else {
+                    throw RPCError(code: .invalidArgument, message: "ttl_seconds must be 1 to \(DurationText.maximum) (366 days), or 0 for the server's default")
+                }
+            }
             let ttl = message.ttlSeconds > 0 ? message.ttlSeconds : defaultTTL
             let created = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttl, tokenHash: Tokens.hash(token))
             try await store.createContext(created, replace: message.replace)

@@ -63,8 +63,13 @@ public final class SQLiteStore: Store {
     /// such a connection never writes, migrates or checkpoints (no fsync on close).
     public static func open(path: String, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
         if !create {
-            do { _ = try Sys.lstat(path) } catch let e where e == .notFound { return nil } catch {
+            let st: FileStatus
+            do { st = try Sys.stat(path) } catch let e where e == .notFound { return nil } catch {
                 throw StigmerError(.unavailable, "cannot reach the store \(quoted(path))", cause: error.description)
+            }
+            // A FIFO or device would block (or feed) SQLite forever: only a regular file.
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw .data("the store \(quoted(path)) is not a regular file; point --store (or STIGMER_STORE) at a SQLite database file")
             }
         } else {
             // Created 0600 before SQLite sees it; SQLite gives -wal and -shm the same mode.

@@ -16,6 +16,22 @@ public struct StoreLocation: Sendable, Equatable {
         location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
     }
 
+    /// A `postgres://user:password@…` URL: a credential.
+    public static func holdsPassword(_ location: String) -> Bool {
+        guard isPostgres(location) else { return false }
+        let rest = location.drop { $0 != "/" }.drop { $0 == "/" }
+        guard let at = rest.firstIndex(of: "@") else { return false }
+        return rest[..<at].contains(":")
+    }
+
+    /// One warning line when `--store` itself carries a password: argv is readable by every
+    /// user in /proc. (stigmer-exec never puts one in an argv it builds.)
+    public func warnIfPasswordInArgv() {
+        if let option, Self.holdsPassword(option) {
+            Stderr.line("stigmer-exec: warning: --store holds a database password, and argv is readable by every user in /proc/PID/cmdline; set STIGMER_STORE or use a password file (PGPASSFILE) instead")
+        }
+    }
+
     /// A PostgreSQL store: its commands belong to the companion.
     public var isPostgres: Bool { location.map(Self.isPostgres) ?? false }
 

@@ -69,3 +69,39 @@ public func octal(_ mode: mode_t) -> String {
     let digits = String(mode & 0o7777, radix: 8)
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
 }
+
+/// A file that holds a credential (the key file, the operator token file): read only when
+/// it is a regular file owned by us with mode 0600 or 0400 — else 77 — so a file others
+/// can read is refused rather than trusted.
+public enum PrivateFile {
+    /// A missing file is a `.dataError` (the caller says what to do); every other refusal
+    /// is `.notPermitted`.
+    public static func read(_ path: String, what: String) throws(StigmerError) -> [UInt8] {
+        let fd: Int32
+        do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
+            if error == .notFound { throw .data("\(what) \(quoted(path)) does not exist") }
+            throw .notPermitted("cannot open \(what) \(quoted(path))", cause: error.description)
+        }
+        defer { Sys.close(fd) }
+        // Checked on the open descriptor, not the path, so the file cannot be swapped in
+        // between. Symlinks are followed (Kubernetes mounts secrets that way); the target
+        // is what must be private.
+        let st: FileStatus
+        do { st = try Sys.fstat(fd) } catch {
+            throw .notPermitted("cannot inspect \(what) \(quoted(path))", cause: error.description)
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw .notPermitted("\(what) \(quoted(path)) is not a regular file")
+        }
+        guard st.st_uid == Sys.euid else {
+            throw .notPermitted("\(what) \(quoted(path)) is owned by uid \(st.st_uid), not by you (uid \(Sys.euid)); run: chown \(Sys.euid) \(path)")
+        }
+        let mode = st.st_mode & 0o7777
+        guard mode == 0o600 || mode == 0o400 else {
+            throw .notPermitted("\(what) \(quoted(path)) has mode \(octal(mode)); it must be 0600 or 0400 — run: chmod 600 \(path)")
+        }
+        do { return try IO.readAll(fd, limit: 64 << 10) } catch {
+            throw .notPermitted("cannot read \(what) \(quoted(path))", cause: error.description)
+        }
+    }
+}

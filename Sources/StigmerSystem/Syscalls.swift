@@ -45,6 +45,20 @@ public enum Sys {
         _ = Glibc.close(fd)
     }
 
+    /// Closes a descriptor a secret was read from (`--key-fd`, `--token-fd`). 0, 1 and 2
+    /// get /dev/null instead, so `--key-fd 0` does not leave the child without a stdin
+    /// (or let the next file opened become one).
+    public static func closeConsumed(_ fd: Int32) {
+        guard fd <= 2 else { close(fd); return }
+        let null = Glibc.open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+        if null >= 0 && null != fd {
+            _ = dup2(null, fd)
+            _ = Glibc.close(null)
+        } else if null < 0 {
+            close(fd)
+        }
+    }
+
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try retrying { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
@@ -56,6 +70,12 @@ public enum Sys {
     public static func fstat(_ fd: Int32) throws(Errno) -> FileStatus {
         var st = FileStatus()
         _ = try retrying { Glibc.fstat(fd, &st) }
+        return st
+    }
+
+    public static func stat(_ path: String) throws(Errno) -> FileStatus {
+        var st = FileStatus()
+        _ = try retrying { fstatat(AT_FDCWD, path, &st, 0) }
         return st
     }
 
@@ -146,6 +166,12 @@ public enum IO {
             let st = try Sys.fstat(fd)
             if st.st_mode & S_IFMT == S_IFDIR {
                 throw StigmerError.data("\(quoted(path)) is a directory; give a file")
+            }
+            // Opened non-blocking so a FIFO with no writer cannot hang the open; a pipe
+            // (`--secret-file <(cmd)`) is then read blocking, to EOF, however slow its writer.
+            if st.st_mode & S_IFMT == S_IFIFO {
+                let flags = fcntl(fd, F_GETFL)
+                if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
             }
             return try readAll(fd, limit: limit)
         } catch let e as Errno {

@@ -42,6 +42,11 @@ public enum Terminal {
             line.append(byte)
         }
         if line.last == 0x0D { line.removeLast() }
+        // A NUL would silently cut the value short in the child's environment.
+        guard !line.contains(0) else {
+            line.wipe()
+            throw .data("the secret read from stdin holds a NUL byte, which no environment variable can carry; remove it")
+        }
         return line
     }
 }

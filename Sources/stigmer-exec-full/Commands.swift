@@ -49,7 +49,10 @@ struct Serve: AsyncParsableCommand {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let token: String
         if let operatorTokenFile {
-            token = String(decoding: try IO.readFile(operatorTokenFile, limit: 64 << 10), as: UTF8.self).trimmingWhitespace()
+            // The same rules as the key file: ours, 0600 or 0400 (77 otherwise).
+            var bytes = try PrivateFile.read(operatorTokenFile, what: "operator token file")
+            token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+            bytes.wipe()
         } else if let env = ControlVariable.operatorToken.value {
             token = env.trimmingWhitespace()
         } else {

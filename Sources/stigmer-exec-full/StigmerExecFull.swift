@@ -21,6 +21,10 @@ struct StigmerExecFull: AsyncParsableCommand {
 
     static func main() async {
         do {
+            // Every process of the companion (serve, the fetch helper, remote commands)
+            // holds a key, a token or sealed values: not dumpable, no core, from here on.
+            try SelfProtection.begin()
+            try SelfProtection.finish()
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()

@@ -2,6 +2,7 @@ import ArgumentParser
 import StigmerCLI
 import StigmerCore
 import StigmerLaunch
+import StigmerSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,7 @@ struct StigmerExec: ParsableCommand {
     static func main() {
         let args = CommandLine.arguments
         do {
+            try SelfProtection.begin()
             if Dispatch.belongsToCompanion(Array(args.dropFirst())) { try Companion.handOver(args) }
             if args.count > 2, args[1] == "run",
                let arguments = LaunchArguments.fastParse(args[2...], flags: LaunchArguments.runFlags, needsCommand: true) {

@@ -23,7 +23,8 @@ int stigmer_block_all_signals(sigset_t *previous);
 //   signal mask emptied, dispositions the launcher ignored back to default (inherited
 //   ignores kept), optional working directory, optional RLIMIT_AS,
 //   optional dup2 of stdout/stderr (output masking),
-//   PR_SET_MDWE (strict) when asked, no_new_privs, each seccomp filter, execve.
+//   PR_SET_MDWE (strict) when asked, no_new_privs, the Landlock ruleset, each seccomp
+//   filter, execve.
 struct stigmer_launch {
     const char *path;
     char *const *argv;
@@ -41,7 +42,15 @@ struct stigmer_launch {
     const sigset_t *inherited_ignored; // may be NULL: no ignore was inherited
     int foreground_terminal; // >= 0 (spawn, new group): tcsetpgrp(this fd, child)
     pid_t parent;          // > 0 (spawn): die with this parent (PR_SET_PDEATHSIG)
+    int landlock_ruleset;  // >= 0: landlock_restrict_self after no_new_privs, before the filters
 };
+
+// Landlock (raw syscalls): the highest ABI, or -errno (ENOSYS/EOPNOTSUPP: none).
+int stigmer_landlock_abi(void);
+// A ruleset handling these filesystem rights (close-on-exec), or -errno.
+int stigmer_landlock_create(uint64_t handled_fs);
+// Allows `access` beneath the file or directory open at parent_fd (O_PATH). 0 or -errno.
+int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access);
 
 // Runs the steps in this process and execve's. Returns only on failure: -errno, with
 // *failed_step naming the step (a static string).
