@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Launch cost: `stigmer-exec run --execution-id` (50 variables, 20 of them secret, from the
 # embedded SQLite store) against `env -i <the same 50 variables> /bin/true`.
-# Usage: benchmarks/launch.sh [BINARY]   (default: dist/stigmer-exec from `make release`)
+# Usage: benchmarks/launch.sh [BINARY [BASELINE]]   (default: dist/stigmer-exec from `make release`)
+# With BASELINE (another build, e.g. the previous commit's), both run in the same hyperfine
+# session, paired: "before and after" on the same machine state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-dist/stigmer-exec}")
+baseline=${2:+$(realpath "$2")}
 command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -24,13 +27,19 @@ diff <("$bin" run --execution-id bench --clean-env -- /usr/bin/env | grep -E '^(
      <(printf '%s\n' "${vars[@]}" | sort) >/dev/null || { echo "variables differ" >&2; exit 1; }
 
 runs=${RUNS:-500}
+extra=()
+[ -n "$baseline" ] && extra=(-n "baseline run --execution-id (50 vars, 20 secret)" "$baseline run --execution-id bench -- /bin/true")
 hyperfine -N --warmup 50 --runs "$runs" --export-markdown "$work/result.md" --export-json "$work/result.json" \
     -n "env -i (50 vars) /bin/true" "env -i ${vars[*]} /bin/true" \
-    -n "stigmer-exec run --execution-id (50 vars, 20 secret)" "$bin run --execution-id bench -- /bin/true"
+    -n "stigmer-exec run --execution-id (50 vars, 20 secret)" "$bin run --execution-id bench -- /bin/true" \
+    -n "stigmer-exec run --execution-id --no-isolation" "$bin run --execution-id bench --no-isolation -- /bin/true" \
+    "${extra[@]}"
 cat "$work/result.md"
 python3 - "$work/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
-base, ours = r[0]["median"], r[1]["median"]
-print(f"\nmedian: env -i {base*1000:.3f} ms, stigmer-exec {ours*1000:.3f} ms, ratio {ours/base:.2f}x (target <= 2x)")
+base = r[0]["median"]
+print()
+for x in r[1:]:
+    print(f"median: {x['command']}: {x['median']*1000:.3f} ms, {x['median']/base:.2f}x env -i ({base*1000:.3f} ms)")
 PY

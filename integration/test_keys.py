@@ -13,32 +13,24 @@ and the legacy format: bare base64(nonce || ciphertext || tag), no AD.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
-import secrets
-import stat
 
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import describe, run
+from helpers import KEY_FILE, describe, key_init, mode_of, new_canary, one_line_error, run
 
 SCOPE = "environment:github-prod"
 NAME = "GITHUB_TOKEN"
-KEY_FILE = "encryption.key"
 
 V1_RE = re.compile(rb"\Av1:([0-9a-f]{16}):([A-Za-z0-9+/]+={0,2})\n\Z")
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def canary() -> bytes:
-    return f"canary-{secrets.token_hex(12)}".encode()
 
 
 def associated_data(scope: str, name: str) -> bytes:
@@ -81,16 +73,11 @@ def parse_v1(stdout: bytes) -> tuple[str, bytes]:
     return m.group(1).decode(), payload
 
 
-def key_init(home) -> bytes:
-    """Run `key init` in `home`; return the raw 32-byte key."""
-    proc = run(["key", "init"], home)
-    assert proc.returncode == 0, describe(proc)
-    return read_key_file(home)
-
-
-def read_key_file(home) -> bytes:
-    text = (home / KEY_FILE).read_bytes()
-    return base64.b64decode(text.strip(), validate=True)
+def init_raw_key(home) -> bytes:
+    """`key init` in `home`; return the raw 32-byte key."""
+    key = base64.b64decode(key_init(home), validate=True)
+    assert len(key) == 32, len(key)
+    return key
 
 
 def write_key_file(home, key: bytes, mode: int) -> None:
@@ -121,26 +108,6 @@ def seal_ok(home, plaintext: bytes, **kw) -> bytes:
     return proc.stdout
 
 
-def assert_one_line_error(proc, exit_code: int, *needles: str, secret: bytes | None = None) -> str:
-    """Exit code, empty stdout, and exactly one stderr line containing every needle."""
-    assert proc.returncode == exit_code, describe(proc)
-    assert proc.stdout == b"", describe(proc)
-    err = proc.stderr.decode("utf-8", errors="replace")
-    lines = err.splitlines()
-    assert len(lines) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
-    assert err.endswith("\n"), describe(proc)
-    assert "Traceback" not in err and "Fatal error" not in err, describe(proc)
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
-    if secret is not None:
-        assert secret not in proc.stderr and secret not in proc.stdout, describe(proc)
-    return err
-
-
-def mode_of(path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
 # --------------------------------------------------------------------------
 # key init
 
@@ -162,13 +129,13 @@ def test_init_creates_private_key_file(home):
 
 
 def test_init_twice_refuses_to_overwrite(home):
-    key_init(home)
+    init_raw_key(home)
     path = home / KEY_FILE
     before = path.read_bytes()
     before_stat = os.stat(path)
 
     proc = run(["key", "init"], home)
-    assert_one_line_error(proc, 77, "already exists")
+    one_line_error(proc, 77, "already exists")
     assert path.read_bytes() == before
     after_stat = os.stat(path)
     assert (after_stat.st_ino, after_stat.st_mtime_ns) == (before_stat.st_ino, before_stat.st_mtime_ns)
@@ -176,7 +143,7 @@ def test_init_twice_refuses_to_overwrite(home):
 
 
 def test_init_keys_are_random(tmp_path, bin_path):
-    assert key_init(tmp_path / "a") != key_init(tmp_path / "b")
+    assert init_raw_key(tmp_path / "a") != init_raw_key(tmp_path / "b")
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +162,7 @@ def test_init_keys_are_random(tmp_path, bin_path):
     ids=["no-newline", "one-newline", "two-newlines", "utf8-multiline", "empty"],
 )
 def test_seal_then_open_round_trips(home, stdin, expected):
-    key = key_init(home)
+    key = init_raw_key(home)
     out = seal_ok(home, stdin)
     kid, _ = parse_v1(out)
     assert kid == key_id(key)
@@ -206,7 +173,7 @@ def test_seal_then_open_round_trips(home, stdin, expected):
 
 
 def test_seal_uses_a_fresh_nonce_each_time(home):
-    key_init(home)
+    init_raw_key(home)
     a = seal_ok(home, b"same")
     b = seal_ok(home, b"same")
     assert a != b
@@ -214,7 +181,7 @@ def test_seal_uses_a_fresh_nonce_each_time(home):
 
 
 def test_open_accepts_value_without_trailing_newline(home):
-    key_init(home)
+    init_raw_key(home)
     out = seal_ok(home, b"value")
     proc = open_(home, out.rstrip(b"\n"))
     assert proc.returncode == 0, describe(proc)
@@ -226,8 +193,8 @@ def test_open_accepts_value_without_trailing_newline(home):
 
 
 def test_binary_seal_opens_in_python(home):
-    key = key_init(home)
-    secret = "t\u00f6k\u00e9n-\u2603-".encode() + canary()
+    key = init_raw_key(home)
+    secret = "t\u00f6k\u00e9n-\u2603-".encode() + new_canary()
     out = seal_ok(home, secret + b"\n")
 
     kid, payload = parse_v1(out)
@@ -236,9 +203,9 @@ def test_binary_seal_opens_in_python(home):
 
 
 def test_binary_seal_binds_scope_and_name_in_python(home):
-    key = key_init(home)
+    key = init_raw_key(home)
     scope, name = "execution:0f8e-42", "SLACK_WEBHOOK"
-    secret = canary()
+    secret = new_canary()
     _, payload = parse_v1(seal_ok(home, secret, scope=scope, name=name))
     assert py_open(key, payload, associated_data(scope, name)) == secret
     for wrong in (associated_data(SCOPE, name), associated_data(scope, NAME)):
@@ -247,8 +214,8 @@ def test_binary_seal_binds_scope_and_name_in_python(home):
 
 
 def test_python_seal_opens_with_binary(home):
-    key = key_init(home)
-    secret = "gr\u00fc\u00dfe \u65e5\u672c \U0001f510 ".encode() + canary()
+    key = init_raw_key(home)
+    secret = "gr\u00fc\u00dfe \u65e5\u672c \U0001f510 ".encode() + new_canary()
     sealed = py_seal_v1(key, SCOPE, NAME, secret)
 
     proc = open_(home, sealed + b"\n")
@@ -265,8 +232,8 @@ def test_python_seal_opens_with_binary(home):
     [(SCOPE, NAME), ("execution:abc-123", "OTHER_NAME")],
 )
 def test_python_legacy_value_opens_with_binary(home, scope, name):
-    key = key_init(home)
-    secret = "l\u00e9gacy-".encode() + canary()
+    key = init_raw_key(home)
+    secret = "l\u00e9gacy-".encode() + new_canary()
     sealed = py_seal_legacy(key, secret)
 
     proc = open_(home, sealed + b"\n", scope=scope, name=name)
@@ -275,8 +242,8 @@ def test_python_legacy_value_opens_with_binary(home, scope, name):
 
 
 def test_v1_payload_is_not_openable_as_legacy(home):
-    key = key_init(home)
-    out = seal_ok(home, canary())
+    key = init_raw_key(home)
+    out = seal_ok(home, new_canary())
     prefix = f"v1:{key_id(key)}:".encode()
     assert out.startswith(prefix)
     payload = base64.b64decode(out[len(prefix):].strip(), validate=True)
@@ -286,8 +253,8 @@ def test_v1_payload_is_not_openable_as_legacy(home):
 
 def test_v1_payload_stripped_of_prefix_does_not_open_with_binary(home):
     """The binary must not fall back to no-AD decryption of a bound value."""
-    key = key_init(home)
-    secret = canary()
+    key = init_raw_key(home)
+    secret = new_canary()
     out = seal_ok(home, secret)
     bare = out.split(b":", 2)[2]
     proc = open_(home, bare)
@@ -306,17 +273,17 @@ def test_v1_payload_stripped_of_prefix_does_not_open_with_binary(home):
     ids=["wrong-scope", "wrong-name", "wrong-scope-kind"],
 )
 def test_open_with_wrong_scope_or_name_fails_authentication(home, scope, name):
-    key_init(home)
-    secret = canary()
+    init_raw_key(home)
+    secret = new_canary()
     out = seal_ok(home, secret)
     proc = open_(home, out, scope=scope, name=name)
-    assert_one_line_error(proc, 77, "failed authentication", secret=secret)
+    one_line_error(proc, 77, "failed authentication", secrets_=(secret,))
 
 
 @pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
 def test_open_tampered_value_fails_authentication(home, where):
-    key_init(home)
-    secret = canary()
+    init_raw_key(home)
+    secret = new_canary()
     out = seal_ok(home, secret)
     kid, payload = parse_v1(out)
     index = {"nonce": 3, "ciphertext": 12 + len(secret) // 2, "tag": len(payload) - 1}[where]
@@ -325,29 +292,29 @@ def test_open_tampered_value_fails_authentication(home, where):
     value = f"v1:{kid}:{b64(bytes(tampered))}\n".encode()
 
     proc = open_(home, value)
-    assert_one_line_error(proc, 77, "failed authentication", secret=secret)
+    one_line_error(proc, 77, "failed authentication", secrets_=(secret,))
 
 
 def test_open_tampered_legacy_value_fails_authentication(home):
-    key = key_init(home)
-    secret = canary()
+    key = init_raw_key(home)
+    secret = new_canary()
     payload = bytearray(base64.b64decode(py_seal_legacy(key, secret)))
     payload[-3] ^= 0x80
     proc = open_(home, b64(bytes(payload)).encode())
     # A legacy value carries no key-id, so the binary cannot tell a wrong key
     # from tampering; it must still refuse, in one line, without the plaintext.
-    assert_one_line_error(proc, 77, "tampered", secret=secret)
+    one_line_error(proc, 77, "tampered", secrets_=(secret,))
 
 
 def test_open_with_wrong_key_says_key_not_loaded(tmp_path, bin_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    key_init(first)
-    key_init(second)
-    secret = canary()
+    init_raw_key(first)
+    init_raw_key(second)
+    secret = new_canary()
     out = seal_ok(first, secret)
 
     proc = open_(second, out)
-    assert_one_line_error(proc, 77, "not loaded", secret=secret)
+    one_line_error(proc, 77, "not loaded", secrets_=(secret,))
 
 
 def _sealed_elsewhere(secret: bytes) -> bytes:
@@ -364,35 +331,35 @@ def _sealed_elsewhere(secret: bytes) -> bytes:
     ids=["not-base64", "16-bytes"],
 )
 def test_bad_env_key_is_rejected(home, command, env_key, needle):
-    secret = canary()
+    secret = new_canary()
     env = {"STIGMER_ENCRYPTION_KEY": env_key}
     if command == "seal":
         proc = seal(home, secret, env_extra=env)
     else:
         proc = open_(home, _sealed_elsewhere(secret), env_extra=env)
-    err = assert_one_line_error(proc, 77, needle, secret=secret)
+    err = one_line_error(proc, 77, needle, secrets_=(secret,))
     assert env_key not in err or env_key == "not-base64!!"
 
 
 @pytest.mark.parametrize("command", ["seal", "open"])
 def test_group_readable_key_file_is_rejected(home, command):
     write_key_file(home, new_key(), 0o644)
-    secret = canary()
+    secret = new_canary()
     if command == "seal":
         proc = seal(home, secret)
     else:
         proc = open_(home, _sealed_elsewhere(secret))
-    assert_one_line_error(proc, 77, "0644", "chmod 600", secret=secret)
+    one_line_error(proc, 77, "0644", "chmod 600", secrets_=(secret,))
 
 
 @pytest.mark.parametrize("command", ["seal", "open"])
 def test_missing_key_points_to_key_init(home, command):
-    secret = canary()
+    secret = new_canary()
     if command == "seal":
         proc = seal(home, secret)
     else:
         proc = open_(home, _sealed_elsewhere(secret))
-    assert_one_line_error(proc, 77, "key init", secret=secret)
+    one_line_error(proc, 77, "key init", secrets_=(secret,))
     assert not (home / KEY_FILE).exists()
 
 
@@ -402,15 +369,15 @@ def test_missing_key_points_to_key_init(home, command):
     ids=["spec-example", "spec-example-no-newline", "bad-base64", "unknown-version"],
 )
 def test_malformed_sealed_value_is_a_data_error(home, value):
-    key = key_init(home)
+    key = init_raw_key(home)
     # {kid} is the loaded key's id, so only the malformation can be reported.
     proc = open_(home, value.replace(b"{kid}", key_id(key).encode()))
-    assert_one_line_error(proc, 65)
+    one_line_error(proc, 65)
 
 
 def test_truncated_sealed_value_is_refused(home):
     """Too short for nonce+tag: the spec leaves 65 (malformed) or 77 (tampered) open."""
-    key = key_init(home)
+    key = init_raw_key(home)
     proc = open_(home, f"v1:{key_id(key)}:QUJD\n".encode())
     assert proc.returncode in (65, 77), describe(proc)
     assert proc.stdout == b"" and len(proc.stderr.splitlines()) == 1, describe(proc)
@@ -447,15 +414,15 @@ def _seal_with_key_fd(home, secret: bytes, fd_key: bytes, via: str, tmp_path, en
 
 
 def test_key_file_is_used_by_default(home):
-    file_key = key_init(home)
-    secret = canary()
+    file_key = init_raw_key(home)
+    secret = new_canary()
     _assert_sealed_with(seal_ok(home, secret), file_key, secret)
 
 
 def test_env_key_wins_over_key_file(home):
-    file_key = key_init(home)
+    file_key = init_raw_key(home)
     env_key = new_key()
-    secret = canary()
+    secret = new_canary()
     out = seal_ok(home, secret, env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
     _assert_sealed_with(out, env_key, secret)
     assert key_id(env_key) != key_id(file_key)
@@ -463,9 +430,9 @@ def test_env_key_wins_over_key_file(home):
 
 @pytest.mark.parametrize("via", ["pipe", "file"])
 def test_key_fd_wins_over_env_and_key_file(home, tmp_path, via):
-    key_init(home)
+    init_raw_key(home)
     env_key, fd_key = new_key(), new_key()
-    secret = canary()
+    secret = new_canary()
     proc = _seal_with_key_fd(home, secret, fd_key, via, tmp_path, env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
     assert proc.returncode == 0, describe(proc)
     _assert_sealed_with(proc.stdout, fd_key, secret)
@@ -473,7 +440,7 @@ def test_key_fd_wins_over_env_and_key_file(home, tmp_path, via):
 
 def test_key_fd_works_without_any_other_key(home, tmp_path):
     fd_key = new_key()
-    secret = canary()
+    secret = new_canary()
     proc = _seal_with_key_fd(home, secret, fd_key, "pipe", tmp_path)
     assert proc.returncode == 0, describe(proc)
     _assert_sealed_with(proc.stdout, fd_key, secret)
@@ -481,7 +448,7 @@ def test_key_fd_works_without_any_other_key(home, tmp_path):
 
 def test_env_key_opens_python_sealed_value(home):
     env_key = new_key()
-    secret = canary()
+    secret = new_canary()
     proc = open_(home, py_seal_v1(env_key, SCOPE, NAME, secret), env_extra={"STIGMER_ENCRYPTION_KEY": b64(env_key)})
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout == secret
@@ -490,7 +457,7 @@ def test_env_key_opens_python_sealed_value(home):
 def test_read_only_key_file_is_accepted(home):
     key = new_key()
     write_key_file(home, key, 0o400)
-    secret = canary()
+    secret = new_canary()
     out = seal_ok(home, secret)
     _assert_sealed_with(out, key, secret)
     proc = open_(home, out)

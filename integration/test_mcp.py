@@ -13,29 +13,42 @@ a `mcp wrap` / `mcp check` output.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import os
 import secrets
-import selectors
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
 from mcp.types import LATEST_PROTOCOL_VERSION
 
-from conftest import INTEGRATION_DIR, TIMEOUT_S, binary_path, describe, run
-
-SERVER_SCRIPT = INTEGRATION_DIR / "mcp_env_server.py"
-PYTHON = sys.executable  # absolute: the server gets a minimal environment
-EXEC_ID = "mcp-1"
-PLAIN_ORG = "acme-org-7"
+from helpers import (
+    LIT_TEMPLATE,
+    MCP_EXEC_ID as EXEC_ID,
+    PLAIN_ORG,
+    PROBE_TOOLS,
+    PYTHON,
+    SERVER_SCRIPT,
+    TIMEOUT_S,
+    McpContext,
+    describe,
+    envsrv_claude,
+    key_init,
+    kill_quietly,
+    ok,
+    one_stderr_line,
+    probe,
+    read_line,
+    run,
+    sha256,
+    spawn,
+    wait_exit,
+    wait_file,
+    wait_gone,
+    write_json,
+)
 
 # What `mcp run` passes from its own environment (DESIGN.md §4, the MCP SDKs' base).
 MCP_BASE = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"}
@@ -45,148 +58,17 @@ MCP_BASE = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"}
 PYTHON_ADDED = {"LC_CTYPE"}
 # The env the envsrv configs give the server (besides the SHUTDOWN_MARKER control file).
 SERVER_ENV_NAMES = {"TOKEN", "ORG", "LEVEL", "LIT"}
-LIT_TEMPLATE = "costs $$5 and $${x}"
 LIT_RESOLVED = "costs $$5 and ${x}"  # `$$` not before `{` stays, `$${` is a literal `${`
-PROBE_TOOLS = {"env_names", "env_value", "secret_digest", "cwd", "argv", "pid", "env_digests"}
-SESSION_TIMEOUT_S = 20
 EXIT_TIMEOUT_S = 5
 
 
 # --------------------------------------------------------------------------
-# helpers
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def ok(proc):
-    assert proc.returncode == 0, describe(proc)
-    return proc
-
-
-class Ctx:
-    """The per-test home and the execution context every test starts from."""
-
-    def __init__(self, home: Path, tmp_path: Path):
-        self.home = home
-        self.tmp = tmp_path
-        self.token = f"tok-{secrets.token_hex(16)}".encode()
-        self.unused = f"unused-{secrets.token_hex(16)}".encode()
-        self.workdir = tmp_path / "wd"
-        self.workdir.mkdir()
-        ok(run(["key", "init"], home))
-        ok(
-            run(
-                ["context", "create", "--execution-id", EXEC_ID,
-                 "--env", f"PLAIN_ORG={PLAIN_ORG}", "--env", f"WORKDIR={self.workdir}",
-                 "--secret", "SECRET_TOKEN", "--secret", "UNUSED_SECRET"],
-                home,
-                input=self.token + b"\n" + self.unused + b"\n",
-            )
-        )
-
-    @property
-    def canaries(self) -> tuple[bytes, bytes]:
-        return (self.token, self.unused)
-
-    def assert_no_canary(self, *blobs: bytes):
-        for blob in blobs:
-            for canary in self.canaries:
-                assert canary not in blob, f"canary {canary!r} leaked into {blob!r}"
+# helpers of these tests
 
 
 @pytest.fixture
-def ctx(home, tmp_path) -> Ctx:
-    return Ctx(home, tmp_path)
-
-
-def launcher_env(home, env_extra=None) -> dict:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(Path(home).parent),
-        "STIGMER_HOME": str(home),
-    }
-    if env_extra:
-        env.update({k: str(v) for k, v in env_extra.items()})
-    return env
-
-
-def spawn(args, home, env_extra=None) -> subprocess.Popen:
-    """Start the binary with stdin/stdout/stderr pipes and the conftest environment."""
-    return subprocess.Popen(
-        [str(binary_path()), *[str(a) for a in args]],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=launcher_env(home, env_extra),
-    )
-
-
-def read_line(proc, timeout: float = 15.0) -> bytes:
-    """One line of proc.stdout (or what came before EOF/timeout)."""
-    fd = proc.stdout.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if not sel.select(remaining):
-                continue
-            chunk = os.read(fd, 1)  # byte by byte: leave the rest in the pipe
-            if not chunk:
-                break
-            buf += chunk
-    return buf
-
-
-def kill_quietly(proc):
-    if proc.poll() is None:
-        proc.kill()
-    try:
-        proc.communicate(timeout=TIMEOUT_S)
-    except ValueError:  # pipes already closed by an earlier communicate()
-        proc.wait(timeout=TIMEOUT_S)
-
-
-def wait_exit(proc, timeout: float = EXIT_TIMEOUT_S) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"process {proc.pid} did not exit within {timeout} s")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it has exited all the same.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pid: int, timeout: float = EXIT_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            pytest.fail(f"process {pid} still alive after {timeout} s")
-        time.sleep(0.02)
-
-
-def wait_file(path: Path, timeout: float = EXIT_TIMEOUT_S) -> str:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.stat().st_size > 0):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} not written within {timeout} s")
-        time.sleep(0.02)
-    return path.read_text()
+def ctx(home, tmp_path) -> McpContext:
+    return McpContext(home, tmp_path)
 
 
 def initialize_line(request_id: int = 1) -> bytes:
@@ -215,46 +97,11 @@ def parse_table(stdout: bytes) -> dict[str, list[str]]:
     return rows
 
 
-def stderr_line(proc) -> str:
-    err = proc.stderr.decode("utf-8", errors="replace")
-    assert len(err.splitlines()) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
-    return err
-
-
 # --------------------------------------------------------------------------
 # configs
 
 
-def envsrv_claude(ctx: Ctx, marker: Path, extra_servers: dict | None = None) -> dict:
-    servers = {
-        "envsrv": {
-            "command": PYTHON,
-            "args": [str(SERVER_SCRIPT), "--org=${PLAIN_ORG}"],
-            "env": {
-                "TOKEN": "${SECRET_TOKEN}",
-                "ORG": "${PLAIN_ORG}",
-                "LEVEL": "${LOG_LEVEL:-info}",
-                "LIT": LIT_TEMPLATE,
-                "SHUTDOWN_MARKER": str(marker),
-            },
-            "cwd": "${WORKDIR:-/tmp}",
-        },
-        "remote": {
-            "type": "http",
-            "url": "https://mcp.example.invalid/search?org=${PLAIN_ORG}",
-            "headers": {"Authorization": "Bearer ${SECRET_TOKEN}"},
-        },
-    }
-    servers.update(extra_servers or {})
-    return {"mcpServers": servers}
-
-
-def write_json(path: Path, doc) -> Path:
-    path.write_text(json.dumps(doc, indent=2))
-    return path
-
-
-def envsrv_manifest(ctx: Ctx, marker: Path, workdir: Path) -> str:
+def envsrv_manifest(marker: Path, workdir: Path) -> str:
     # Block-style YAML, as users write Agent manifests; single quotes keep `$` and `{` plain.
     return f"""\
 apiVersion: agentic.stigmer.ai/v1
@@ -286,46 +133,10 @@ spec:
 
 
 # --------------------------------------------------------------------------
-# the MCP client side
+# the checks every envsrv launch must pass
 
 
-async def _call(session: ClientSession, tool: str, **arguments):
-    result = await session.call_tool(tool, arguments)
-    assert not result.is_error, f"tool {tool} failed: {result}"
-    assert isinstance(result.structured_content, dict) and "result" in result.structured_content, result
-    return result.structured_content["result"]
-
-
-def probe(command, args, env, errlog_path: Path) -> dict:
-    """Start `command args` with the SDK stdio client, initialise, list tools and
-    ask the probe server everything; return what it said. The session is closed
-    (stdin EOF, as the SDK does) before this returns."""
-    params = StdioServerParameters(command=str(command), args=[str(a) for a in args], env=env)
-
-    async def session_run() -> dict:
-        with open(errlog_path, "w") as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
-                    init = await session.initialize()
-                    tools = {tool.name for tool in (await session.list_tools()).tools}
-                    out = {
-                        "server_name": init.server_info.name,
-                        "tools": tools,
-                        "env_names": await _call(session, "env_names"),
-                        "digest": await _call(session, "secret_digest", name="TOKEN"),
-                        "env_digests": await _call(session, "env_digests"),
-                        "cwd": await _call(session, "cwd"),
-                        "argv": await _call(session, "argv"),
-                        "pid": await _call(session, "pid"),
-                    }
-                    for name in ("LEVEL", "LIT", "ORG"):
-                        out[name] = await _call(session, "env_value", name=name)
-            return out
-
-    return asyncio.run(asyncio.wait_for(session_run(), SESSION_TIMEOUT_S))
-
-
-def check_probe(ctx: Ctx, out: dict, *, marker: Path, cwd: Path, errlog: Path, extra_allowed=()):
+def check_probe(ctx: McpContext, out: dict, *, marker: Path, cwd: Path, errlog: Path, extra_allowed=()):
     """The assertions every envsrv launch must satisfy."""
     assert out["server_name"] == "stigmer-env-probe"
     assert PROBE_TOOLS <= out["tools"], out["tools"]
@@ -363,7 +174,7 @@ def check_probe(ctx: Ctx, out: dict, *, marker: Path, cwd: Path, errlog: Path, e
 
 def test_claude_form_session_gets_exactly_its_env(ctx, bin_path, tmp_path):
     marker = tmp_path / "shutdown"
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, marker))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(marker))
     errlog = tmp_path / "client-stderr"
     out = probe(
         bin_path,
@@ -381,7 +192,7 @@ def test_stigmer_manifest_session_gets_exactly_its_env(ctx, bin_path, tmp_path):
     workdir = tmp_path / "wd2"
     workdir.mkdir()
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(envsrv_manifest(ctx, marker, workdir))
+    cfg.write_text(envsrv_manifest(marker, workdir))
     errlog = tmp_path / "client-stderr"
     out = probe(
         bin_path,
@@ -400,7 +211,7 @@ def test_stigmer_manifest_session_gets_exactly_its_env(ctx, bin_path, tmp_path):
 
 def test_wrapped_config_launches_the_same_session(ctx, bin_path, tmp_path):
     marker = tmp_path / "shutdown"
-    original = envsrv_claude(ctx, marker)
+    original = envsrv_claude(marker)
     cfg = write_json(tmp_path / "claude.json", original)
 
     proc = ok(run(["mcp", "wrap", "--execution-id", EXEC_ID, "--config", cfg, "--home", ctx.home], ctx.home))
@@ -414,16 +225,18 @@ def test_wrapped_config_launches_the_same_session(ctx, bin_path, tmp_path):
     assert os.path.realpath(server["command"]) == os.path.realpath(bin_path), server
     assert server["args"] == [
         "mcp", "run", "--execution-id", EXEC_ID, "--config", str(cfg.resolve()),
-        "--server", "envsrv", "--home", str(ctx.home),
+        "--server", "envsrv", "--home", os.path.realpath(ctx.home),
     ], server
     assert "env" not in server and "cwd" not in server, f"original env/cwd kept: {server}"
     assert "${" not in json.dumps(server), server
     assert wrapped["mcpServers"]["remote"] == original["mcpServers"]["remote"], "http server changed"
 
-    # Without --home the wrapped args carry none.
+    # Without --home (STIGMER_HOME in the environment) the wrapped args still carry the
+    # home, absolute: an MCP client starts servers with a bare environment.
     bare = json.loads(ok(run(["mcp", "wrap", "--execution-id", EXEC_ID, "--config", cfg], ctx.home)).stdout)
     assert bare["mcpServers"]["envsrv"]["args"] == [
         "mcp", "run", "--execution-id", EXEC_ID, "--config", str(cfg.resolve()), "--server", "envsrv",
+        "--home", os.path.realpath(ctx.home),
     ]
 
     # Start the client exactly as a client would from the wrapped file.
@@ -437,7 +250,7 @@ def test_wrapped_manifest_keeps_its_form(ctx, bin_path, tmp_path):
     workdir = tmp_path / "wd2"
     workdir.mkdir()
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(envsrv_manifest(ctx, tmp_path / "shutdown", workdir))
+    cfg.write_text(envsrv_manifest(tmp_path / "shutdown", workdir))
     proc = ok(run(["mcp", "wrap", "--execution-id", EXEC_ID, "--config", cfg], ctx.home))
     ctx.assert_no_canary(proc.stdout, proc.stderr)
     wrapped = json.loads(proc.stdout)
@@ -448,6 +261,7 @@ def test_wrapped_manifest_keeps_its_form(ctx, bin_path, tmp_path):
     assert os.path.realpath(stdio["command"]) == os.path.realpath(bin_path)
     assert stdio["args"] == [
         "mcp", "run", "--execution-id", EXEC_ID, "--config", str(cfg.resolve()), "--server", "envsrv",
+        "--home", os.path.realpath(ctx.home),
     ]
     assert "env_placeholders" not in stdio and "working_dir" not in stdio, stdio
     assert servers["remote"]["http"]["headers"] == {"Authorization": "Bearer ${SECRET_TOKEN}"}
@@ -459,9 +273,9 @@ def test_wrapped_manifest_keeps_its_form(ctx, bin_path, tmp_path):
 
 def test_stdout_carries_only_protocol_and_eof_ends_the_server(ctx, tmp_path):
     marker = tmp_path / "shutdown"
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, marker))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(marker))
     proc = spawn(["mcp", "run", "--log-level", "trace", "--execution-id", EXEC_ID, "--config", cfg,
-                  "--server", "envsrv"], ctx.home)
+                  "--server", "envsrv"], ctx.home, stdin=subprocess.PIPE)
     try:
         out, err = proc.communicate(initialize_line(), timeout=10)  # writes, then closes stdin
     except subprocess.TimeoutExpired:
@@ -482,20 +296,23 @@ def test_stdout_carries_only_protocol_and_eof_ends_the_server(ctx, tmp_path):
 
 def _start_and_initialize(ctx, cfg, *extra):
     proc = spawn(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "envsrv", *extra],
-                 ctx.home)
-    proc.stdin.write(initialize_line())
-    proc.stdin.flush()
-    line = read_line(proc, timeout=10)
-    if not line.endswith(b"\n"):
-        kill_quietly(proc)
-        pytest.fail(f"no initialize response: {line!r} stderr={proc.stderr.read()!r}")
-    response = json.loads(line)
-    assert response.get("id") == 1 and "result" in response, line
+                 ctx.home, stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write(initialize_line())
+        proc.stdin.flush()
+        line = read_line(proc, timeout=10)
+        assert line.endswith(b"\n"), f"no initialize response: {line!r} (exit {proc.poll()})"
+        response = json.loads(line)
+        assert response.get("id") == 1 and "result" in response, line
+    except BaseException as exc:
+        proc.kill()
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+        raise AssertionError(f"{exc}\nstderr={err!r}") from exc
     return proc
 
 
 def test_sigterm_reaches_the_exec_mode_server(ctx, tmp_path):
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, tmp_path / "shutdown"))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
     proc = _start_and_initialize(ctx, cfg)
     try:
         # exec mode: the launcher's pid is the server's process now
@@ -514,7 +331,7 @@ def test_sigterm_is_forwarded_with_init(ctx, tmp_path, handled):
     extra_env = {"STARTED_MARKER": str(started)}
     if handled:
         extra_env["TERM_EXIT_CODE"] = "42"
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, shutdown))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(shutdown))
     doc = json.loads(cfg.read_text())
     doc["mcpServers"]["envsrv"]["env"].update(extra_env)
     write_json(cfg, doc)
@@ -553,7 +370,7 @@ def test_missing_placeholder_is_refused_before_start(ctx, tmp_path):
     proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "badsrv"], ctx.home)
     assert proc.returncode == 78, describe(proc)
     assert proc.stdout == b"", describe(proc)
-    err = stderr_line(proc)
+    err = one_stderr_line(proc)
     for needle in ("badsrv", "args[1]", "env.TOKEN", "NOT_IN_CONTEXT", "column"):
         assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
     ctx.assert_no_canary(proc.stderr)
@@ -562,7 +379,7 @@ def test_missing_placeholder_is_refused_before_start(ctx, tmp_path):
 
     proc = run(["mcp", "check", "--execution-id", EXEC_ID, "--config", cfg], ctx.home)
     assert proc.returncode == 78, describe(proc)
-    err = stderr_line(proc)
+    err = one_stderr_line(proc)
     for needle in ("badsrv", "args[1]", "env.TOKEN", "column"):
         assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
     rows = parse_table(proc.stdout)
@@ -573,7 +390,7 @@ def test_missing_placeholder_is_refused_before_start(ctx, tmp_path):
 
 
 def test_check_good_config_lists_names_only(ctx, tmp_path):
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, tmp_path / "shutdown"))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
     proc = ok(run(["mcp", "check", "--execution-id", EXEC_ID, "--config", cfg], ctx.home))
     rows = parse_table(proc.stdout)
     assert set(rows) == {"envsrv", "remote"}, describe(proc)
@@ -591,12 +408,12 @@ def test_check_good_config_lists_names_only(ctx, tmp_path):
 
 def test_check_shared_claude_example_finds_only_the_bare_dollar_brace(home, examples):
     canary = f"ghp_{secrets.token_hex(16)}".encode()
-    ok(run(["key", "init"], home))
+    key_init(home)
     ok(run(["context", "create", "--execution-id", "ex-1", "--secret", "GITHUB_TOKEN",
             "--env", "SEARCH_API_KEY=sk-plain-search"], home, input=canary + b"\n"))
     proc = run(["mcp", "check", "--execution-id", "ex-1", "--config", examples / "claude-desktop-mcp.json"], home)
     assert proc.returncode == 78, describe(proc)
-    err = stderr_line(proc)
+    err = one_stderr_line(proc)
     assert err.count("column") == 1, f"expected exactly one problem:\n{describe(proc)}"
     assert "github" in err and "env.PRICE_NOTE" in err and "column 20" in err, describe(proc)
     for other in ("GITHUB_PERSONAL_ACCESS_TOKEN", "LOG_LEVEL", "remote-search", "Authorization"):
@@ -608,7 +425,7 @@ def test_check_shared_claude_example_finds_only_the_bare_dollar_brace(home, exam
 
 
 def test_http_server_is_not_launched(ctx, tmp_path):
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, tmp_path / "shutdown"))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
     proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "remote"], ctx.home)
     assert proc.returncode == 64, describe(proc)
     assert proc.stdout == b"", describe(proc)
@@ -618,7 +435,7 @@ def test_http_server_is_not_launched(ctx, tmp_path):
 
 
 def test_unknown_server_is_not_found(ctx, tmp_path):
-    cfg = write_json(tmp_path / "claude.json", envsrv_claude(ctx, tmp_path / "shutdown"))
+    cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
     proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "nosuch"], ctx.home)
     assert proc.returncode == 66, describe(proc)
     assert proc.stdout == b"", describe(proc)

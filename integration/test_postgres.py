@@ -24,23 +24,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import describe
-from remote_helpers import (
+from helpers import (
+    describe,
     EXAMPLE_TOKEN,
-    PRINT_ENV,
     STORY_ARGS,
     STORY_LAYERS,
     STORY_NAMES,
     PgCluster,
     Server,
     apply_examples,
+    create_context,
     created_token,
     env_lines,
+    env_manifest,
     free_port,
     key_init,
     new_canary,
     ok,
     one_line_error,
+    print_env,
     recorded_calls,
     recording_companion,
     remote_cli,
@@ -50,30 +52,14 @@ from remote_helpers import (
     story_values,
     table_rows,
     wait_for,
-    xrun,
+    run,
 )
 
-GOOD_ENV = (
-    "apiVersion: agentic.stigmer.ai/v1\nkind: Environment\nmetadata:\n  name: {name}\n"
-    "spec:\n  data:\n    GOOD:\n      value: y\n"
-)
-BAD_ENV = (
-    "apiVersion: agentic.stigmer.ai/v1\nkind: Environment\nmetadata:\n  name: atomic-bad\n"
-    "spec:\n  data:\n    BAD-NAME:\n      value: x\n"
-)
-
-
-def pg_create(home, url, exec_id, *args, secret_stdin: bytes | None = None, env_extra=None):
-    return xrun(["context", "create", "--store", url, "--execution-id", exec_id, *args], home,
-                input=None if secret_stdin is None else secret_stdin + b"\n", env_extra=env_extra)
+BAD_ENV = env_manifest("atomic-bad", {"BAD-NAME": "x"})
 
 
 def pg_run(home, url, exec_id, cmd, env_extra=None):
-    return xrun(["run", "--store", url, "--execution-id", exec_id, "--", *cmd], home, env_extra=env_extra)
-
-
-def print_env(names):
-    return ["python3", "-c", PRINT_ENV, *names]
+    return run(["run", "--store", url, "--execution-id", exec_id, "--", *cmd], home, env_extra=env_extra)
 
 
 def resources(cluster: PgCluster, db: str) -> list[str]:
@@ -104,10 +90,10 @@ def test_postgres_store_lifecycle(pg_db, home, examples):
                                       "Environment/base", "Environment/github-prod"]
 
     canary = new_canary()
-    created = ok(pg_create(home, url, "pg-1", *STORY_ARGS, secret_stdin=canary))
+    created = ok(create_context(home, "pg-1", *STORY_ARGS, secret_stdin=canary, store=url))
     assert created.stdout == b"" and b"pg-1" in created.stderr, describe(created)
 
-    got = ok(xrun(["context", "get", "pg-1", "--store", url], home))
+    got = ok(run(["context", "get", "pg-1", "--store", url], home))
     assert table_rows(got.stdout) == STORY_LAYERS, describe(got)
     assert canary not in got.stdout + got.stderr and EXAMPLE_TOKEN not in got.stdout + got.stderr
 
@@ -117,7 +103,7 @@ def test_postgres_store_lifecycle(pg_db, home, examples):
         assert env.get(name) == value, f"{name}\n{describe(proc)}"
     assert not [k for k in env if k.startswith("STIGMER_")], describe(proc)
     # STIGMER_STORE selects the store as well as --store.
-    proc = ok(xrun(["run", "--execution-id", "pg-1", "--", *print_env(STORY_NAMES)], home,
+    proc = ok(run(["run", "--execution-id", "pg-1", "--", *print_env(STORY_NAMES)], home,
                    env_extra={"STIGMER_STORE": url}))
     assert json.loads(proc.stdout) == story_values(canary), describe(proc)
 
@@ -129,30 +115,30 @@ def test_postgres_store_lifecycle(pg_db, home, examples):
     assert cluster.psql(db, "SELECT count(*) FROM contexts") == "1"
 
     # Duplicate ids are refused (65) unless --replace.
-    dup = pg_create(home, url, "pg-1", "--env", "A=second")
+    dup = create_context(home, "pg-1", "--env", "A=second", store=url)
     one_line_error(dup, 65, "already exists")
     assert json.loads(ok(pg_run(home, url, "pg-1", print_env(["LOG_LEVEL", "A"]))).stdout) == \
         {"LOG_LEVEL": "trace", "A": None}
-    ok(pg_create(home, url, "pg-1", "--env", "A=second", "--replace"))
+    ok(create_context(home, "pg-1", "--env", "A=second", "--replace", store=url))
     assert json.loads(ok(pg_run(home, url, "pg-1", print_env(["A", "SLACK_WEBHOOK"]))).stdout) == \
         {"A": "second", "SLACK_WEBHOOK": None}
     assert cluster.psql(db, "SELECT count(*) FROM context_values WHERE execution_id = 'pg-1'") == "1"
 
     # Delete, then gone.
-    ok(xrun(["context", "delete", "pg-1", "--store", url], home))
-    one_line_error(xrun(["context", "get", "pg-1", "--store", url], home), 66)
-    one_line_error(xrun(["context", "delete", "pg-1", "--store", url], home), 66)
+    ok(run(["context", "delete", "pg-1", "--store", url], home))
+    one_line_error(run(["context", "get", "pg-1", "--store", url], home), 66)
+    one_line_error(run(["context", "delete", "pg-1", "--store", url], home), 66)
     one_line_error(pg_run(home, url, "pg-1", ["true"]), 66)
     assert cluster.psql(db, "SELECT count(*) FROM contexts") == "0"
     assert cluster.psql(db, "SELECT count(*) FROM context_values") == "0"
 
     # gc deletes expired contexts only.
-    ok(pg_create(home, url, "pg-short", "--env", "A=1", "--ttl", "1s"))
-    ok(pg_create(home, url, "pg-long", "--env", "A=1"))
+    ok(create_context(home, "pg-short", "--env", "A=1", "--ttl", "1s", store=url))
+    ok(create_context(home, "pg-long", "--env", "A=1", store=url))
     wait_for(lambda: pg_run(home, url, "pg-short", ["true"]).returncode == 66, 6, "pg-short to expire")
-    gc = ok(xrun(["context", "gc", "--store", url], home))
+    gc = ok(run(["context", "gc", "--store", url], home))
     assert gc.stdout == b"1\n", describe(gc)
-    gc = ok(xrun(["context", "gc", "--store", url], home))
+    gc = ok(run(["context", "gc", "--store", url], home))
     assert gc.stdout == b"0\n", describe(gc)
     assert cluster.psql(db, "SELECT execution_id FROM contexts") == "pg-long"
 
@@ -166,7 +152,7 @@ def test_postgres_fetch_helper_gets_ciphertext_and_no_key(pg_db, home, examples,
     key = key_init(home)
     apply_examples(home, examples, store=url)
     canary = new_canary()
-    ok(pg_create(home, url, "pg-helper", *STORY_ARGS, secret_stdin=canary))
+    ok(create_context(home, "pg-helper", *STORY_ARGS, secret_stdin=canary, store=url))
 
     keyless = tmp_path / "keyless"
     script, logdir = recording_companion(tmp_path)
@@ -198,16 +184,16 @@ def test_postgres_apply_is_all_or_nothing(pg_db, home, examples, tmp_path):
 
     # Invalid input: nothing stored.
     good = tmp_path / "good.yaml"
-    good.write_text(GOOD_ENV.format(name="atomic-good"))
+    good.write_text(env_manifest("atomic-good", {"GOOD": "y"}))
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_ENV)
     mixed = tmp_path / "mixed.yaml"
-    mixed.write_text(GOOD_ENV.format(name="atomic-good") + "---\n" + BAD_ENV)
+    mixed.write_text(env_manifest("atomic-good", {"GOOD": "y"}) + "---\n" + BAD_ENV)
     for files in ([good, bad], [mixed]):
         args = ["apply", "--store", url]
         for f in files:
             args += ["-f", f]
-        one_line_error(xrun(args, home), 65)
+        one_line_error(run(args, home), 65)
         assert resources(cluster, db) == before
 
     # A failure inside the transaction (a trigger refuses one row, after others were
@@ -224,9 +210,9 @@ def test_postgres_apply_is_all_or_nothing(pg_db, home, examples, tmp_path):
     batch = []
     for name in ("atomic-a", "atomic-b", "atomic-poison", "atomic-c"):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(GOOD_ENV.format(name=name))
+        path.write_text(env_manifest(name, {"GOOD": "y"}))
         batch += ["-f", path]
-    proc = xrun(["apply", "--store", url, "-f", examples / "environment-base.yaml", *batch], home)
+    proc = run(["apply", "--store", url, "-f", examples / "environment-base.yaml", *batch], home)
     assert proc.returncode != 0 and proc.stdout == b"", describe(proc)
     assert len(proc.stderr.decode().splitlines()) == 1, describe(proc)
     assert resources(cluster, db) == before
@@ -242,11 +228,11 @@ def test_postgres_unreachable_is_69(home, tmp_path):
         ["context", "create", "--store", url, "--execution-id", "x-1", "--env", "A=1"],
         ["apply", "--store", url, "-f", tmp_path / "none.yaml"],
     ]
-    (tmp_path / "none.yaml").write_text(GOOD_ENV.format(name="unreached"))
+    (tmp_path / "none.yaml").write_text(env_manifest("unreached", {"GOOD": "y"}))
 
     def timed(args):
         started = time.monotonic()
-        proc = xrun(args, home)
+        proc = run(args, home)
         return proc, time.monotonic() - started
 
     with ThreadPoolExecutor(len(commands)) as pool:
@@ -316,7 +302,7 @@ def test_launches_across_postgres_restart(restartable_pg, home, tmp_path):
     for k, v in expected.items():
         if k.startswith("PLAIN_"):
             args += ["--env", f"{k}={v}"]
-    ok(pg_create(home, url, "restart-ctx", *args, "--secret-file", secrets_file))
+    ok(create_context(home, "restart-ctx", *args, "--secret-file", secrets_file, store=url))
 
     outcomes: Counter = Counter()
     bad: list[str] = []
@@ -425,7 +411,7 @@ def test_connection_cut_while_waiting_for_a_lock(pg_db, home, tmp_path):
     cluster, db = pg_db
     url = cluster.url(db)
     key_init(home)
-    ok(pg_create(home, url, "cut-1", "--env", "A=1", "--env", "B=2"))
+    ok(create_context(home, "cut-1", "--env", "A=1", "--env", "B=2", store=url))
     marker = tmp_path / "child-started"
     child = ["python3", "-c", f"import os; open({str(marker)!r}, 'w'); print(os.environ.get('A'), os.environ.get('B'))"]
     launch = ["run", "--store", url, "--execution-id", "cut-1", "--", *child]
@@ -459,7 +445,7 @@ def test_connection_cut_while_waiting_for_a_lock(pg_db, home, tmp_path):
         "WHERE c.relname = 'stigmer_schema_migrations' AND l.mode = 'AccessExclusiveLock' AND l.granted",
         "relation")
     assert key.isdigit(), f"no advisory lock held while migrating: {key!r}"
-    ok(xrun(launch, home))
+    ok(run(launch, home))
     marker.unlink(missing_ok=True)
     cut_while_waiting(f"SELECT pg_advisory_lock({int(key)});",
                       "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", "advisory")
@@ -472,7 +458,7 @@ def test_unanswered_query_gives_69_after_the_deadline(pg_db, home, tmp_path):
     cluster, db = pg_db
     url = cluster.url(db)
     key_init(home)
-    ok(pg_create(home, url, "slow-1", "--env", "A=1"))
+    ok(create_context(home, "slow-1", "--env", "A=1", store=url))
     marker = tmp_path / "child-started"
     holder = LockHolder(cluster, db, "BEGIN; LOCK TABLE stigmer_schema_migrations IN ACCESS EXCLUSIVE MODE;")
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import describe
-from remote_helpers import (
+from helpers import (
+    describe,
     EXAMPLE_TOKEN,
     STORY_ARGS,
     STORY_LAYERS,
@@ -48,7 +48,7 @@ from remote_helpers import (
     spawn,
     value_aad,
     wait_for,
-    xrun,
+    run,
 )
 
 
@@ -126,14 +126,14 @@ def test_remote_launch_end_to_end(server, server_home, client_home, operator_hom
     # The server URL from STIGMER_SERVER and the token from --token-file / --token-fd work too.
     token_file = tmp_path / "exec-token"
     token_file.write_text(token + "\n")
-    proc = ok(xrun(["run", "--execution-id", "rem-1", "--token-file", token_file, "--",
+    proc = ok(run(["run", "--execution-id", "rem-1", "--token-file", token_file, "--",
                     "python3", "-c", PRINT_ENV, *STORY_NAMES], client_home, env_extra={"STIGMER_SERVER": server.url}))
     assert json.loads(proc.stdout) == story_values(canary), describe(proc)
     r, w = os.pipe()
     os.write(w, token.encode())
     os.close(w)
     try:
-        proc = ok(xrun(["run", "--server", server.url, "--execution-id", "rem-1", "--token-fd", "3", "--",
+        proc = ok(run(["run", "--server", server.url, "--execution-id", "rem-1", "--token-fd", "3", "--",
                         "python3", "-c", PRINT_ENV, *STORY_NAMES], client_home, fd_map={3: r}))
     finally:
         os.close(r)
@@ -494,15 +494,16 @@ def test_tls(server_home, tmp_path, servers, client_home, operator_home, host):
 
 
 def test_serve_usage(server_home, tmp_path, bin_path):
-    proc = xrun(["serve", "--listen", "127.0.0.1:0"], server_home)
+    proc = run(["serve", "--listen", "127.0.0.1:0"], server_home)
     one_line_error(proc, 64, "operator")
     short = tmp_path / "short-token"
     short.write_text("tooshort\n")
-    proc = xrun(["serve", "--listen", "127.0.0.1:0", "--operator-token-file", short], server_home)
+    short.chmod(0o600)
+    proc = run(["serve", "--listen", "127.0.0.1:0", "--operator-token-file", short], server_home)
     one_line_error(proc, 64)
     # No master key: refused before binding.
     keyless = tmp_path / "keyless"
-    proc = xrun(["serve", "--listen", "127.0.0.1:0"], keyless, env_extra={"STIGMER_OPERATOR_TOKEN": OPERATOR_TOKEN})
+    proc = run(["serve", "--listen", "127.0.0.1:0"], keyless, env_extra={"STIGMER_OPERATOR_TOKEN": OPERATOR_TOKEN})
     one_line_error(proc, 77)
-    proc = ok(xrun(["serve", "--help"], server_home))
+    proc = ok(run(["serve", "--help"], server_home))
     assert b"--listen" in proc.stdout and b"--operator-token-file" in proc.stdout

@@ -11,32 +11,43 @@ import base64
 import json
 import os
 import re
-import secrets
-import selectors
 import signal
 import sqlite3
 import stat
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT_S, binary_path, describe, run
+from helpers import (
+    DB,
+    EXAMPLE_TOKEN,
+    KEY_FILE,
+    MANIFESTS,
+    PRINT_ENV,
+    TIMEOUT_S,
+    apply_examples,
+    create_context,
+    describe,
+    env_lines,
+    env_manifest,
+    key_init,
+    kill_quietly,
+    mode_of,
+    new_canary,
+    ok,
+    one_line_error,
+    parse_variable_table,
+    read_line,
+    run,
+    simple_context,
+    spawn,
+    wait_for,
+    write,
+)
 
-MANIFESTS = [
-    "agent-github-reviewer.yaml",
-    "agentinstance-github-reviewer-prod.yaml",
-    "environment-base.yaml",
-    "environment-github-prod.yaml",
-]
-EXAMPLE_TOKEN = b"ghp_example0000000000000000000000000000"
-DB = "stigmer.db"
-KEY_FILE = "encryption.key"
-
-# `context get run-1` for the example story.
-STORY_LAYERS = {
+# `context get run-1` for the example story with runtime.env.
+RUN1_LAYERS = {
     "LOG_LEVEL": ("no", "runtime"),
     "TIMEOUT": ("no", "environment:base"),
     "GITHUB_TOKEN": ("yes", "environment:github-prod"),
@@ -49,8 +60,6 @@ STORY_LAYERS = {
     "SLACK_WEBHOOK": ("yes", "runtime"),
 }
 
-# A child that prints the named variables (None when unset) as one JSON object.
-PRINT_ENV = "import json,os,sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
 PRINT_ARGV = "import json,sys; print(json.dumps(sys.argv[1:]))"
 
 # A child that reports the first of TERM/INT/HUP/USR1 it receives by writing
@@ -73,40 +82,7 @@ os._exit(99)
 
 
 # --------------------------------------------------------------------------
-# helpers
-
-
-def new_canary(tag: str = "canary") -> bytes:
-    return f"{tag}-{secrets.token_hex(12)}".encode()
-
-
-def ok(proc):
-    assert proc.returncode == 0, describe(proc)
-    return proc
-
-
-def key_init(home) -> str:
-    """Run `key init`; return the key file's base64 text."""
-    ok(run(["key", "init"], home))
-    return (home / KEY_FILE).read_text().strip()
-
-
-def apply_examples(home, examples, *extra_files, log=()):
-    args = ["apply", *log]
-    for name in MANIFESTS:
-        args += ["-f", examples / name]
-    for path in extra_files:
-        args += ["-f", path]
-    return ok(run(args, home))
-
-
-def write(tmp_path, name: str, text) -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return path
+# helpers of these tests
 
 
 def secret_env_manifest(tmp_path, env_name: str, var: str, value: bytes) -> Path:
@@ -128,121 +104,13 @@ def secret_env_manifest(tmp_path, env_name: str, var: str, value: bytes) -> Path
     )
 
 
-def create_context(home, exec_id, *args, secret_stdin: bytes | None = None, env_extra=None):
-    """`context create --execution-id exec_id ARGS`; stdin is secret_stdin + newline."""
-    return run(
-        ["context", "create", "--execution-id", exec_id, *args],
-        home,
-        input=None if secret_stdin is None else secret_stdin + b"\n",
-        env_extra=env_extra,
-    )
-
-
-def simple_context(home, exec_id, canary: bytes, *extra):
-    """A context with CTX_PLAIN=plain and the secret CTX_SECRET=canary."""
-    return ok(
-        create_context(home, exec_id, "--env", "CTX_PLAIN=plain", "--secret", "CTX_SECRET", *extra, secret_stdin=canary)
-    )
-
-
 def child_env_json(proc) -> dict:
     ok(proc)
     return json.loads(proc.stdout)
 
 
-def parse_context_get(stdout: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-    """(header fields, {NAME: (SECRET, LAYER)}) of `context get` output."""
-    lines = stdout.decode().splitlines()
-    header: dict[str, str] = {}
-    i = 0
-    while i < len(lines) and lines[i].strip() and lines[i].split()[0] != "NAME":
-        key, _, value = lines[i].strip().partition(" ")
-        header[key] = value.strip()
-        i += 1
-    while i < len(lines) and not lines[i].strip():
-        i += 1
-    assert i < len(lines), f"no table in {stdout!r}"
-    assert lines[i].split() == ["NAME", "SECRET", "LAYER"], lines[i]
-    rows = {}
-    for line in lines[i + 1 :]:
-        if not line.strip():
-            continue
-        cells = line.split()
-        assert len(cells) == 3, f"row is not NAME SECRET LAYER: {line!r}"
-        assert cells[0] not in rows, f"duplicate row {cells[0]}"
-        rows[cells[0]] = (cells[1], cells[2])
-    return header, rows
-
-
-def assert_one_line_error(proc, exit_code: int, *needles: str, secrets_: tuple = ()) -> str:
-    """Exit code, empty stdout, exactly one stderr line holding every needle, no secret."""
-    assert proc.returncode == exit_code, describe(proc)
-    assert proc.stdout == b"", describe(proc)
-    err = proc.stderr.decode("utf-8", errors="replace")
-    assert len(err.splitlines()) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
-    assert "Traceback" not in err and "Fatal error" not in err, describe(proc)
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
-    for secret in secrets_:
-        assert secret not in proc.stderr, describe(proc)
-    return err
-
-
 def context_get_rc(home, exec_id) -> int:
     return run(["context", "get", exec_id], home).returncode
-
-
-def mode_of(path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-def base_env(home, env_extra=None) -> dict:
-    """The same environment conftest.run() gives the binary."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(Path(home).parent),
-        "STIGMER_HOME": str(home),
-    }
-    if env_extra:
-        env.update({k: str(v) for k, v in env_extra.items()})
-    return env
-
-
-def spawn(args, home, env_extra=None):
-    """Start the binary without waiting; stdout/stderr are pipes, stdin /dev/null."""
-    return subprocess.Popen(
-        [str(binary_path()), *[str(a) for a in args]],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=base_env(home, env_extra),
-    )
-
-
-def read_line(proc, timeout: float = 15.0) -> bytes:
-    """Read one line of proc.stdout, failing after `timeout` seconds."""
-    fd = proc.stdout.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if not sel.select(remaining):
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    return buf
-
-
-def kill_quietly(proc):
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate(timeout=TIMEOUT_S)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -286,10 +154,10 @@ def test_story_create_get_run(home, examples):
     )
 
     got = ok(run(["context", "get", "run-1"], home))
-    header, rows = parse_context_get(got.stdout)
+    header, rows = parse_variable_table(got.stdout)
     assert header.get("execution") == "run-1", describe(got)
     assert "created" in header and "expires" in header, describe(got)
-    assert rows == STORY_LAYERS, describe(got)
+    assert rows == RUN1_LAYERS, describe(got)
     for value in (canary, EXAMPLE_TOKEN, b"my-org", b"eu-west-1", b"30s", b"hello world", b"line one", b"expansion"):
         assert value not in got.stdout and value not in got.stderr, f"{value!r} shown\n{describe(got)}"
 
@@ -496,7 +364,7 @@ def test_context_create_missing_required_stores_nothing(home, examples):
     key_init(home)
     apply_examples(home, examples)
     proc = create_context(home, "x", "--instance", "github-reviewer-prod")
-    err = assert_one_line_error(proc, 78, "SLACK_WEBHOOK", secrets_=(EXAMPLE_TOKEN,))
+    err = one_line_error(proc, 78, "SLACK_WEBHOOK", secrets_=(EXAMPLE_TOKEN,))
     assert "GITHUB_TOKEN" not in err and "GITHUB_ORG" not in err, f"supplied names listed as missing: {err!r}"
     assert context_get_rc(home, "x") == 66
     with sqlite3.connect(f"file:{home / DB}?mode=ro", uri=True) as ro:
@@ -510,7 +378,7 @@ def test_ephemeral_run_missing_required_lists_all_and_never_starts(home, example
     apply_examples(home, examples)
     marker = tmp_path / "MARKER"
     proc = run(["run", "--agent", "github-reviewer", "--", "touch", marker], home)
-    assert_one_line_error(proc, 78, "GITHUB_ORG", "GITHUB_TOKEN", "SLACK_WEBHOOK")
+    one_line_error(proc, 78, "GITHUB_ORG", "GITHUB_TOKEN", "SLACK_WEBHOOK")
     assert not marker.exists()
 
 
@@ -559,7 +427,7 @@ def test_tampered_secret_is_refused_before_child_starts(home, tmp_path, log):
         assert proc.returncode == 77, describe(proc)
         assert canary not in proc.stderr and canary not in proc.stdout, describe(proc)
     else:
-        assert_one_line_error(proc, 77, secrets_=(canary,))
+        one_line_error(proc, 77, secrets_=(canary,))
     assert not marker.exists(), "child started despite tampered ciphertext"
 
 
@@ -574,7 +442,7 @@ def test_wrong_key_is_refused_before_child_starts(home, tmp_path):
         home,
         env_extra={"STIGMER_ENCRYPTION_KEY": other},
     )
-    assert_one_line_error(proc, 77, secrets_=(canary,))
+    one_line_error(proc, 77, secrets_=(canary,))
     assert not marker.exists(), "child started with the wrong key"
 
 
@@ -614,15 +482,15 @@ def test_launch_failures_have_distinct_codes(home, tmp_path):
     key_init(home)
     simple_context(home, "fail-1", new_canary())
     missing = run(["run", "--execution-id", "fail-1", "--", "no-such-command-xyz"], home)
-    assert_one_line_error(missing, 127, "no-such-command-xyz")
+    one_line_error(missing, 127, "no-such-command-xyz")
 
     not_exec = write(tmp_path, "script.sh", "#!/bin/sh\necho hi\n")
     os.chmod(not_exec, 0o644)
     proc = run(["run", "--execution-id", "fail-1", "--", not_exec], home)
-    assert_one_line_error(proc, 126)
+    one_line_error(proc, 126)
 
     proc = run(["run", "--execution-id", "no-such-id", "--", "true"], home)
-    assert_one_line_error(proc, 66, "no-such-id")
+    one_line_error(proc, 66, "no-such-id")
 
     proc = run(["run", "--execution-id", "fail-1"], home)
     assert proc.returncode == 64, describe(proc)
@@ -635,11 +503,6 @@ def test_launch_failures_have_distinct_codes(home, tmp_path):
 
 # --------------------------------------------------------------------------
 # 7. environment isolation
-
-
-def _env_lines(proc) -> list[str]:
-    ok(proc)
-    return proc.stdout.decode().splitlines()
 
 
 def test_stigmer_variables_never_reach_the_child(home):
@@ -656,13 +519,13 @@ def test_stigmer_variables_never_reach_the_child(home):
             "FOO": "1",
         },
     )
-    lines = _env_lines(proc)
-    assert not [l for l in lines if l.startswith("STIGMER_")], describe(proc)
+    env = env_lines(ok(proc).stdout)
+    assert not [k for k in env if k.startswith("STIGMER_")], describe(proc)
     assert key_b64.encode() not in proc.stdout, describe(proc)
-    assert "CTX_PLAIN=plain" in lines, describe(proc)
-    assert f"CTX_SECRET={canary.decode()}" in lines, describe(proc)
-    assert "FOO=1" in lines, describe(proc)
-    assert any(l.startswith("PATH=") for l in lines) and any(l.startswith("HOME=") for l in lines)
+    assert env.get("CTX_PLAIN") == "plain", describe(proc)
+    assert env.get("CTX_SECRET") == canary.decode(), describe(proc)
+    assert env.get("FOO") == "1", describe(proc)
+    assert "PATH" in env and "HOME" in env, describe(proc)
 
 
 def test_clean_env_keeps_only_the_basics_and_the_context(home):
@@ -679,7 +542,7 @@ def test_clean_env_keeps_only_the_basics_and_the_context(home):
         "STIGMER_FOO": "bar",
     }
     proc = run(["run", "--execution-id", "clean-1", "--clean-env", "--", "env"], home, env_extra=parent)
-    env = dict(line.split("=", 1) for line in _env_lines(proc))
+    env = dict(line.split("=", 1) for line in ok(proc).stdout.decode().splitlines())
     assert env == {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home.parent),
@@ -812,7 +675,7 @@ def test_duplicate_id_is_refused_and_replace_wins(home):
     key_init(home)
     ok(create_context(home, "dup-1", "--env", "A=first", "--env", "ONLY_FIRST=1"))
     proc = create_context(home, "dup-1", "--env", "A=second")
-    assert_one_line_error(proc, 65, "dup-1")
+    one_line_error(proc, 65, "dup-1")
     assert _value_of(home, "dup-1", "A") == "first"
 
     ok(create_context(home, "dup-1", "--env", "A=second", "--replace"))
@@ -826,13 +689,12 @@ def test_expired_context_is_refused_and_collected(home):
     ok(create_context(home, "short-1", "--env", "A=1", "--ttl", "1s"))
     ok(create_context(home, "long-1", "--env", "A=1"))
 
-    deadline = time.monotonic() + 5
-    while True:
+    def refused():
         proc = run(["run", "--execution-id", "short-1", "--", "true"], home)
-        if proc.returncode != 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert_one_line_error(proc, 66, "expired")
+        return proc if proc.returncode != 0 else None
+
+    proc = wait_for(refused, 5, "run of short-1 (--ttl 1s) to be refused", interval=0.1)
+    one_line_error(proc, 66, "expired")
 
     gc = ok(run(["context", "gc"], home))
     assert gc.stdout.decode().strip() == "1", describe(gc)
@@ -846,26 +708,8 @@ def test_expired_context_is_refused_and_collected(home):
 # 13. apply is all or nothing; env get hides secrets
 
 
-INVALID_ENV_DOC = (
-    "apiVersion: agentic.stigmer.ai/v1\n"
-    "kind: Environment\n"
-    "metadata:\n"
-    "  name: atomic-bad\n"
-    "spec:\n"
-    "  data:\n"
-    "    BAD-NAME:\n"
-    "      value: x\n"
-)
-VALID_ENV_DOC = (
-    "apiVersion: agentic.stigmer.ai/v1\n"
-    "kind: Environment\n"
-    "metadata:\n"
-    "  name: atomic-good\n"
-    "spec:\n"
-    "  data:\n"
-    "    GOOD:\n"
-    "      value: y\n"
-)
+INVALID_ENV_DOC = env_manifest("atomic-bad", {"BAD-NAME": "x"})
+VALID_ENV_DOC = env_manifest("atomic-good", {"GOOD": "y"})
 
 
 @pytest.mark.parametrize("layout", ["one-file", "two-files"])
@@ -881,7 +725,7 @@ def test_apply_is_all_or_nothing(home, examples, tmp_path, layout):
     for f in files:
         args += ["-f", f]
     proc = run(args, home)
-    assert_one_line_error(proc, 65)
+    one_line_error(proc, 65)
     after = ok(run(["env", "list"], home)).stdout
     assert b"atomic-good" not in after and b"atomic-bad" not in after, after
     assert after == before

@@ -64,7 +64,7 @@ public struct Settings: Equatable {
     }
 
     public func keys(_ logger: Logger) -> KeyLoader {
-        KeyLoader(keyFD: keyFD, home: home) { logger.debug("\($0)") }
+        KeyLoader(keyFD: keyFD, home: home) { message in logger.debug("\(message())") }
     }
 
     public func keyRing(_ logger: Logger) throws(StigmerError) -> KeyRing { try keys(logger).load() }

@@ -68,12 +68,14 @@ public enum KeySource {
 public final class KeyLoader {
     let keyFD: Int32?
     let home: String?
-    let log: (String) -> Void
+    /// Called with a message builder, evaluated only when the caller logs it (a key's id
+    /// costs a SHA-256: not on every launch).
+    let log: (() -> String) -> Void
     var ring: KeyRing?
 
     /// `keyFD` is read once (then closed); else `STIGMER_ENCRYPTION_KEY`, else the key
     /// file in the home (`home`, else `STIGMER_HOME`, else `~/.stigmer`).
-    public init(keyFD: Int32? = nil, home: String? = nil, log: @escaping (String) -> Void = { _ in }) {
+    public init(keyFD: Int32? = nil, home: String? = nil, log: @escaping (() -> String) -> Void = { _ in }) {
         self.keyFD = keyFD
         self.home = home
         self.log = log
@@ -90,7 +92,7 @@ public final class KeyLoader {
     public func load() throws(StigmerError) -> KeyRing {
         if let ring { return ring }
         let loaded = try KeySource.load(keyFD: keyFD, home: try StigmerHome.resolve(home))
-        log("loaded encryption keys \(loaded.keys.map(\.id).joined(separator: ",")) from \(loaded.source)")
+        log { "loaded encryption keys \(loaded.keys.map(\.id).joined(separator: ",")) from \(loaded.source)" }
         ring = loaded
         return loaded
     }

@@ -69,18 +69,27 @@ public struct Isolation {
         var rules = 0
         func walk(_ dir: String) {
             // An ancestor we cannot read: nothing beneath it is granted (more closed, not less).
-            guard let names = try? Directory.entries(dir) else { return }
-            for name in names {
+            guard let listing = opendir(dir) else { return }
+            defer { closedir(listing) }
+            let dirFD = dirfd(listing)
+            while let entry = readdir(listing) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+                if name == "." || name == ".." { continue }
                 let path = dir == "/" ? "/" + name : dir + "/" + name
                 if protectedSet.contains(path) { continue }
                 if ancestors.contains(path) { walk(path); continue }
+                var type = entry.pointee.d_type
                 var st = FileStatus()
+                if type == UInt8(DT_UNKNOWN) {
+                    guard fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                    type = st.st_mode & S_IFMT == S_IFDIR ? UInt8(DT_DIR) : st.st_mode & S_IFMT == S_IFLNK ? UInt8(DT_LNK) : UInt8(DT_REG)
+                }
                 // A symlink is not granted: what it points to is judged by its own place.
-                guard lstat(path, &st) == 0, st.st_mode & S_IFMT != S_IFLNK else { continue }
-                let fd = open(path, 0o10000000 /* O_PATH */ | O_CLOEXEC | O_NOFOLLOW)
+                if type == UInt8(DT_LNK) { continue }
+                let fd = openat(dirFD, name, 0o10000000 /* O_PATH */ | O_CLOEXEC | O_NOFOLLOW)
                 guard fd >= 0 else { continue }
                 defer { Sys.close(fd) }
-                let access = st.st_mode & S_IFMT == S_IFDIR ? all : all & fileRights
+                let access = type == UInt8(DT_DIR) ? all : all & fileRights
                 if stigmer_landlock_allow(ruleset, fd, access) == 0 { rules += 1 }
             }
         }

@@ -162,7 +162,7 @@ public enum Launch {
     static func open(_ plan: LaunchPlan) throws(StigmerError) -> SecretBytes {
         let names = plan.child.names
         let log = plan.logger
-        let keys = KeyLoader(keyFD: plan.location.keyFD, home: plan.location.home) { log.debug("\($0)") }
+        let keys = KeyLoader(keyFD: plan.location.keyFD, home: plan.location.home) { message in log.debug("\(message())") }
         // A --key-fd is read now, needed or not: left open it would pass to the fetch
         // helper and to the child (with the key in it).
         if plan.location.keyFD != nil { _ = try keys.load() }

@@ -44,7 +44,11 @@ public enum StoreFactory {
                                          _ body: @Sendable @escaping (any AsyncStore) async throws -> T) async throws(StigmerError) -> T {
         do {
             if StoreLocation.isPostgres(location) {
-                let client = PostgresClient(configuration: try PostgresStore.configuration(location), backgroundLogger: logger)
+                // The pool's own chatter (a lease queued before `run()` has started, say) is
+                // not the user's business: one line per error is (DESIGN.md §8).
+                var poolLogger = logger
+                poolLogger.logLevel = max(logger.logLevel, .error)
+                let client = PostgresClient(configuration: try PostgresStore.configuration(location), backgroundLogger: poolLogger)
                 let store = PostgresStore(client: client, logger: logger)
                 // Not a structured child: when the database is gone, the pool's shutdown
                 // can wait on a connection that never answers; the caller must not.

@@ -44,12 +44,13 @@ struct EnvFileTests {
 
     @Test func errorsNameFileAndLine() {
         let cases: [(String, String)] = [
-            ("A=1\n1BAD=x\n", "t.env:2: invalid variable name \"1BAD\""),
+            ("A=1\n1BAD=x\n", "t.env:2: invalid variable name before ="),
             ("A=1\n\nJUSTNAME\n", "t.env:3: expected KEY=VALUE"),
             ("A='open\nB=2\n", "t.env:1: unterminated single quote for A"),
             ("A=1\nB=\"never\nclosed\n", "t.env:2: unterminated double quote for B"),
             ("A='x' trailing\n", "t.env:1: unexpected text after the closing quote"),
-            ("MY-VAR=1\n", "t.env:1: invalid variable name \"MY-VAR\""),
+            ("MY-VAR=1\n", "t.env:1: invalid variable name before ="),
+            ("A=be\u{0}fore\n", "t.env:1: the value of A holds a NUL byte"),
         ]
         for (text, prefix) in cases {
             do {
@@ -58,6 +59,18 @@ struct EnvFileTests {
             } catch {
                 #expect(error.message.hasPrefix(prefix), "\(error.message)")
                 #expect(error.exitStatus == 65)
+            }
+        }
+    }
+
+    /// A --secret-file may hold only a token on a line: the message never echoes it.
+    @Test func linesAreNeverEchoed() {
+        for text in ["ghp_onlythetoken123\n", "sk-live-abc=x\n"] {
+            do {
+                _ = try EnvFile.parse(text, file: "t.env")
+                Issue.record("no error")
+            } catch {
+                #expect(!error.message.contains("ghp_onlythetoken123") && !error.message.contains("sk-live-abc"), "\(error.message)")
             }
         }
     }

@@ -1,0 +1,1070 @@
+"""The one shared module of helpers for the black-box tests of stigmer-exec and its
+companion stigmer-exec-full. Every test file imports from here; conftest.py holds only
+the pytest fixtures (and builds them from these helpers).
+
+- Binaries: $STIGMER_EXEC_BIN (absolute path), defaulting to <repo>/.build/debug/stigmer-exec;
+  the companion is stigmer-exec-full beside it. Shared examples live in
+  <repo>/../shared/examples/ and are only read.
+- Processes: `run` (to completion) and `spawn` (in the background) start a binary with a
+  clean environment (`base_env`), retrying while a build relinks it ("Text file busy").
+- Assertions and polling: `describe`, `ok`, `one_line_error`, `wait_for` (poll with a
+  timeout, raise naming what was awaited), `read_line`, `wait_exit`, `wait_gone`, …
+- The stored-context workflow: `key_init`, `apply_examples`, `create_context`, …
+- An MCP client (the official SDK's stdio client) for `mcp run` and wrapped configs.
+- Remote and PostgreSQL: `Server` (`stigmer-exec serve`), `PgCluster`, a recording
+  stand-in companion, gRPC stubs and RFC 9180 HPKE opening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import hmac
+import importlib
+import importlib.resources
+import json
+import os
+import pty
+import re
+import secrets
+import select
+import selectors
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+INTEGRATION_DIR = Path(__file__).resolve().parent
+REPO = INTEGRATION_DIR.parent
+EXAMPLES = REPO.parent / "shared" / "examples"
+TIMEOUT_S = 60
+
+DB = "stigmer.db"
+KEY_FILE = "encryption.key"
+MANIFESTS = [
+    "agent-github-reviewer.yaml",
+    "agentinstance-github-reviewer-prod.yaml",
+    "environment-base.yaml",
+    "environment-github-prod.yaml",
+]
+EXAMPLE_TOKEN = b"ghp_example0000000000000000000000000000"
+
+# A child that prints the named variables (None when unset) as one JSON object.
+PRINT_ENV = "import json,os,sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
+PYTHON = sys.executable  # absolute: children may get a minimal environment
+
+
+# --------------------------------------------------------------------------
+# the binaries
+
+
+def binary_path() -> Path:
+    """Where the launcher under test is expected to be (it may not exist)."""
+    override = os.environ.get("STIGMER_EXEC_BIN")
+    if override:
+        return Path(override)
+    return REPO / ".build" / "debug" / "stigmer-exec"
+
+
+def companion_path() -> Path:
+    """stigmer-exec-full, installed beside the launcher."""
+    return binary_path().parent / "stigmer-exec-full"
+
+
+# --------------------------------------------------------------------------
+# starting processes
+
+
+def retry_busy(fn, timeout: float = 20.0):
+    """Call fn(); while a build is replacing a binary ("Text file busy", as an OSError or
+    in a finished process's stderr), try again for up to `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fn()
+        except OSError as exc:
+            if exc.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+        else:
+            busy = isinstance(result, subprocess.CompletedProcess) and b"Text file busy" in (result.stderr or b"")
+            if not busy or time.monotonic() > deadline:
+                return result
+        time.sleep(0.2)
+
+
+def base_env(home, env_extra=None) -> dict:
+    """The environment the binary gets: PATH, HOME (the parent of `home`, a per-test
+    temporary directory), STIGMER_HOME=home, then `env_extra` (a None value unsets)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(Path(home).parent),
+        "STIGMER_HOME": str(home),
+    }
+    for name, value in (env_extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
+    return env
+
+
+def _fd_map_preexec(fd_map):
+    """A preexec_fn that places open descriptors at fixed numbers in the child."""
+    pairs = sorted(fd_map.items())
+    for child_fd, _ in pairs:
+        if child_fd < 3:
+            raise ValueError("fd_map is for descriptors >= 3; use input= for stdin")
+
+    def place_fds():  # runs in the child between fork and exec
+        for child_fd, parent_fd in pairs:
+            if parent_fd == child_fd:  # dup2 onto itself keeps FD_CLOEXEC
+                os.set_inheritable(child_fd, True)
+            else:
+                os.dup2(parent_fd, child_fd, inheritable=True)
+
+    return place_fds
+
+
+def _popen_kwargs(fd_map, kwargs: dict) -> dict:
+    """`fd_map` ({child_fd: parent_fd}) places descriptors at fixed numbers in the child
+    (e.g. {3: read_end} for `--key-fd 3`). Python's own descriptors are non-inheritable,
+    so only the mapped ones (and stdio) reach the child."""
+    if not fd_map:
+        return kwargs
+    place = _fd_map_preexec(fd_map)
+    other = kwargs.pop("preexec_fn", None)
+
+    def preexec():
+        place()
+        if other is not None:
+            other()
+
+    # pass_fds would force close_fds=True, and subprocess closes descriptors
+    # *after* preexec_fn, which would close the dup2'd ones again.
+    return {**kwargs, "close_fds": False, "preexec_fn": preexec}
+
+
+def run(args, home, input=None, env_extra=None, fd_map=None, *, timeout: float = TIMEOUT_S,
+        new_session: bool = False, prefix=(), binary=None, env=None, **kwargs):
+    """Run `[prefix…] stigmer-exec ARGS` to completion; return the CompletedProcess.
+
+    The environment is `base_env(home, env_extra)` unless `env` is given whole. stdin is
+    `input` (bytes) or /dev/null; stdout and stderr are captured as bytes. `new_session`
+    starts it with no controlling terminal (so even an unfiltered vhangup/TIOCSTI cannot
+    reach the terminal of whoever runs pytest). `binary` replaces the launcher (e.g.
+    companion_path()); other keyword arguments (cwd, preexec_fn, …) go to subprocess.
+    """
+    argv = [*map(str, prefix), str(binary or binary_path()), *[str(a) for a in args]]
+    popen = _popen_kwargs(fd_map, dict(kwargs))
+    return retry_busy(lambda: subprocess.run(
+        argv,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env if env is not None else base_env(home, env_extra),
+        timeout=timeout,
+        check=False,
+        start_new_session=new_session,
+        **popen,
+    ))
+
+
+def spawn(args, home, env_extra=None, *, stdin=subprocess.DEVNULL, binary=None, **kwargs) -> subprocess.Popen:
+    """Start the binary without waiting; stdout/stderr are pipes, stdin /dev/null (or `stdin`)."""
+    return retry_busy(lambda: subprocess.Popen(
+        [str(binary or binary_path()), *[str(a) for a in args]],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=base_env(home, env_extra),
+        **kwargs,
+    ))
+
+
+def kill_quietly(proc):
+    """Kill `proc` if it still runs and collect it (its pipes may already be closed)."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.communicate(timeout=TIMEOUT_S)
+    except ValueError:  # pipes already closed by an earlier communicate()
+        proc.wait(timeout=TIMEOUT_S)
+
+
+class PtyProcess:
+    """The binary started on a pseudo-terminal, as an interactive shell would start it: a
+    session leader whose controlling terminal is the pty (so its process group is the
+    terminal's foreground group) and whose stdin, stdout and stderr are the pty. The test
+    holds the master side: what it writes is typed at the terminal (b"\\x03" is Ctrl-C,
+    which the line discipline turns into SIGINT for the foreground group), what it reads
+    is the screen. `prefix` (an absolute command, e.g. strace) runs the binary under it.
+    Use as a context manager: the process is killed if still running."""
+
+    def __init__(self, args, home, env_extra=None, *, binary=None, prefix=()):
+        argv = [*map(str, prefix), str(binary or binary_path()), *[str(a) for a in args]]
+        env = base_env(home, env_extra)
+        pid, master = pty.fork()  # the child: setsid(), the pty as ctty and stdio
+        if pid == 0:
+            try:
+                # Python ignores SIGPIPE and SIGXFSZ; a shell would not hand that on.
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.pid, self.master = pid, master
+        self.output = b""
+        self.returncode = None
+        self._eof = False
+
+    def __enter__(self) -> "PtyProcess":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def foreground_group(self) -> int:
+        """The terminal's foreground process group."""
+        return os.tcgetpgrp(self.master)
+
+    def interrupt_char(self) -> bytes:
+        return termios.tcgetattr(self.master)[6][termios.VINTR]
+
+    def write(self, data: bytes):
+        os.write(self.master, data)
+
+    def _read(self, timeout: float):
+        """Append what the terminal shows within `timeout` s to self.output."""
+        if self._eof:
+            return
+        ready, _, _ = select.select([self.master], [], [], max(timeout, 0))
+        if not ready:
+            return
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError as exc:  # EIO: every process holding the terminal has gone
+            if exc.errno != errno.EIO:
+                raise
+            chunk = b""
+        if chunk:
+            self.output += chunk
+        else:
+            self._eof = True
+
+    def expect(self, pattern: bytes, timeout: float, what: str) -> re.Match:
+        """Read until `pattern` (a regex) appears on the terminal; return its match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = regex.search(self.output)
+            if m:
+                return m
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._eof:
+                why = "the terminal closed" if self._eof else f"timed out after {timeout} s"
+                raise AssertionError(f"{why} waiting for {what}; the terminal showed {self.output!r}")
+            self._read(min(remaining, 0.1))
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Read the terminal to the end, reap the process; its exit code (-N for signal N)."""
+        def exited():
+            self._read(0.05)
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == self.pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode is not None
+
+        wait_for(exited, timeout, lambda: f"pid {self.pid} on the terminal to exit (it showed {self.output!r})",
+                 interval=0.01)
+        # Output still buffered in the pty once the process has gone.
+        end = time.monotonic() + 1.0
+        while not self._eof and time.monotonic() < end:
+            self._read(0.05)
+        return self.returncode
+
+    def close(self):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+
+# --------------------------------------------------------------------------
+# assertions
+
+
+def describe(proc) -> str:
+    """A short description of a finished process, for assertion messages."""
+    return (
+        f"exit={proc.returncode}\n"
+        f"stdout={proc.stdout!r}\n"
+        f"stderr={proc.stderr!r}"
+    )
+
+
+def ok(proc):
+    assert proc.returncode == 0, describe(proc)
+    return proc
+
+
+def one_stderr_line(proc) -> str:
+    """stderr is exactly one newline-terminated line, and no crash report."""
+    err = proc.stderr.decode("utf-8", errors="replace")
+    assert len(err.splitlines()) == 1, f"expected exactly one stderr line:\n{describe(proc)}"
+    assert err.endswith("\n"), f"the stderr line is not newline-terminated:\n{describe(proc)}"
+    assert "Traceback" not in err and "Fatal error" not in err, describe(proc)
+    return err
+
+
+def one_line_error(proc, codes, *needles: str, secrets_=()) -> str:
+    """Exit code in `codes` (an int or several), empty stdout, exactly one stderr line
+    holding every needle, and none of `secrets_` (bytes) anywhere in the output."""
+    codes = (codes,) if isinstance(codes, int) else tuple(codes)
+    assert proc.returncode in codes, f"expected exit {codes}:\n{describe(proc)}"
+    assert proc.stdout == b"", describe(proc)
+    err = one_stderr_line(proc)
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in stderr:\n{describe(proc)}"
+    for secret in secrets_:
+        assert secret not in proc.stderr and secret not in proc.stdout, "a secret value is in the output"
+    return err
+
+
+def mode_of(path) -> int:
+    """The permission bits of `path` itself (a symlink is not followed)."""
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    if not root.exists():
+        return []
+    return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def env_lines(stdout: bytes) -> dict[str, str]:
+    """`env` output (no multi-line values expected) as a dict."""
+    out = {}
+    for line in stdout.decode().splitlines():
+        if "=" in line:
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+def parse_variable_table(stdout: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """(header fields, {NAME: (SECRET, LAYER)}) of `context get` or `plan` output: optional
+    `key value` header lines, then a NAME SECRET LAYER table."""
+    lines = stdout.decode().splitlines()
+    assert [line for line in lines if line.strip()], "no output where a table was expected"
+    header: dict[str, str] = {}
+    i = 0
+    while i < len(lines) and lines[i].strip() and lines[i].split()[0] != "NAME":
+        key, _, value = lines[i].strip().partition(" ")
+        header[key] = value.strip()
+        i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    assert i < len(lines), f"no table in {stdout!r}"
+    assert lines[i].split() == ["NAME", "SECRET", "LAYER"], lines[i]
+    rows = {}
+    for line in lines[i + 1:]:
+        if not line.strip():
+            continue
+        cells = line.split()
+        assert len(cells) == 3, f"row is not NAME SECRET LAYER: {line!r}"
+        assert cells[0] not in rows, f"duplicate row {cells[0]}"
+        assert cells[1] in ("yes", "no"), f"SECRET is not yes/no: {line!r}"
+        rows[cells[0]] = (cells[1], cells[2])
+    return header, rows
+
+
+def table_rows(stdout: bytes) -> dict[str, tuple[str, str]]:
+    """The NAME SECRET LAYER rows of `context get` / `plan` output."""
+    return parse_variable_table(stdout)[1]
+
+
+# --------------------------------------------------------------------------
+# polling, always with a timeout
+
+
+def wait_for(predicate, timeout: float, what, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy and return that; after
+    `timeout` s raise AssertionError naming `what` was awaited (`what` may be a callable
+    giving the text, evaluated then, e.g. to show the state that was last seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+        time.sleep(interval)
+
+
+def read_line(proc, timeout: float = 15.0) -> bytes:
+    """One line of proc.stdout, read byte by byte so the rest stays in the pipe. Returns
+    what came before EOF if the stream ends first; raises after `timeout` s."""
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while not buf.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {timeout} s waiting for a line on the stdout of pid "
+                                     f"{proc.pid} (got {buf!r}, exit {proc.poll()})")
+            if not sel.select(remaining):
+                continue
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def wait_exit(proc, timeout: float = 5.0) -> int:
+    """proc's exit status; raise if it has not exited within `timeout` s."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"timed out after {timeout} s waiting for process {proc.pid} to exit") from None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has exited all the same.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 5.0):
+    wait_for(lambda: not pid_alive(pid), timeout, f"process {pid} to exit", interval=0.02)
+
+
+def wait_file(path: Path, timeout: float = 5.0) -> str:
+    """The text of `path` once it exists and is not empty."""
+    wait_for(lambda: path.exists() and path.stat().st_size > 0, timeout, f"{path} to be written", interval=0.02)
+    return path.read_text()
+
+
+# --------------------------------------------------------------------------
+# small things
+
+
+def new_canary(tag: str = "canary") -> bytes:
+    """A random value to plant as a secret and look for where it must not be."""
+    return f"{tag}-{secrets.token_hex(12)}".encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write(tmp_path, name: str, text) -> Path:
+    path = Path(tmp_path) / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def write_json(path: Path, doc) -> Path:
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def print_env(names) -> list[str]:
+    """A child command that prints the named variables as one JSON object."""
+    return ["python3", "-c", PRINT_ENV, *names]
+
+
+# --------------------------------------------------------------------------
+# manifests and limits
+
+
+def env_manifest(name: str, data: dict[str, str], secret=()) -> str:
+    """An Environment manifest (YAML) holding `data`; the names in `secret` are secret."""
+    text = f"apiVersion: agentic.stigmer.ai/v1\nkind: Environment\nmetadata:\n  name: {name}\nspec:\n  data:\n"
+    for var, value in data.items():
+        text += f"    {var}:\n      value: {value}\n"
+        if var in secret:
+            text += "      is_secret: true\n"
+    return text
+
+
+# An Environment whose second variable has a name that is not a POSIX name, on line 9.
+BAD_NAME_ENV = (
+    "apiVersion: agentic.stigmer.ai/v1\n"  # 1
+    "kind: Environment\n"  # 2
+    "metadata:\n"  # 3
+    "  name: bad\n"  # 4
+    "spec:\n"  # 5
+    "  data:\n"  # 6
+    "    GOOD:\n"  # 7
+    "      value: a\n"  # 8
+    "    BAD-NAME:\n"  # 9
+    "      value: b\n"  # 10
+)
+BAD_NAME_LINE = 9
+
+ADDRESS_SPACE = "Max address space"
+CORE_FILE_SIZE = "Max core file size"
+
+
+def limits_of(proc) -> dict[str, tuple[str, str]]:
+    """Parse `cat /proc/self/limits` output: {"Max core file size": (soft, hard)}."""
+    out = {}
+    for line in proc.stdout.decode().splitlines()[1:]:
+        m = re.match(r"^(.*?)\s{2,}(\S+)\s+(\S+)", line)
+        if m:
+            out[m.group(1).strip()] = (m.group(2), m.group(3))
+    return out
+
+
+# --------------------------------------------------------------------------
+# the stored-context workflow
+
+
+def key_init(home) -> str:
+    """`key init` in `home`; return the key file's base64 text."""
+    ok(run(["key", "init"], home))
+    return (Path(home) / KEY_FILE).read_text().strip()
+
+
+def apply_examples(home, examples, *extra, store=None, log=()):
+    """`apply` the four example manifests (and `extra` files), into `store` if given."""
+    args = ["apply", *log]
+    if store:
+        args += ["--store", store]
+    for name in MANIFESTS:
+        args += ["-f", Path(examples) / name]
+    for path in extra:
+        args += ["-f", path]
+    return ok(run(args, home))
+
+
+def create_context(home, exec_id, *args, secret_stdin: bytes | None = None, env_extra=None, store=None):
+    """`context create [--store STORE] --execution-id exec_id ARGS`; stdin is secret_stdin + newline."""
+    return run(
+        ["context", "create", *(["--store", store] if store else []), "--execution-id", exec_id, *args],
+        home,
+        input=None if secret_stdin is None else secret_stdin + b"\n",
+        env_extra=env_extra,
+    )
+
+
+def simple_context(home, exec_id, canary: bytes, *extra):
+    """A context with CTX_PLAIN=plain and the secret CTX_SECRET=canary."""
+    return ok(
+        create_context(home, exec_id, "--env", "CTX_PLAIN=plain", "--secret", "CTX_SECRET", *extra, secret_stdin=canary)
+    )
+
+
+# --------------------------------------------------------------------------
+# the example story: `context create STORY_ARGS` with the secret SLACK_WEBHOOK on stdin
+
+STORY_ARGS = ["--instance", "github-reviewer-prod", "--env", "LOG_LEVEL=trace", "--secret", "SLACK_WEBHOOK"]
+STORY_NAMES = ["LOG_LEVEL", "TIMEOUT", "GITHUB_TOKEN", "GITHUB_ORG", "SLACK_WEBHOOK"]
+STORY_LAYERS = {
+    "LOG_LEVEL": ("no", "runtime"),
+    "TIMEOUT": ("no", "environment:base"),
+    "GITHUB_TOKEN": ("yes", "environment:github-prod"),
+    "GITHUB_ORG": ("no", "environment:github-prod"),
+    "SLACK_WEBHOOK": ("yes", "runtime"),
+}
+
+
+def story_values(canary: bytes) -> dict[str, str]:
+    """What `--instance github-reviewer-prod --env LOG_LEVEL=trace --secret SLACK_WEBHOOK` gives."""
+    return {
+        "LOG_LEVEL": "trace",
+        "TIMEOUT": "30s",
+        "GITHUB_TOKEN": EXAMPLE_TOKEN.decode(),
+        "GITHUB_ORG": "my-org",
+        "SLACK_WEBHOOK": canary.decode(),
+    }
+
+
+# --------------------------------------------------------------------------
+# MCP: a context for the probe server, its configs, and a real MCP client
+
+SERVER_SCRIPT = INTEGRATION_DIR / "mcp_env_server.py"
+MCP_EXEC_ID = "mcp-1"
+PLAIN_ORG = "acme-org-7"
+LIT_TEMPLATE = "costs $$5 and $${x}"
+SESSION_TIMEOUT_S = 20
+PROBE_TOOLS = {"env_names", "env_value", "secret_digest", "cwd", "argv", "pid", "env_digests"}
+
+
+class McpContext:
+    """A home with a key and the execution context the MCP tests start from:
+    PLAIN_ORG, WORKDIR and the secrets SECRET_TOKEN and UNUSED_SECRET (random canaries)."""
+
+    def __init__(self, home: Path, tmp_path: Path, exec_id: str = MCP_EXEC_ID):
+        self.home = home
+        self.tmp = tmp_path
+        self.exec_id = exec_id
+        self.token = f"tok-{secrets.token_hex(16)}".encode()
+        self.unused = f"unused-{secrets.token_hex(16)}".encode()
+        self.workdir = tmp_path / "wd"
+        self.workdir.mkdir()
+        self.key = key_init(home)
+        ok(create_context(home, exec_id, "--env", f"PLAIN_ORG={PLAIN_ORG}", "--env", f"WORKDIR={self.workdir}",
+                          "--secret", "SECRET_TOKEN", "--secret", "UNUSED_SECRET",
+                          secret_stdin=self.token + b"\n" + self.unused))
+
+    @property
+    def canaries(self) -> tuple[bytes, bytes]:
+        return (self.token, self.unused)
+
+    def assert_no_canary(self, *blobs: bytes):
+        for blob in blobs:
+            for canary in self.canaries:
+                assert canary not in blob, "a secret canary leaked (value not shown)"
+
+
+def envsrv_claude(marker: Path, extra_servers: dict | None = None) -> dict:
+    """An mcpServers config: `envsrv` (the probe server, stdio) and `remote` (http)."""
+    servers = {
+        "envsrv": {
+            "command": PYTHON,
+            "args": [str(SERVER_SCRIPT), "--org=${PLAIN_ORG}"],
+            "env": {
+                "TOKEN": "${SECRET_TOKEN}",
+                "ORG": "${PLAIN_ORG}",
+                "LEVEL": "${LOG_LEVEL:-info}",
+                "LIT": LIT_TEMPLATE,
+                "SHUTDOWN_MARKER": str(marker),
+            },
+            "cwd": "${WORKDIR:-/tmp}",
+        },
+        "remote": {
+            "type": "http",
+            "url": "https://mcp.example.invalid/search?org=${PLAIN_ORG}",
+            "headers": {"Authorization": "Bearer ${SECRET_TOKEN}"},
+        },
+    }
+    servers.update(extra_servers or {})
+    return {"mcpServers": servers}
+
+
+async def _call(session, tool: str, **arguments):
+    result = await session.call_tool(tool, arguments)
+    assert not result.is_error, f"tool {tool} failed: {result}"
+    assert isinstance(result.structured_content, dict) and "result" in result.structured_content, result
+    return result.structured_content["result"]
+
+
+def probe(command, args, env, errlog_path: Path, cwd=None) -> dict:
+    """Start `command args` (in `cwd`) with the MCP SDK's stdio client, initialise, list
+    tools and ask the probe server everything; return what it said. The session is closed
+    (stdin EOF, as the SDK does) before this returns. The SDK adds its default variables
+    (HOME, LOGNAME, PATH, SHELL, TERM, USER of this process) under `env`."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=str(command), args=[str(a) for a in args], env=env,
+                                   cwd=None if cwd is None else str(cwd))
+
+    async def session_run() -> dict:
+        with open(errlog_path, "w") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    init = await session.initialize()
+                    tools = {tool.name for tool in (await session.list_tools()).tools}
+                    out = {
+                        "server_name": init.server_info.name,
+                        "tools": tools,
+                        "env_names": await _call(session, "env_names"),
+                        "digest": await _call(session, "secret_digest", name="TOKEN"),
+                        "env_digests": await _call(session, "env_digests"),
+                        "cwd": await _call(session, "cwd"),
+                        "argv": await _call(session, "argv"),
+                        "pid": await _call(session, "pid"),
+                    }
+                    for name in ("LEVEL", "LIT", "ORG"):
+                        out[name] = await _call(session, "env_value", name=name)
+            return out
+
+    return asyncio.run(asyncio.wait_for(session_run(), SESSION_TIMEOUT_S))
+
+
+# --------------------------------------------------------------------------
+# the server
+
+OPERATOR_TOKEN = "op-" + secrets.token_hex(20)
+TOKEN_RE = re.compile(rb"stx_[A-Za-z0-9_\-]+")
+SERVING_RE = re.compile(rb"stigmer-exec: serving on (grpcs?)://127\.0\.0\.1:(\d+)")
+HIDDEN_MSG = "permission denied, or no such context for this token"
+
+
+class Server:
+    """`stigmer-exec serve` on 127.0.0.1; stderr is collected in the background."""
+
+    def __init__(self, home, tmp_path, *, store=None, port=0, tls=None, sweep="60s", log_level="info",
+                 ttl=None, token=OPERATOR_TOKEN, env_extra=None):
+        self.home = Path(home)
+        self.token_file = Path(tmp_path) / f"operator-token-{secrets.token_hex(4)}"
+        self.token_file.write_text(token + "\n")
+        self.token_file.chmod(0o600)
+        self.args = ["serve", "--listen", f"127.0.0.1:{port}", "--operator-token-file", self.token_file,
+                     "--log-level", log_level, "--sweep-interval", sweep]
+        if store:
+            self.args += ["--store", store]
+        if tls:
+            self.args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if ttl:
+            self.args += ["--ttl", ttl]
+        self.env_extra = env_extra
+        self.proc = None
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._reader = None
+        self.scheme = self.port = self.url = None
+
+    def start(self, timeout: float = 15.0) -> "Server":
+        self.proc = spawn(self.args, self.home, self.env_extra)
+        self.proc.stdout.close()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+        def bound():
+            m = SERVING_RE.search(self.stderr)
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode} before binding:\n{self.stderr!r}")
+            return None
+
+        m = wait_for(bound, timeout, "the 'serving on' line")
+        self.scheme = m.group(1).decode()
+        self.port = int(m.group(2))
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        return self
+
+    def _drain(self):
+        fd = self.proc.stderr.fileno()
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            with self._lock:
+                self._buf += chunk
+
+    @property
+    def stderr(self) -> bytes:
+        with self._lock:
+            return bytes(self._buf)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the server, wait for it, return its exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=TIMEOUT_S)
+            raise AssertionError(f"serve did not exit within {timeout} s of {sig!r}:\n{self.stderr!r}")
+        finally:
+            if self._reader:
+                self._reader.join(timeout=5)
+            self.proc.stderr.close()
+        return code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=TIMEOUT_S)
+        if self._reader:
+            self._reader.join(timeout=5)
+
+
+def remote_create(home, server_url, exec_id, *args, secret_stdin: bytes | None = None, token=OPERATOR_TOKEN,
+                  env_extra=None):
+    """`context create --server URL --execution-id ID ARGS` with `token` in STIGMER_TOKEN."""
+    env = {"STIGMER_TOKEN": token} if token is not None else {}
+    env.update(env_extra or {})
+    return run(["context", "create", "--server", server_url, "--execution-id", exec_id, *args], home,
+               input=None if secret_stdin is None else secret_stdin + b"\n", env_extra=env)
+
+
+def created_token(proc) -> str:
+    """The execution token of a successful `context create --server`: stdout is that one line."""
+    ok(proc)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, f"stdout must be exactly the token line:\n{describe(proc)}"
+    assert TOKEN_RE.fullmatch(lines[0]), describe(proc)
+    assert lines[0] not in proc.stderr, "the token also went to stderr"
+    return lines[0].decode()
+
+
+def remote_cli(home, server_url, *args, token=OPERATOR_TOKEN):
+    """`context ARGS --server URL` with `token` in STIGMER_TOKEN."""
+    env = {"STIGMER_TOKEN": token} if token is not None else {}
+    return run(["context", *args, "--server", server_url], home, env_extra=env)
+
+
+def remote_run(home, server_url, exec_id, cmd, *, token=None, extra=(), env_extra=None):
+    env = {} if token is None else {"STIGMER_TOKEN": token}
+    env.update(env_extra or {})
+    return run(["run", "--server", server_url, "--execution-id", exec_id, *extra, "--", *cmd], home, env_extra=env)
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+
+def pg_bin() -> Path:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                        if p.parent.name.isdigit() else 0)
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
+    return candidates[-1]
+
+
+def _as_postgres(cmd) -> list[str]:
+    return (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + [str(c) for c in cmd]
+
+
+class PgCluster:
+    """A PostgreSQL cluster on 127.0.0.1, owned (started here) or external."""
+
+    def __init__(self, host: str, port: int, user: str = "stigmer", base: Path | None = None):
+        self.host, self.port, self.user = host, port, user
+        self.base = base  # None: external, never started, stopped or restarted here
+
+    @property
+    def owned(self) -> bool:
+        return self.base is not None
+
+    @classmethod
+    def external(cls, url: str) -> "PgCluster":
+        parts = urlsplit(url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 5432, parts.username or "stigmer")
+
+    @classmethod
+    def create(cls) -> "PgCluster":
+        # Not under pytest's tmp dir: /tmp/pytest-of-root is 0700, and postgres is not root.
+        base = Path(tempfile.mkdtemp(prefix="stigmer-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(base, user="postgres")
+        cluster = cls("127.0.0.1", free_port(), base=base)
+        proc = subprocess.run(_as_postgres([pg_bin() / "initdb", "-D", base / "data", "-A", "trust", "-U", "stigmer"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if proc.returncode != 0:
+            shutil.rmtree(base, ignore_errors=True)
+            raise RuntimeError(f"initdb failed: {proc.stderr.decode(errors='replace')}")
+        cluster.start()
+        return cluster
+
+    def _ctl(self, *args, check=True):
+        proc = subprocess.run(_as_postgres([pg_bin() / "pg_ctl", "-D", self.base / "data", *args]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if check and proc.returncode != 0:
+            log = (self.base / "log").read_text(errors="replace") if (self.base / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl {args} failed: {proc.stderr.decode(errors='replace')}\n{log[-2000:]}")
+        return proc
+
+    def _opts(self) -> str:
+        return (f"-k {self.base} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+                f"-c max_connections=200")
+
+    def start(self):
+        assert self.owned
+        self._ctl("-o", self._opts(), "-l", self.base / "log", "-w", "start")
+
+    def stop(self, mode: str = "fast"):
+        assert self.owned
+        self._ctl("-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast"):
+        assert self.owned
+        self._ctl("-m", mode, "-o", self._opts(), "-l", self.base / "log", "-w", "restart")
+
+    def destroy(self):
+        if not self.owned:
+            return
+        self._ctl("-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def url(self, db: str) -> str:
+        return f"postgres://{self.user}@{self.host}:{self.port}/{db}"
+
+    def psql(self, db: str, sql: str) -> str:
+        """Run SQL as the cluster's user; return unaligned, tuples-only output."""
+        proc = subprocess.run(
+            ["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port),
+             "-U", self.user, "-d", db, "-c", sql],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+            env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"psql {sql!r} failed: {proc.stderr.decode(errors='replace')}")
+        return proc.stdout.decode().strip()
+
+    def create_db(self, prefix: str = "t") -> str:
+        name = f"{prefix}_{secrets.token_hex(6)}"
+        self.psql("postgres", f"CREATE DATABASE {name}")
+        return name
+
+    def drop_db(self, name: str):
+        try:
+            self.psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except AssertionError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# a recording stand-in for stigmer-exec-full (via $STIGMER_EXEC_FULL)
+
+RECORDER = r'''#!{python}
+import json, os, subprocess, sys
+# Descriptors the launcher hands the helper (the token on 3) pass through, as exec would.
+passed = [fd for fd in range(3, 64) if fd != 1 and os.path.exists("/proc/self/fd/%d" % fd)]
+for fd in passed:
+    os.set_inheritable(fd, True)
+out = subprocess.run([{real!r}, *sys.argv[1:]], stdout=subprocess.PIPE, pass_fds=passed)
+n = len(os.listdir({logdir!r}))
+with open(os.path.join({logdir!r}, "call-%03d.json" % n), "w") as f:
+    json.dump({{"argv": sys.argv[1:], "env": sorted(os.environ), "stdout": out.stdout.hex(),
+               "code": out.returncode}}, f)
+sys.stdout.buffer.write(out.stdout)
+sys.stdout.flush()
+sys.exit(out.returncode)
+'''
+
+
+def recording_companion(tmp_path) -> tuple[Path, Path]:
+    """(script, log dir): a stand-in companion that runs the real one and records each call's
+    argv, environment names and stdout."""
+    logdir = Path(tmp_path) / "helper-calls"
+    logdir.mkdir()
+    script = Path(tmp_path) / "recording-companion"
+    script.write_text(RECORDER.format(python=sys.executable, real=str(companion_path()), logdir=str(logdir)))
+    script.chmod(0o755)
+    return script, logdir
+
+
+def recorded_calls(logdir: Path) -> list[dict]:
+    calls = []
+    for path in sorted(logdir.glob("call-*.json")):
+        call = json.loads(path.read_text())
+        call["stdout"] = bytes.fromhex(call["stdout"])
+        calls.append(call)
+    return calls
+
+
+# --------------------------------------------------------------------------
+# gRPC stubs and HPKE
+
+PROTO = REPO / "Protos" / "stigmer" / "exec" / "v1" / "execution_context.proto"
+
+
+def generate_stubs(out_dir: Path):
+    """Generate execution_context_pb2{,_grpc} from the .proto into out_dir; import them."""
+    from grpc_tools import protoc  # grpcio-tools
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    include = importlib.resources.files("grpc_tools") / "_proto"
+    rc = protoc.main([
+        "grpc_tools.protoc",
+        f"-I{PROTO.parent}",
+        f"-I{include}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        str(PROTO),
+    ])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed with {rc}")
+    sys.path.insert(0, str(out_dir))
+    try:
+        pb2 = importlib.import_module("execution_context_pb2")
+        pb2_grpc = importlib.import_module("execution_context_pb2_grpc")
+    finally:
+        sys.path.remove(str(out_dir))
+    return pb2, pb2_grpc
+
+
+HPKE_INFO = b"stigmer-exec/v1 context"
+KEM_ID, KDF_ID, AEAD_ID = 0x0020, 0x0001, 0x0003
+
+
+def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt or bytes(32), b"HPKE-v1" + suite_id + label + ikm, hashlib.sha256).digest()
+
+
+def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
+    labeled_info = length.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + info
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + labeled_info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def hpke_open_all(private_key, enc: bytes, ciphertexts: list[bytes], aads: list[bytes],
+                  info: bytes = HPKE_INFO) -> list[bytes]:
+    """RFC 9180 base mode, one context, messages opened in order (sequence 0, 1, …)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    pk_rm = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    dh = private_key.exchange(X25519PublicKey.from_public_bytes(enc))
+    kem_suite = b"KEM" + KEM_ID.to_bytes(2, "big")
+    eae_prk = _labeled_extract(kem_suite, b"", b"eae_prk", dh)
+    shared_secret = _labeled_expand(kem_suite, eae_prk, b"shared_secret", enc + pk_rm, 32)
+
+    suite = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + AEAD_ID.to_bytes(2, "big")
+    psk_id_hash = _labeled_extract(suite, b"", b"psk_id_hash", b"")
+    info_hash = _labeled_extract(suite, b"", b"info_hash", info)
+    ks_context = b"\x00" + psk_id_hash + info_hash
+    secret = _labeled_extract(suite, shared_secret, b"secret", b"")
+    key = _labeled_expand(suite, secret, b"key", ks_context, 32)
+    base_nonce = _labeled_expand(suite, secret, b"base_nonce", ks_context, 12)
+    aead = ChaCha20Poly1305(key)
+    out = []
+    for seq, (ct, aad) in enumerate(zip(ciphertexts, aads)):
+        nonce = bytes(a ^ b for a, b in zip(base_nonce, seq.to_bytes(12, "big")))
+        out.append(aead.decrypt(nonce, ct, aad))
+    return out
+
+
+def value_aad(execution_id: str, name: str) -> bytes:
+    return b"stigmer-exec/v1\x00" + execution_id.encode() + b"\x00" + name.encode()

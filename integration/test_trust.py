@@ -1,0 +1,329 @@
+"""Trust boundaries, attacked from outside (SECURITY.md's attackers): the child, another
+process of the same user, the careless user. Each test performs the attack against the
+built binary and shows it fails; the control shows the check is not blind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    CORE_FILE_SIZE,
+    OPERATOR_TOKEN,
+    PYTHON,
+    Server,
+    base_env,
+    companion_path,
+    create_context,
+    describe,
+    key_init,
+    kill_quietly,
+    new_canary,
+    ok,
+    one_line_error,
+    pid_alive,
+    recorded_calls,
+    recording_companion,
+    remote_create,
+    created_token,
+    run,
+    simple_context,
+    spawn,
+    wait_for,
+    wait_gone,
+    write,
+)
+
+# --------------------------------------------------------------------------
+# the child: it must not open the launcher's key, store or token files
+
+
+READ_ATTEMPT = r"""
+import json, os, sys
+out = {}
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        out[path] = "read"
+    except OSError as e:
+        out[path] = e.strerror
+print(json.dumps(out))
+"""
+
+
+def attempt_reads(home, paths, *extra, exec_id="trust-1"):
+    proc = run(["run", "--execution-id", exec_id, *extra, "--", PYTHON, "-c", READ_ATTEMPT, *map(str, paths)], home)
+    return json.loads(ok(proc).stdout)
+
+
+@pytest.mark.parametrize("mode", [[], ["--init"], ["--mask-output"], ["--seccomp", "none"]])
+def test_child_cannot_open_the_key_or_the_store(home, mode):
+    """A compromised child (root here, as in CI) tries the key file and the store directly
+    and through /proc/1/root; Landlock refuses, also without a seccomp filter."""
+    key_init(home)
+    simple_context(home, "trust-1", new_canary())
+    targets = [home / "encryption.key", home / "stigmer.db", Path(f"/proc/1/root{home}/encryption.key")]
+    result = attempt_reads(home, targets, *mode)
+    assert all(v == "Permission denied" for v in result.values()), result
+    # Control: the same child with --no-isolation reads both (the check is not blind).
+    control = attempt_reads(home, targets[:2], "--no-isolation", *mode)
+    assert all(v == "read" for v in control.values()), control
+
+
+def test_child_cannot_list_the_home_or_reach_a_store_elsewhere(home, tmp_path):
+    key_init(home)
+    stores = home.parent / "stores"
+    stores.mkdir()
+    store = stores / "ctx.db"
+    ok(create_context(home, "trust-2", "--secret", "S", secret_stdin=new_canary(), store=store))
+    proc = run(["run", "--store", store, "--execution-id", "trust-2", "--", PYTHON, "-c",
+                "import os,sys\nfor p in sys.argv[1:]:\n try: os.listdir(p); print(p, 'listed')\n except OSError as e: print(p, e.strerror)",
+                home, store.parent], home)
+    lines = ok(proc).stdout.decode().splitlines()
+    assert lines == [f"{home} Permission denied", f"{stores} Permission denied"], lines
+    # What exists beside them still works: the test's own tmp_path, /usr, /etc.
+    proc = run(["run", "--execution-id", "trust-2", "--store", store, "--", "sh", "-c",
+                f"echo ok > {tmp_path}/written && cat /etc/hostname >/dev/null && ls /usr/bin >/dev/null && echo fine"], home)
+    assert ok(proc).stdout == b"fine\n" and (tmp_path / "written").read_text() == "ok\n"
+
+
+def test_require_and_no_isolation_conflict(home):
+    proc = run(["run", "--env", "A=1", "--require-isolation", "--no-isolation", "--", "true"], home)
+    one_line_error(proc, 64, "--require-isolation")
+
+
+def test_token_file_is_out_of_reach(home, tmp_path):
+    """A --token-file is protected like the key (remote mode: no key on disk at all)."""
+    token = home.parent / "token"
+    token.write_text("stx_not_a_real_token\n")
+    token.chmod(0o600)
+    # The fetch fails (no server): what matters is that the ruleset is built first and
+    # names the file. Ask for it in debug output.
+    proc = run(["run", "--server", "grpc://127.0.0.1:1", "--fetch-timeout", "1s", "--token-file", token,
+                "--execution-id", "t", "--log-level", "debug", "--", "true"], home)
+    assert b"landlock ruleset" in proc.stderr and str(token).encode() in proc.stderr, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# the child dies with its supervisor
+
+
+@pytest.mark.parametrize("mode", [["--init"], ["--mask-output"], ["--init", "--mask-output"]])
+def test_child_dies_with_a_sigkilled_supervisor(home, tmp_path, mode):
+    pidfile = tmp_path / "child-pid"
+    launcher = spawn(["run", "--env", "A=1", *mode, "--", "sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], home)
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, f"{pidfile} written")
+        child = int(pidfile.read_text())
+        assert pid_alive(child)
+        launcher.kill()  # SIGKILL: no chance to forward anything
+        launcher.wait(timeout=10)
+        wait_gone(child, timeout=10)
+    finally:
+        kill_quietly(launcher)
+
+
+# --------------------------------------------------------------------------
+# every process of both executables: non-dumpable, no core
+
+
+def proc_limits(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+        name = line[:26].strip()
+        out[name] = line[26:].split()[0]
+    return out
+
+
+def test_serve_has_no_core_limit(home, tmp_path):
+    key_init(home)
+    server = Server(home, tmp_path).start()
+    try:
+        assert proc_limits(server.proc.pid)[CORE_FILE_SIZE] == "0"
+    finally:
+        server.stop()
+
+
+def test_companion_is_not_dumpable(tmp_path):
+    """Another process of the same (non-root) user cannot read the companion's
+    /proc/PID/environ: a non-dumpable process's /proc files belong to root. The control, a
+    plain process of that user, has them owned by the user."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts, never answers: the companion waits
+    port = listener.getsockname()[1]
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PATH": "/usr/bin:/bin", "STIGMER_TOKEN": "stx_t", "HOME": "/nonexistent"}
+    companion = subprocess.Popen(
+        [*nobody, str(companion_path()), "context", "get", "x", "--server", f"grpc://127.0.0.1:{port}",
+         "--fetch-timeout", "20s"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    control = subprocess.Popen([*nobody, "sleep", "20"], env=env)
+    try:
+        def owner(pid):
+            try:
+                return os.stat(f"/proc/{pid}/environ").st_uid
+            except FileNotFoundError:
+                return None
+        # setpriv execs the companion in the same pid; wait until it is the companion.
+        wait_for(lambda: Path(f"/proc/{companion.pid}/exe").resolve().name == "stigmer-exec-full", 10, "the companion started")
+        wait_for(lambda: owner(control.pid) == 65534, 10, "the control runs as nobody")
+        wait_for(lambda: owner(companion.pid) == 0, 10, "the companion's /proc files owned by root (non-dumpable)")
+        assert proc_limits(companion.pid)[CORE_FILE_SIZE] == "0"
+    finally:
+        for p in (companion, control):
+            p.kill()
+            p.wait()
+        listener.close()
+
+
+def test_token_reaches_the_fetch_helper_over_a_descriptor(home, tmp_path):
+    script, logdir = recording_companion(tmp_path)
+    proc = run(["run", "--server", "grpc://127.0.0.1:1", "--fetch-timeout", "1s", "--execution-id", "t", "--", "true"],
+               home, env_extra={"STIGMER_TOKEN": "stx_secret_token_value", "STIGMER_EXEC_FULL": script})
+    assert proc.returncode == 69, describe(proc)
+    calls = recorded_calls(logdir)
+    assert len(calls) == 1, calls
+    assert "STIGMER_TOKEN" not in calls[0]["env"], calls[0]
+    assert "--token-fd" in calls[0]["argv"] and "stx_secret_token_value" not in repr(calls[0]), calls[0]
+
+
+def test_postgres_url_never_reaches_an_argv_we_build(home, tmp_path):
+    script, logdir = recording_companion(tmp_path)
+    url = "postgres://user:hunter2@127.0.0.1:1/db"
+    proc = run(["run", "--execution-id", "t", "--", "true"], home,
+               env_extra={"STIGMER_STORE": url, "STIGMER_EXEC_FULL": script})
+    assert proc.returncode != 0
+    calls = recorded_calls(logdir)
+    assert calls and "hunter2" not in " ".join(calls[0]["argv"]), calls
+    assert "STIGMER_STORE" in calls[0]["env"], calls
+    # In the user's own argv it works but is warned about.
+    proc = run(["run", "--store", url, "--execution-id", "t", "--", "true"], home, env_extra={"STIGMER_EXEC_FULL": script})
+    assert b"--store holds a database password" in proc.stderr and b"hunter2" not in proc.stderr, describe(proc)
+
+
+def test_operator_token_file_must_be_private(home, tmp_path):
+    key_init(home)
+    token = tmp_path / "operator-token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    token.chmod(0o644)
+    proc = run(["serve", "--listen", "127.0.0.1:0", "--operator-token-file", token], home)
+    one_line_error(proc, 77, "0600", secrets_=(OPERATOR_TOKEN.encode(),))
+
+
+def test_server_ttl_bounds(home, tmp_path):
+    """ttl_seconds near 2^63 used to trap the server; 10^15 was accepted."""
+    from helpers import generate_stubs
+    import grpc
+    key_init(home)
+    server = Server(home, tmp_path).start()
+    try:
+        pb2, pb2_grpc = generate_stubs(tmp_path / "stubs")
+        channel = grpc.insecure_channel(server.url.removeprefix("grpc://"))
+        stub = pb2_grpc.ExecutionContextServiceStub(channel)
+        md = [("authorization", f"Bearer {OPERATOR_TOKEN}")]
+        for ttl in (2**63 - 1, 10**15, -5):
+            req = pb2.CreateExecutionContextRequest(ttl_seconds=ttl)
+            req.spec.execution_id = f"ttl-{abs(ttl) % 1000}"
+            with pytest.raises(grpc.RpcError) as e:
+                stub.CreateExecutionContext(req, metadata=md, timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert server.proc.poll() is None, "the server died"
+        ok_req = pb2.CreateExecutionContextRequest(ttl_seconds=3600)
+        ok_req.spec.execution_id = "ttl-ok"
+        stub.CreateExecutionContext(ok_req, metadata=md, timeout=10)
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------
+# careless input: one clear line, never a value, nothing half-done
+
+
+def test_secret_file_line_without_equals_is_not_echoed(home, tmp_path):
+    token = "ghp_onlythetoken0123456789"
+    f = write(tmp_path, "token.env", token + "\n")
+    proc = run(["run", "--secret-file", f, "--", "true"], home)
+    one_line_error(proc, 65, "token.env:1", secrets_=(token.encode(),))
+
+
+def test_secret_in_mcp_command_is_not_echoed(home, tmp_path):
+    key_init(home)
+    secret = new_canary("cmd")
+    ok(create_context(home, "trust-cmd", "--secret", "CMD", secret_stdin=secret))
+    cfg = write(tmp_path, "c.json", json.dumps({"mcpServers": {"s": {"command": "${CMD}"}}}))
+    proc = run(["mcp", "run", "--execution-id", "trust-cmd", "--config", cfg, "--server", "s"], home)
+    assert proc.returncode == 127 and secret not in proc.stderr + proc.stdout, describe(proc)
+    warning, error = proc.stderr.decode().splitlines()
+    assert "command holds a secret" in warning and 'command not found: "${CMD}"' in error, describe(proc)
+
+
+@pytest.mark.parametrize("where", ["env-file", "stdin", "manifest", "flag"])
+def test_nul_in_a_value_is_refused_with_its_place(home, tmp_path, where):
+    marker = tmp_path / "ran"
+    cmd = ["--", "sh", "-c", f"touch {marker}"]
+    if where == "env-file":
+        f = tmp_path / "nul.env"
+        f.write_bytes(b"A=ok\nB=be\x00fore\n")
+        proc = run(["run", "--env-file", f, *cmd], home)
+        one_line_error(proc, 65, "nul.env:2", "NUL")
+    elif where == "stdin":
+        proc = run(["run", "--secret", "S", *cmd], home, input=b"be\x00fore\n")
+        one_line_error(proc, 65, "NUL")
+    elif where == "manifest":
+        key_init(home)
+        f = write(tmp_path, "env.yaml", 'apiVersion: agentic.stigmer.ai/v1\nkind: Environment\nmetadata: {name: e}\n'
+                  'spec:\n  data:\n    A:\n      value: "be\\0fore"\n')
+        proc = run(["apply", "-f", f], home)
+        one_line_error(proc, 65, "NUL")
+    else:
+        proc = run(["run", "--env", "A=x\x01", *cmd], home)  # argv cannot carry a NUL: the nearest check
+        assert proc.returncode == 0 or proc.returncode == 65
+        return
+    assert not marker.exists()
+
+
+def test_fifo_store_is_refused_not_waited_on(home, tmp_path):
+    fifo = tmp_path / "store.fifo"
+    os.mkfifo(fifo)
+    proc = run(["run", "--store", fifo, "--execution-id", "x", "--", "true"], home, timeout=20)
+    one_line_error(proc, 65, "not a regular file")
+
+
+def test_secret_file_from_a_slow_writer(home, tmp_path):
+    """`--secret-file <(cmd)`: the pattern the README recommends, with a writer slower
+    than the reader."""
+    proc = subprocess.run(
+        ["bash", "-c", f'"$0" run --secret-file <(sleep 0.5; echo S=slowvalue) -- sh -c \'printf %s "$S"\'',
+         str(os.environ.get("STIGMER_EXEC_BIN") or "")],
+        env=base_env(home), capture_output=True, timeout=30)
+    if not os.environ.get("STIGMER_EXEC_BIN"):
+        pytest.skip("STIGMER_EXEC_BIN not set")
+    assert proc.returncode == 0 and proc.stdout == b"slowvalue", describe(proc)
+
+
+def test_key_fd_zero_leaves_the_child_a_stdin(home, tmp_path):
+    key = key_init(home)
+    simple_context(home, "trust-fd0", new_canary())
+    keyfile = tmp_path / "key"
+    keyfile.write_text(key + "\n")
+    with open(keyfile, "rb") as f:
+        proc = subprocess.run(
+            [str(os.environ.get("STIGMER_EXEC_BIN")), "run", "--key-fd", "0", "--execution-id", "trust-fd0", "--",
+             "sh", "-c", "test -e /proc/self/fd/0 && readlink /proc/self/fd/0"],
+            stdin=f, env=base_env(home), capture_output=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == b"/dev/null", describe(proc)
+
+
+@pytest.mark.parametrize("url", ["grpc://[::1", "grpc://::1:7443", "grpc://[]:1", "grpc://u@h:1", "grpc://h:1/x"])
+def test_bad_server_urls_are_usage_errors(home, url):
+    proc = run(["context", "get", "x", "--server", url], home, env_extra={"STIGMER_TOKEN": "t"})
+    one_line_error(proc, 64, "invalid server")
