@@ -327,3 +327,19 @@ def test_key_fd_zero_leaves_the_child_a_stdin(home, tmp_path):
 def test_bad_server_urls_are_usage_errors(home, url):
     proc = run(["context", "get", "x", "--server", url], home, env_extra={"STIGMER_TOKEN": "t"})
     one_line_error(proc, 64, "invalid server")
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+def test_postgres_tls_asked_for_is_never_dropped(home, mode):
+    """`?sslmode=require` used to be ignored (the password went out in clear): refused now,
+    before any connection, and the password is not echoed."""
+    url = f"postgres://user:hunter2@127.0.0.1:1/db?sslmode={mode}"
+    proc = run(["context", "get", "x", "--store", url], home)
+    assert b"hunter2" not in proc.stderr + proc.stdout, describe(proc)
+    assert proc.returncode == 64 and f"sslmode={mode}".encode() in proc.stderr, describe(proc)
+
+
+def test_store_password_is_not_echoed_in_errors(home):
+    url = "postgres://user:hunter2@127.0.0.1:notaport/db"
+    proc = run(["context", "get", "x"], home, env_extra={"STIGMER_STORE": url})
+    one_line_error(proc, 64, "invalid port", secrets_=(b"hunter2",))

@@ -53,9 +53,24 @@ public final class PostgresStore: AsyncStore {
     /// mode this build speaks — put it on loopback or a private network).
     public static func configuration(_ url: String) throws(StigmerError) -> PostgresClient.Configuration {
         var rest = Substring(url)
+        let shown = StoreLocation.redacted(url)
         for prefix in ["postgresql://", "postgres://"] where rest.hasPrefix(prefix) { rest = rest.dropFirst(prefix.count) }
-        guard rest.count < url.count else { throw .usage("invalid store \(quoted(url)); expected postgres://user:password@host:port/database") }
-        if let q = rest.firstIndex(of: "?") { rest = rest[..<q] }
+        guard rest.count < url.count else { throw .usage("invalid store \(quoted(shown)); expected postgres://user:password@host:port/database") }
+        if let q = rest.firstIndex(of: "?") {
+            // Never fail open: TLS asked for and not done would send the password in clear.
+            for parameter in rest[rest.index(after: q)...].split(separator: "&") {
+                let pair = parameter.split(separator: "=", maxSplits: 1)
+                guard pair.first == "sslmode", pair.count == 2 else { continue }
+                switch pair[1] {
+                case "disable", "allow", "prefer": break
+                case "require", "verify-ca", "verify-full":
+                    throw .usage("sslmode=\(pair[1]) in the store URL: this build does not speak TLS to PostgreSQL, and will not connect in clear when TLS is asked for; use a local or tunnelled connection with sslmode=disable")
+                default:
+                    throw .usage("invalid sslmode=\(quoted(String(pair[1]))) in the store URL; use disable, allow, prefer, require, verify-ca or verify-full")
+                }
+            }
+            rest = rest[..<q]
+        }
         var user = "postgres", password: String?, host = "127.0.0.1", port = 5432, database = "postgres"
         if let at = rest.lastIndex(of: "@") {
             let auth = rest[..<at]
@@ -73,7 +88,7 @@ public final class PostgresStore: AsyncStore {
         }
         if let colon = rest.lastIndex(of: ":") {
             guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
-                throw .usage("invalid port in store \(quoted(url))")
+                throw .usage("invalid port in store \(quoted(shown))")
             }
             port = p
             rest = rest[..<colon]
@@ -327,6 +342,18 @@ public final class PostgresStore: AsyncStore {
             }
         }
         if !created { throw StoreRules.conflict(id) }
+    }
+
+    public func tokenHash(_ executionID: String) async throws(StigmerError) -> String?? {
+        let logger = self.logger
+        return try await db("reading context \(executionID)") { [client] () async throws -> String?? in
+            var found: String??
+            for try await row in try await client.query("SELECT token_hash FROM contexts WHERE execution_id = \(executionID)",
+                                                        logger: logger).decode(String?.self) {
+                found = .some(row)
+            }
+            return found
+        }
     }
 
     public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? {

@@ -58,7 +58,7 @@ public enum StoreFactory {
                 return try await body(store)
             }
             guard let sqlite = try SQLiteStore.open(path: location, create: true) else {
-                throw StigmerError(.unavailable, "cannot open the store \(quoted(location))")
+                throw StigmerError(.unavailable, "cannot open the store \(quoted(StoreLocation.redacted(location)))")
             }
             return try await body(LockedStore(sqlite))
         } catch let error as StigmerError {

@@ -96,17 +96,20 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
         return try await handle("Get", id) {
             let caller = try auth.caller(request.metadata)
             try Engine.checkExecutionID(id)
-            let stored = try await store.context(id)
-            switch caller {
-            case .operatorToken:
-                break
-            case .bearer(let hash):
-                // Compared even when there is no context, so timing says nothing either.
-                let expected = stored?.tokenHash ?? String(repeating: "0", count: 64)
-                guard Tokens.equal(hash, expected), let stored, stored.expiresAt > Sys.now() else { throw Self.hidden }
+            if case .bearer(let hash) = caller {
+                // The token is compared first, against its hash alone: nothing of the context
+                // is loaded for a caller who does not hold it, so the time taken says neither
+                // whether the execution exists nor how large its context is. Compared even
+                // when there is no context.
+                let expected = (try await store.tokenHash(id) ?? nil) ?? String(repeating: "0", count: 64)
+                guard Tokens.equal(hash, expected) else { throw Self.hidden }
                 guard request.message.recipientPublicKey.count == 32 else {
                     throw RPCError(code: .invalidArgument, message: "an execution token fetches values sealed to a recipient key (32-byte X25519)")
                 }
+            }
+            let stored = try await store.context(id)
+            if case .bearer = caller {
+                guard let stored, stored.expiresAt > Sys.now() else { throw Self.hidden }
             }
             let live = try Engine.checkUnexpired(stored, id)
             // Least privilege: only the names the launch asked for (none: all).

@@ -257,6 +257,15 @@ public final class SQLiteStore: Store {
         }
     }
 
+    /// The context's token hash alone (nil: no context, or none issued): one indexed row,
+    /// no values, so an auth check costs the same whether the context is large or small.
+    public func tokenHash(_ executionID: String) throws(StigmerError) -> String?? {
+        var found: String??
+        try connection.run("SELECT token_hash FROM contexts WHERE execution_id = ?", [.text(executionID)],
+                           "reading context \(executionID)") { row in found = .some(row.text(0)) }
+        return found
+    }
+
     public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? {
         var times: (Int64, Int64, String?)?
         var data = Variables<ExecutionValue>()

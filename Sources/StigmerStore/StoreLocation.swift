@@ -24,6 +24,14 @@ public struct StoreLocation: Sendable, Equatable {
         return rest[..<at].contains(":")
     }
 
+    /// The URL for messages: a password replaced by `***`.
+    public static func redacted(_ location: String) -> String {
+        guard holdsPassword(location), let scheme = location.firstIndex(of: "/") else { return location }
+        let afterScheme = location[scheme...].drop { $0 == "/" }
+        guard let at = afterScheme.firstIndex(of: "@"), let colon = afterScheme[..<at].firstIndex(of: ":") else { return location }
+        return String(location[..<afterScheme.index(after: colon)]) + "***" + String(location[at...])
+    }
+
     /// One warning line when `--store` itself carries a password: argv is readable by every
     /// user in /proc. (stigmer-exec never puts one in an argv it builds.)
     public func warnIfPasswordInArgv() {

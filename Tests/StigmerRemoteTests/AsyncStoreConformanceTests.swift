@@ -102,6 +102,9 @@ struct AsyncStoreConformanceTests {
             try await store.createContext(Self.context("run-1"), replace: false)
             #expect(try await store.context("run-1") == Self.context("run-1"))
             #expect(try await store.context("run-1")?.data.names == ["Z", "T", "R"])
+            // The token hash alone, before anything else (constant-time auth on the server).
+            #expect(try await store.tokenHash("run-1") == .some(Self.context("run-1").tokenHash))
+            #expect(try await store.tokenHash("nope") == nil)
             do {
                 try await store.createContext(Self.context("run-1"), replace: false)
                 Issue.record("duplicate accepted")
@@ -113,6 +116,7 @@ struct AsyncStoreConformanceTests {
             replacement.data["ONLY"] = ExecutionValue(content: .plain("1"), isSecret: false, layer: .runtime)
             try await store.createContext(replacement, replace: true)
             #expect(try await store.context("run-1") == replacement)
+            #expect(try await store.tokenHash("run-1") == .some(nil))
             #expect(try await store.deleteContext("run-1"))
             #expect(try await !store.deleteContext("run-1"))
             #expect(try await store.context("run-1") == nil)
