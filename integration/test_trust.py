@@ -343,3 +343,16 @@ def test_store_password_is_not_echoed_in_errors(home):
     url = "postgres://user:hunter2@127.0.0.1:notaport/db"
     proc = run(["context", "get", "x"], home, env_extra={"STIGMER_STORE": url})
     one_line_error(proc, 64, "invalid port", secrets_=(b"hunter2",))
+
+
+@pytest.mark.parametrize("mode", [["--init"], ["--mask-output"]])
+def test_supervision_that_cannot_be_set_up_launches_nothing(home, tmp_path, mode):
+    """Out of descriptors, the supervisor's signalfd, masking pipes or spawn pipe cannot be
+    made: one line, a launcher status, and the child never starts (no busy loop, no hang)."""
+    marker = tmp_path / "ran"
+    proc = run(["run", "--env", "A=1", *mode, "--", "touch", marker], home,
+               prefix=["prlimit", "--nofile=5"], timeout=30)
+    assert proc.returncode in (70, 74, 77), describe(proc)
+    err = proc.stderr.decode()
+    assert len(err.splitlines()) == 1 and "nothing was launched" in err, describe(proc)
+    assert not marker.exists()
