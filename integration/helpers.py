@@ -27,6 +27,7 @@ import json
 import os
 import pty
 import re
+import resource
 import secrets
 import select
 import selectors
@@ -734,8 +735,9 @@ class Server:
     """`stigmer-exec serve` on 127.0.0.1; stderr is collected in the background."""
 
     def __init__(self, home, tmp_path, *, store=None, port=0, tls=None, sweep="60s", log_level="info",
-                 ttl=None, token=OPERATOR_TOKEN, env_extra=None):
+                 ttl=None, token=OPERATOR_TOKEN, env_extra=None, nofile=None):
         self.home = Path(home)
+        self.nofile = nofile
         self.token_file = Path(tmp_path) / f"operator-token-{secrets.token_hex(4)}"
         self.token_file.write_text(token + "\n")
         self.token_file.chmod(0o600)
@@ -755,7 +757,9 @@ class Server:
         self.scheme = self.port = self.url = None
 
     def start(self, timeout: float = 15.0) -> "Server":
-        self.proc = spawn(self.args, self.home, self.env_extra)
+        limit = self.nofile
+        preexec = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None
+        self.proc = spawn(self.args, self.home, self.env_extra, preexec_fn=preexec)
         self.proc.stdout.close()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()

@@ -356,3 +356,32 @@ def test_supervision_that_cannot_be_set_up_launches_nothing(home, tmp_path, mode
     err = proc.stderr.decode()
     assert len(err.splitlines()) == 1 and "nothing was launched" in err, describe(proc)
     assert not marker.exists()
+
+
+def test_idle_connections_cannot_starve_the_server(home, tmp_path, examples):
+    """150 sockets that connect and say nothing, against a server with a 128-descriptor
+    limit, used to stop every launcher. Now the extra ones are closed on accept, the idle
+    ones after 10 s, and a launcher that retries within --fetch-timeout gets its context."""
+    import socket
+    from helpers import apply_examples
+    key_init(home)
+    server = Server(home, tmp_path, nofile=128).start()
+    idle = []
+    try:
+        for _ in range(150):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            idle.append(s)
+        created = remote_create(home, server.url, "idle-1", "--env", "A=1")
+        token = created_token(ok(created)) if created.returncode == 0 else None
+        if token is None:  # refused while the idle ones hold every slot: retry after they are closed
+            wait_for(lambda: remote_create(home, server.url, "idle-1", "--env", "A=1", "--replace").returncode == 0,
+                     40, "a create once idle connections are closed")
+            token = created_token(remote_create(home, server.url, "idle-1", "--env", "A=1", "--replace"))
+        proc = run(["run", "--server", server.url, "--execution-id", "idle-1", "--fetch-timeout", "40s", "--",
+                    "sh", "-c", 'printf %s "$A"'], tmp_path / "client", env_extra={"STIGMER_TOKEN": token}, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == b"1", describe(proc)
+        assert server.proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()

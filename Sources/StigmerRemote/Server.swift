@@ -1,4 +1,6 @@
 import GRPCCore
+import NIOCore
+import Synchronization
 import GRPCNIOTransportHTTP2
 import Logging
 import PostgresNIO
@@ -70,6 +72,25 @@ public enum StoreFactory {
 }
 
 public enum Server {
+    /// A connection that sends nothing, or nothing more (no handshake, no call), is closed
+    /// after 10 s; no more
+    /// connections are held than the descriptor limit leaves room for (the rest are closed
+    /// as soon as they are accepted), so idle sockets cannot starve every launcher.
+    static func transportConfig(logger: Logger) -> HTTP2ServerTransport.Posix.Config {
+        var config = HTTP2ServerTransport.Posix.Config.defaults
+        config.connection.maxIdleTime = .seconds(10)
+        config.connection.maxGraceTime = .seconds(10)
+        let limiter = ConnectionLimiter(limit: ConnectionLimiter.limitFromDescriptors(), logger: logger)
+        config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+            limiter.accept(channel).flatMap {
+                // gRPC's idle timer starts only once HTTP/2 is up: a socket that never says
+                // anything is closed by this one.
+                channel.pipeline.addHandler(FirstBytesDeadline(after: .seconds(10)), position: .first)
+            }
+        }
+        return config
+    }
+
     public static func run(_ config: ServerConfiguration, logger: Logger) async throws(StigmerError) {
         try await StoreFactory.with(config.store, logger: logger) { store in
             let service = ExecutionContextService(store: store, auth: ServerAuth(operatorToken: config.operatorToken),
@@ -82,7 +103,9 @@ public enum Server {
             }
             let address: GRPCNIOTransportCore.SocketAddress = config.host.contains(":")
                 ? .ipv6(host: config.host, port: config.port) : .ipv4(host: config.host, port: config.port)
-            let server = GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: security), services: [service])
+            let server = GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: security,
+                                                              config: Self.transportConfig(logger: logger)),
+                                    services: [service])
             let sweeper = Sweeper(store: store, interval: config.sweepInterval, logger: logger)
             let group = ServiceGroup(services: [sweeper, GRPCServerService(server: server, logger: logger, tls: config.tlsCertificate != nil)],
                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -133,5 +156,62 @@ struct Sweeper: Service {
             }
             do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) } } catch { return }
         }
+    }
+}
+
+/// Counts open connections; one past the limit is closed at once.
+final class ConnectionLimiter: Sendable {
+    let limit: Int
+    let open = Atomic<Int>(0)
+    let logger: Logger
+
+    init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    /// Room for the store, the listener and the process's own files: a quarter of the
+    /// descriptor limit, at least 16, is kept free (and at most 4,096 connections).
+    static func limitFromDescriptors() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 256 }
+        let soft = Int(min(limit.rlim_cur, 1 << 20))
+        return max(1, min(4096, soft - max(16, soft / 4)))
+    }
+
+    func accept(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let now = open.wrappingAdd(1, ordering: .relaxed).newValue
+        channel.closeFuture.whenComplete { _ in self.open.wrappingSubtract(1, ordering: .relaxed) }
+        guard now <= limit else {
+            logger.warning("connection refused: too many open", metadata: ["open": "\(now - 1)", "limit": "\(limit)"])
+            return channel.close()
+        }
+        return channel.eventLoop.makeSucceededVoidFuture()
+    }
+}
+
+/// Closes a connection that has sent no byte within the deadline; steps aside at the first.
+final class FirstBytesDeadline: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let deadline: TimeAmount
+    var timer: Scheduled<Void>?
+
+    init(after deadline: TimeAmount) { self.deadline = deadline }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }
