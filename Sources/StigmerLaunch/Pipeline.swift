@@ -143,6 +143,7 @@ public enum Launch {
     }
 
     static func check(_ plan: LaunchPlan) throws(StigmerError) {
+        guard !plan.child.argv.isEmpty else { throw .usage("give the command after --, e.g. stigmer-exec run --execution-id ID -- env") }
         switch plan.values {
         case .stored(let id):
             try Engine.checkExecutionID(id)
