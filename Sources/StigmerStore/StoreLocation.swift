@@ -50,7 +50,8 @@ public struct StoreLocation: Sendable, Equatable {
             return try SQLiteStore.open(path: home.path + "/" + SQLiteStore.fileName, create: create, readOnly: readOnly)
         }
         if Self.isPostgres(location) {
-            throw .usage("PostgreSQL stores are handled by stigmer-exec-full, installed beside stigmer-exec")
+            // apply, context and run reach PostgreSQL through the companion before this.
+            throw .usage("this command works on the embedded SQLite store only, for now (env list|get|delete, plan and mcp check on PostgreSQL are not implemented); use `context get --store postgres://…` or the server")
         }
         var path = location
         for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
