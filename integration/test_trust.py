@@ -385,3 +385,14 @@ def test_idle_connections_cannot_starve_the_server(home, tmp_path, examples):
         for s in idle:
             s.close()
         server.stop()
+
+
+@pytest.mark.parametrize("args", [
+    ["context", "get", "x", "--server", "grpc://stigmer.invalid:7443"],
+    ["run", "--server", "grpc://stigmer.invalid:7443", "--execution-id", "x", "--", "true"],
+])
+def test_plaintext_grpc_to_a_remote_host_is_refused(home, args):
+    """A bearer token over grpc:// to anything but loopback crosses the network in clear:
+    refused before any connection is made (the host below is never resolved)."""
+    proc = run(args, home, env_extra={"STIGMER_TOKEN": "stx_t"})
+    one_line_error(proc, 64, "grpcs://", secrets_=(b"stx_t",))

@@ -121,6 +121,7 @@ public struct LaunchArguments: Equatable {
         Flag("--token-fd") { guard let fd = descriptor($1) else { return false }; $0.remote.tokenFD = fd; return true },
         Flag("--tls-ca") { $0.remote.tlsCA = $1; return true },
         Flag("--fetch-timeout") { $0.remote.fetchTimeout = $1; return true },
+        Flag("--allow-plaintext", value: false) { a, _ in a.remote.allowPlaintext = true; return true },
     ]
 
     public static let runFlags: [Flag] = commonFlags + [

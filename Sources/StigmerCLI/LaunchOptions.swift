@@ -108,6 +108,7 @@ public struct McpRunArguments: ParsableArguments {
     @Option(name: .customLong("token-fd"), help: ArgumentHelp("The execution token, from a descriptor.", valueName: "N")) public var tokenFD: Int32?
     @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA for grpcs://.", valueName: "FILE")) public var tlsCA: String?
     @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) public var fetchTimeout: String = "30s"
+    @Flag(name: .customLong("allow-plaintext"), help: "Allow grpc:// (no TLS) to a host other than loopback.") public var allowPlaintext = false
 
     public func validate() throws {
         if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
@@ -121,7 +122,8 @@ public struct McpRunArguments: ParsableArguments {
         a.config = config
         a.mcpServer = server
         a.hardening = hardening.spec
-        a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
+        a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
+                                allowPlaintext: allowPlaintext)
         return a
     }
 }

@@ -22,12 +22,16 @@ public struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry while the server is unavailable for at most this long (e.g. 30s).", valueName: "DURATION"))
     public var fetchTimeout: String = "30s"
 
+    @Flag(name: .customLong("allow-plaintext"), help: "Allow grpc:// (no TLS) to a host other than loopback: the token then crosses the network in clear.")
+    public var allowPlaintext = false
+
     public func validate() throws {
         if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
     }
 
     public var inputs: RemoteInputs {
-        RemoteInputs(server: server, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout)
+        RemoteInputs(server: server, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
+                     allowPlaintext: allowPlaintext)
     }
 
     public var serverURL: String? { inputs.serverURL }
@@ -40,8 +44,11 @@ public struct RemoteInputs: Equatable {
     public var tokenFD: Int32?
     public var tlsCA: String?
     public var fetchTimeout = "30s"
+    public var allowPlaintext = false
 
-    public init(server: String? = nil, tokenFile: String? = nil, tokenFD: Int32? = nil, tlsCA: String? = nil, fetchTimeout: String = "30s") {
+    public init(server: String? = nil, tokenFile: String? = nil, tokenFD: Int32? = nil, tlsCA: String? = nil, fetchTimeout: String = "30s",
+                allowPlaintext: Bool = false) {
+        self.allowPlaintext = allowPlaintext
         self.server = server
         self.tokenFile = tokenFile
         self.tokenFD = tokenFD
@@ -57,6 +64,7 @@ public struct RemoteInputs: Equatable {
         if let tokenFile { out += ["--token-file", tokenFile] }
         if let tokenFD { out += ["--token-fd", "\(tokenFD)"] }
         if let tlsCA { out += ["--tls-ca", tlsCA] }
+        if allowPlaintext { out.append("--allow-plaintext") }
         return out + ["--fetch-timeout", fetchTimeout]
     }
 

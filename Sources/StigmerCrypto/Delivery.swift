@@ -60,7 +60,15 @@ public enum Delivery {
         var sender: HPKE.Sender
         do {
             let key = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: recipientKey)
+            // RFC 9180 §7.1.4: a low-order point (all zeros, say) gives an all-zero shared
+            // secret whatever our key, so anything "sealed" to it is readable by anyone.
+            // X25519 clamps every private key to a multiple of 8: a probe with a fresh key
+            // tells such a point from a real one.
+            let probe = try Curve25519.KeyAgreement.PrivateKey().sharedSecretFromKeyAgreement(with: key)
+            guard probe.withUnsafeBytes({ raw in raw.contains { $0 != 0 } }) else { throw LowOrder() }
             sender = try HPKE.Sender(recipientKey: key, ciphersuite: suite, info: Data(info))
+        } catch is LowOrder {
+            throw .data("the recipient key is a low-order X25519 point (e.g. all zeros): values sealed to it would be readable by anyone; refusing")
         } catch {
             throw .data("the recipient key is not a valid X25519 public key (32 bytes)")
         }
@@ -75,6 +83,8 @@ public enum Delivery {
         return (Array(sender.encapsulatedKey), out)
     }
 }
+
+struct LowOrder: Error {}
 
 /// Execution-scoped tokens: random, shown once, stored as SHA-256, compared in constant
 /// time.

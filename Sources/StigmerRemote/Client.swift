@@ -10,6 +10,20 @@ public struct ServerAddress: Sendable, CustomStringConvertible {
     public var port: Int
     public var tls: Bool
 
+    /// Like `parse`, and refuses `grpc://` (no TLS) to anything but loopback unless
+    /// `allowPlaintext`: the token and the request would cross the network in clear.
+    public static func parse(_ text: String, allowPlaintext: Bool) throws(StigmerError) -> ServerAddress {
+        let address = try parse(text)
+        if !address.tls && !allowPlaintext && !address.isLoopback {
+            throw .usage("grpc://\(address.host) sends the token in clear over the network; use grpcs:// (TLS), or --allow-plaintext where the network itself is trusted")
+        }
+        return address
+    }
+
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
     public static func parse(_ text: String) throws(StigmerError) -> ServerAddress {
         var rest = Substring(text)
         var tls = false

@@ -86,7 +86,7 @@ struct ContextCommand: AsyncParsableCommand {
 
         func client() throws(StigmerError) -> RemoteClient? {
             guard let url = remote.serverURL else { return nil }
-            return RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
+            return RemoteClient(address: try ServerAddress.parse(url, allowPlaintext: remote.allowPlaintext), token: try remote.token(), caFile: remote.tlsCA,
                                 timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
         }
 
@@ -270,7 +270,7 @@ struct Fetch: AsyncParsableCommand {
             guard let recipient, let key = Base64.decode(recipient), key.count == 32 else {
                 throw StigmerError.usage("fetch needs --recipient with a base64 X25519 public key")
             }
-            let client = RemoteClient(address: try ServerAddress.parse(url), token: try remote.token(), caFile: remote.tlsCA,
+            let client = RemoteClient(address: try ServerAddress.parse(url, allowPlaintext: remote.allowPlaintext), token: try remote.token(), caFile: remote.tlsCA,
                                       timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
             let wanted = names
             let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id; $0.recipientPublicKey = .init(key); $0.names = wanted }
