@@ -22,7 +22,7 @@ export STIGMER_HOME=$work/home
 unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE STIGMER_SERVER
 "$bin/stigmer-exec" key init 2>/dev/null
 token=operator-$(head -c 16 /dev/urandom | base64 | tr -dc a-zA-Z0-9)
-echo "$token" > "$work/op"
+(umask 077; echo "$token" > "$work/op")  # the operator token file must be 0600
 for i in $(seq -w 1 30); do echo "PLAIN_$i=value-$i"; done > "$work/plain.env"
 for i in $(seq -w 1 20); do echo "SECRET_$i=$(head -c 24 /dev/urandom | base64)"; done > "$work/secret.env"
 

@@ -10,7 +10,7 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "
 unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE STIGMER_SERVER STIGMER_TOKEN
 export STIGMER_HOME=$work/server
 "$dist/stigmer-exec" key init 2>/dev/null
-head -c 24 /dev/urandom | base64 > "$work/op"
+(umask 077; head -c 24 /dev/urandom | base64 > "$work/op")  # the operator token file must be 0600
 "$dist/stigmer-exec" serve --listen 127.0.0.1:0 --operator-token-file "$work/op" 2> "$work/serve.err" &
 server=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/serve.err" && break; sleep 0.1; done
