@@ -10,7 +10,11 @@ bin=$(realpath "${1:-dist/stigmer-exec}")
 baseline=${2:+$(realpath "$2")}
 command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
 
-work=$(mktemp -d)
+# The home's ancestors decide the Landlock ruleset's size (one rule per entry beside the
+# way down): the work dir sits under ~/.cache, as a default ~/.stigmer sits under ~, not in a
+# crowded /tmp.
+mkdir -p "${BENCH_PARENT:=$HOME/.cache}"
+work=$(mktemp -d -p "$BENCH_PARENT" stigmer-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export STIGMER_HOME=$work/home
 unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE
