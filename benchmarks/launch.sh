@@ -39,6 +39,13 @@ hyperfine -N --warmup 50 --runs "$runs" --export-markdown "$work/result.md" --ex
     -n "stigmer-exec run --execution-id --no-isolation" "$bin run --execution-id bench --no-isolation -- /bin/true" \
     "${extra[@]}"
 cat "$work/result.md"
+if [ -n "$baseline" ]; then
+    # Interleaved too: hyperfine's blocks can drift apart on a shared machine.
+    benchmarks/paired.py "${ROUNDS:-300}" "env -i=env -i ${vars[*]} /bin/true" \
+        "stigmer-exec=$bin run --execution-id bench -- /bin/true" \
+        "stigmer-exec --no-isolation=$bin run --execution-id bench --no-isolation -- /bin/true" \
+        "baseline=$baseline run --execution-id bench -- /bin/true"
+fi
 python3 - "$work/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
