@@ -396,3 +396,24 @@ def test_plaintext_grpc_to_a_remote_host_is_refused(home, args):
     refused before any connection is made (the host below is never resolved)."""
     proc = run(args, home, env_extra={"STIGMER_TOKEN": "stx_t"})
     one_line_error(proc, 64, "grpcs://", secrets_=(b"stx_t",))
+
+
+def test_without_landlock_the_launch_says_so_or_refuses(home, tmp_path, bin_path):
+    """A kernel without Landlock, made here by an outer stigmer-exec whose OCI profile
+    answers landlock_create_ruleset with ENOSYS: the inner launch warns (and runs), or with
+    --require-isolation refuses with one line and no child."""
+    key_init(home)
+    simple_context(home, "trust-noll", new_canary())
+    profile = write(tmp_path, "no-landlock.json", json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["landlock_create_ruleset"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
+    # The outer launch strips STIGMER_*: the inner one is told its home.
+    outer = ["run", "--env", "OUTER=1", "--no-isolation", "--seccomp", profile, "--", str(bin_path), "run",
+             "--home", home, "--execution-id", "trust-noll"]
+    marker = tmp_path / "ran"
+    proc = run([*outer, "--require-isolation", "--", "touch", marker], home)
+    one_line_error(proc, 77, "Landlock is not available", "nothing was launched")
+    assert not marker.exists()
+    proc = run([*outer, "--", "touch", marker], home)
+    assert proc.returncode == 0 and marker.exists(), describe(proc)
+    assert b"warning: the child can open" in proc.stderr and b"Landlock is not available" in proc.stderr, describe(proc)
