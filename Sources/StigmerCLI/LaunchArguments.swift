@@ -167,7 +167,9 @@ public struct LaunchArguments: Equatable {
                 if let equals {
                     value = String(arg[arg.index(after: equals)...])
                 } else {
-                    guard i + 1 < args.endIndex else { return nil }
+                    // ArgumentParser reads a separate word starting with "-" as an option,
+                    // not a value (`--home --init`): leave such argv to it.
+                    guard i + 1 < args.endIndex, !args[i + 1].hasPrefix("-") else { return nil }
                     i += 1
                     value = args[i]
                 }

@@ -54,6 +54,10 @@ struct FlagParityTests {
             out.append([name, value] + tail)
             out.append(["\(name)=\(value)"] + tail)
         }
+        // A value that looks like an option: ArgumentParser takes it as one.
+        for flag in table where flag.takesValue {
+            for word in ["--init", "-h", "-1", "--"] { out.append([flag.name, word] + tail) }
+        }
         out.append(["--no-such-flag"] + tail)
         out.append(["--instance", "i", "--env-ref", "e"] + tail)  // exclusive
         out.append(tail)
