@@ -31,7 +31,8 @@ public struct LaunchArguments: Equatable {
     /// `--execution-id`, else `STIGMER_EXECUTION_ID` (empty: unset).
     public var resolvedExecutionID: String? { ControlVariable.executionID.or(executionID) }
 
-    var location: ContextLocation {
+    /// Where the context is; warns (once, here) when `--store` carries a password.
+    func contextLocation() -> ContextLocation {
         var location = ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
                                        helperOptions: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
         location.protectedFiles = remote.tokenFile.map { [$0] } ?? []
@@ -52,7 +53,7 @@ public struct LaunchArguments: Equatable {
         } else {
             values = .ephemeral(sources: sources, runtime: runtime)
         }
-        return LaunchPlan(values: values, location: location,
+        return LaunchPlan(values: values, location: contextLocation(),
                           child: .command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil),
                           hardening: hardening, deleteOnExit: deleteOnExit, logger: logger)
     }
@@ -70,7 +71,7 @@ public struct LaunchArguments: Equatable {
         let spec = ChildSpec(argv: [child.command] + child.args, environment: .templates(child.env),
                              base: ChildEnvironment.mcpBase + (child.isDocker ? ChildEnvironment.dockerBase : []),
                              workingDirectory: child.workingDir, file: file, server: name)
-        return LaunchPlan(values: .stored(executionID: id), location: location, child: spec, hardening: hardening, logger: logger)
+        return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: spec, hardening: hardening, logger: logger)
     }
 
     // MARK: the flag table

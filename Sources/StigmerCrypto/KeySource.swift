@@ -15,7 +15,7 @@ public enum KeySource {
         if let text = ControlVariable.encryptionKey.value {
             return try KeyRing.parse(Array(text.utf8), source: environmentVariable)
         }
-        return try fromFile(home.keyFile, missingHint: true)
+        return try fromFile(home.keyFile)
     }
 
     static func fromDescriptor(_ fd: Int32) throws(StigmerError) -> KeyRing {
@@ -28,7 +28,7 @@ public enum KeySource {
         return try KeyRing.parse(bytes, source: "--key-fd \(fd)")
     }
 
-    public static func fromFile(_ path: String, missingHint: Bool = false) throws(StigmerError) -> KeyRing {
+    public static func fromFile(_ path: String) throws(StigmerError) -> KeyRing {
         var bytes: [UInt8]
         do { bytes = try PrivateFile.read(path, what: "key file") } catch let error where error.code == .dataError {
             throw .notPermitted("no encryption key: \(quoted(path)) does not exist; run `stigmer-exec key init`, or give --key-fd or \(environmentVariable)")

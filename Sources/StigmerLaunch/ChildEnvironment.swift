@@ -107,7 +107,6 @@ public struct ChildImage {
     public let arena: SecretArena
     public let argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     public let envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
-    public let argc: Int
     public let workingDirectory: String?
 
     public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]]) throws(StigmerError) {
@@ -131,7 +130,6 @@ public struct ChildImage {
         for (i, pieces) in environment.enumerated() { envp[i] = try arena.cString(pieces, from: values) }
         argv = try arena.pointerArray(count: arguments.count)
         for (i, pieces) in arguments.enumerated() { argv[i] = try arena.cString(pieces, from: values) }
-        argc = arguments.count
         // A directory name is not kept secret: it is visible in /proc/PID/cwd anyway.
         workingDirectory = spec.workingDirectory.map { String(decoding: ChildSpec.pieces($0, values).flatMap { piece -> [UInt8] in
             switch piece {

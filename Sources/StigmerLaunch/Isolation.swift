@@ -24,7 +24,6 @@ public struct Isolation {
 
     /// The ruleset to restrict the child with (close-on-exec), nil when there is none.
     public let ruleset: Int32?
-    public let protected: [String]
 
     static let execute: UInt64 = 1 << 0, writeFile: UInt64 = 1 << 1, readFile: UInt64 = 1 << 2
     static let refer: UInt64 = 1 << 13, truncate: UInt64 = 1 << 14, ioctlDev: UInt64 = 1 << 15
@@ -45,7 +44,7 @@ public struct Isolation {
     public static func build(protecting candidates: [String], policy: Policy,
                              log: (String) -> Void) throws(StigmerError) -> Isolation {
         let paths = Array(Set(candidates.compactMap(realPath))).sorted()
-        guard policy != .off, !paths.isEmpty else { return Isolation(ruleset: nil, protected: []) }
+        guard policy != .off, !paths.isEmpty else { return Isolation(ruleset: nil) }
         let abi = stigmer_landlock_abi()
         guard abi >= 1 else {
             let why = "Landlock is not available on this kernel (\(Errno(-abi)))"
@@ -53,7 +52,7 @@ public struct Isolation {
                 throw .notPermitted("cannot keep the child out of \(paths.joined(separator: ", ")): \(why); nothing was launched (drop --require-isolation to run anyway)")
             }
             Stderr.line("stigmer-exec: warning: the child can open \(paths.joined(separator: ", ")): \(why); keep the key off disk (--key-fd, or a context server) for untrusted children, or pass --require-isolation to refuse")
-            return Isolation(ruleset: nil, protected: [])
+            return Isolation(ruleset: nil)
         }
         let all = handled(abi: abi)
         let ruleset = stigmer_landlock_create(all)
@@ -95,7 +94,7 @@ public struct Isolation {
         }
         walk("/")
         log("landlock ruleset: abi \(abi), \(rules) rules around \(paths.joined(separator: ", "))")
-        return Isolation(ruleset: ruleset, protected: paths)
+        return Isolation(ruleset: ruleset)
     }
 
     static func realPath(_ path: String) -> String? {

@@ -50,7 +50,6 @@ public final class InheritedSignals: @unchecked Sendable {
 
     deinit { ignored.deallocate() }
 
-    public func isIgnored(_ signal: Int32) -> Bool { sigismember(ignored, signal) == 1 }
 }
 
 /// What the spawned child does with signals and its parent (supervising modes).

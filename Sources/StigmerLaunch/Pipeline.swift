@@ -132,9 +132,7 @@ public enum Launch {
     static func protectedPaths(_ plan: LaunchPlan) -> [String] {
         var out: [String] = []
         if let home = try? StigmerHome.resolve(plan.location.home) { out.append(home.path) }
-        if let store = plan.location.store.location, !StoreLocation.isPostgres(store) {
-            var path = store
-            for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+        if let path = plan.location.store.sqlitePath {
             out += [path, path + "-wal", path + "-shm", path + "-journal"]
         }
         out += plan.location.protectedFiles

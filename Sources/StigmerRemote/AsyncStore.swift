@@ -48,10 +48,7 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
     }
     public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try locked { () throws(StigmerError) in try store.context(executionID) } }
     public func tokenHash(_ executionID: String) async throws(StigmerError) -> String?? {
-        try locked { () throws(StigmerError) -> String?? in
-            if let sqlite = store as? SQLiteStore { return try sqlite.tokenHash(executionID) }
-            return try store.context(executionID).map { $0.tokenHash }
-        }
+        try locked { () throws(StigmerError) -> String?? in try store.tokenHash(executionID) }
     }
     public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
     public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }

@@ -77,9 +77,19 @@ public protocol Store: AnyObject, ResourceLookup {
     func createContext(_ context: ExecutionContext, replace: Bool) throws(StigmerError)
     /// The stored context, expired or not (the caller decides).
     func context(_ executionID: String) throws(StigmerError) -> ExecutionContext?
+    /// Only the context's token hash (`.some(nil)`: a context without one; nil: no context),
+    /// read before anything else of it by the server's authentication.
+    func tokenHash(_ executionID: String) throws(StigmerError) -> String??
     func deleteContext(_ executionID: String) throws(StigmerError) -> Bool
     /// Deletes contexts whose expiry is at or before `now`; returns how many.
     func deleteExpired(now: Int64) throws(StigmerError) -> Int
+}
+
+extension Store {
+    /// Through the whole context; a store that can read the one column does so instead.
+    public func tokenHash(_ executionID: String) throws(StigmerError) -> String?? {
+        try context(executionID).map { $0.tokenHash }
+    }
 }
 
 public enum StoreRules {

@@ -40,6 +40,14 @@ public struct StoreLocation: Sendable, Equatable {
         }
     }
 
+    /// The SQLite file `--store`/`STIGMER_STORE` names (`sqlite:` prefixes dropped); nil for
+    /// the home's default or a PostgreSQL URL.
+    public var sqlitePath: String? {
+        guard let location, !Self.isPostgres(location) else { return nil }
+        for prefix in ["sqlite://", "sqlite:"] where location.hasPrefix(prefix) { return String(location.dropFirst(prefix.count)) }
+        return location
+    }
+
     /// A PostgreSQL store: its commands belong to the companion.
     public var isPostgres: Bool { location.map(Self.isPostgres) ?? false }
 
@@ -53,9 +61,7 @@ public struct StoreLocation: Sendable, Equatable {
             // apply, context and run reach PostgreSQL through the companion before this.
             throw .usage("this command works on the embedded SQLite store only, for now (env list|get|delete, plan and mcp check on PostgreSQL are not implemented); use `context get --store postgres://…` or the server")
         }
-        var path = location
-        for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
-        guard !path.isEmpty, !path.contains("://") else {
+        guard let path = sqlitePath, !path.isEmpty, !path.contains("://") else {
             throw .usage("unsupported store \(quoted(location)); give a SQLite file path or a postgres:// URL")
         }
         return try SQLiteStore.open(path: path, create: create, readOnly: readOnly)

@@ -76,10 +76,10 @@ struct McpCommand: ParsableCommand {
             if let store = storeOptions.location.location {
                 // A PostgreSQL URL may hold a password: it goes in the entry's env, never in
                 // an argv (readable by every user in /proc).
-                if StoreLocation.isPostgres(store) { env.append((ControlVariable.store.rawValue, store)) } else {
-                    var path = store
-                    for prefix in ["sqlite://", "sqlite:"] where path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)); break }
+                if let path = storeOptions.location.sqlitePath {
                     args += ["--store", try Self.absolute(path, mustExist: false)]
+                } else {
+                    env.append((ControlVariable.store.rawValue, store))
                 }
             }
             if let server = ControlVariable.server.or(contextServer) { args += ["--context-server", server] }
