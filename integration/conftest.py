@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLES, PgCluster, binary_path
+from helpers import EXAMPLES, PgCluster, binary_path, generate_stubs
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +84,11 @@ def pg_url_if_given(request):
         return None
     cluster, db = request.getfixturevalue("pg_db")
     return cluster.url(db)
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory):
+    """(pb2, pb2_grpc) generated from the .proto with grpcio-tools."""
+    pytest.importorskip("grpc", reason="grpcio is needed (integration/requirements.txt)")
+    pytest.importorskip("grpc_tools", reason="grpcio-tools is needed (integration/requirements.txt)")
+    return generate_stubs(tmp_path_factory.mktemp("stubs"))

@@ -726,8 +726,8 @@ def probe(command, args, env, errlog_path: Path, cwd=None) -> dict:
 # the server
 
 OPERATOR_TOKEN = "op-" + secrets.token_hex(20)
-TOKEN_RE = re.compile(rb"stx_[A-Za-z0-9_\-]+")
-SERVING_RE = re.compile(rb"stigmer-exec: serving on (grpcs?)://127\.0\.0\.1:(\d+)")
+TOKEN_RE = re.compile(rb"stx2_[A-Za-z0-9_\-]{86}")
+SERVING_RE = re.compile(rb"stigmer-exec: serving on (grpcs?)://127\.0\.0\.1:(\d+) with server key ([A-Za-z0-9+/]{43}=)")
 HIDDEN_MSG = "permission denied, or no such context for this token"
 
 
@@ -754,7 +754,7 @@ class Server:
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._reader = None
-        self.scheme = self.port = self.url = None
+        self.scheme = self.port = self.url = self.server_key = None
 
     def start(self, timeout: float = 15.0) -> "Server":
         limit = self.nofile
@@ -776,6 +776,7 @@ class Server:
         self.scheme = m.group(1).decode()
         self.port = int(m.group(2))
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.server_key = m.group(3).decode()
         return self
 
     def _drain(self):
@@ -1042,32 +1043,128 @@ def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, leng
     return out[:length]
 
 
-def hpke_open_all(private_key, enc: bytes, ciphertexts: list[bytes], aads: list[bytes],
-                  info: bytes = HPKE_INFO) -> list[bytes]:
-    """RFC 9180 base mode, one context, messages opened in order (sequence 0, 1, …)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+def _hpke_context(mode: int, shared_dh: bytes, kem_context: bytes, info: bytes):
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-    pk_rm = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    dh = private_key.exchange(X25519PublicKey.from_public_bytes(enc))
     kem_suite = b"KEM" + KEM_ID.to_bytes(2, "big")
-    eae_prk = _labeled_extract(kem_suite, b"", b"eae_prk", dh)
-    shared_secret = _labeled_expand(kem_suite, eae_prk, b"shared_secret", enc + pk_rm, 32)
-
+    eae_prk = _labeled_extract(kem_suite, b"", b"eae_prk", shared_dh)
+    shared_secret = _labeled_expand(kem_suite, eae_prk, b"shared_secret", kem_context, 32)
     suite = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + AEAD_ID.to_bytes(2, "big")
     psk_id_hash = _labeled_extract(suite, b"", b"psk_id_hash", b"")
     info_hash = _labeled_extract(suite, b"", b"info_hash", info)
-    ks_context = b"\x00" + psk_id_hash + info_hash
+    ks_context = bytes([mode]) + psk_id_hash + info_hash
     secret = _labeled_extract(suite, shared_secret, b"secret", b"")
     key = _labeled_expand(suite, secret, b"key", ks_context, 32)
     base_nonce = _labeled_expand(suite, secret, b"base_nonce", ks_context, 12)
-    aead = ChaCha20Poly1305(key)
+    return ChaCha20Poly1305(key), base_nonce
+
+
+def _raw(public_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def hpke_open_all(private_key, enc: bytes, ciphertexts: list[bytes], aads: list[bytes],
+                  info: bytes = HPKE_INFO, sender_public: bytes | None = None) -> list[bytes]:
+    """RFC 9180 base mode, or Auth mode with `sender_public` (the server key); one
+    context, messages opened in order (sequence 0, 1, …)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    pk_rm = _raw(private_key.public_key())
+    dh = private_key.exchange(X25519PublicKey.from_public_bytes(enc))
+    kem_context = enc + pk_rm
+    if sender_public is not None:
+        dh += private_key.exchange(X25519PublicKey.from_public_bytes(sender_public))
+        kem_context += sender_public
+    aead, base_nonce = _hpke_context(2 if sender_public is not None else 0, dh, kem_context, info)
     out = []
     for seq, (ct, aad) in enumerate(zip(ciphertexts, aads)):
         nonce = bytes(a ^ b for a, b in zip(base_nonce, seq.to_bytes(12, "big")))
         out.append(aead.decrypt(nonce, ct, aad))
     return out
+
+
+def hpke_seal_all(recipient_public: bytes, plaintexts: list[bytes], aads: list[bytes],
+                  info: bytes = HPKE_INFO, sender_private=None) -> tuple[bytes, list[bytes]]:
+    """The sender's side (a fake server's): base mode, or Auth mode with `sender_private`."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    ephemeral = X25519PrivateKey.generate()
+    enc = _raw(ephemeral.public_key())
+    pk_r = X25519PublicKey.from_public_bytes(recipient_public)
+    dh = ephemeral.exchange(pk_r)
+    kem_context = enc + recipient_public
+    if sender_private is not None:
+        dh += sender_private.exchange(pk_r)
+        kem_context += _raw(sender_private.public_key())
+    aead, base_nonce = _hpke_context(2 if sender_private is not None else 0, dh, kem_context, info)
+    out = []
+    for seq, (pt, aad) in enumerate(zip(plaintexts, aads)):
+        nonce = bytes(a ^ b for a, b in zip(base_nonce, seq.to_bytes(12, "big")))
+        out.append(aead.encrypt(nonce, pt, aad))
+    return enc, out
+
+
+class Canonical:
+    """DESIGN.md §9's canonical encoding: a label, then u32-length-prefixed fields, i64
+    big-endian numbers, one byte per flag."""
+
+    def __init__(self, label: str):
+        self.data = b""
+        self.add(label)
+
+    def add(self, field) -> "Canonical":
+        if isinstance(field, bool):
+            self.data += b"\x01" if field else b"\x00"
+        elif isinstance(field, int):
+            self.data += field.to_bytes(8, "big", signed=True)
+        else:
+            raw = field.encode() if isinstance(field, str) else bytes(field)
+            self.data += len(raw).to_bytes(4, "big") + raw
+        return self
+
+
+def parse_execution_token(token: str):
+    """An stx2_ token: (Ed25519 private key, the server key it pins)."""
+    import base64
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    assert token.startswith("stx2_"), token[:5]
+    raw = base64.urlsafe_b64decode(token[5:] + "=" * (-len(token[5:]) % 4))
+    assert len(raw) == 64
+    return Ed25519PrivateKey.from_private_bytes(raw[:32]), raw[32:]
+
+
+def random_execution_token(server_key: bytes | None = None) -> str:
+    """A token of the right form that no server issued."""
+    import base64
+    raw = secrets.token_bytes(32) + (server_key if server_key is not None else secrets.token_bytes(32))
+    return "stx2_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def signed_get(pb2, token: str, execution_id: str, recipient: bytes, names=(), at: int | None = None,
+               server_key: bytes | None = None):
+    """A GetExecutionContextRequest signed as the launcher signs it."""
+    key, pinned = parse_execution_token(token)
+    server_key = pinned if server_key is None else server_key
+    at = int(time.time()) if at is None else at
+    proof = Canonical("stigmer-exec/v1 fetch").add(execution_id).add(recipient).add(server_key).add(at).add(len(names))
+    for name in names:
+        proof.add(name)
+    return pb2.GetExecutionContextRequest(execution_id=execution_id, recipient_public_key=recipient, names=list(names),
+                                          token_public_key=_raw(key.public_key()), time=at,
+                                          signature=key.sign(proof.data), server_public_key=server_key)
+
+
+def summary_bytes(execution_id: str, created_at: int, expires_at: int, entries) -> bytes:
+    c = Canonical("stigmer-exec/v1 summary").add(execution_id).add(created_at).add(expires_at).add(len(entries))
+    for name, is_secret, layer in entries:
+        c.add(name).add(is_secret).add(layer)
+    return c.data
+
+
+def summary_aad(execution_id: str) -> bytes:
+    return Canonical("stigmer-exec/v1 summary").add(execution_id).data
 
 
 def value_aad(execution_id: str, name: str) -> bytes:

@@ -566,3 +566,30 @@ def test_two_servers_share_one_database(pg_db, examples, tmp_path):
     finally:
         a.kill()
         b.kill()
+
+
+def test_a_postgres_writer_cannot_change_a_context(pg_db, home, tmp_path):
+    """Whoever can write the shared database (not the key) adds an LD_PRELOAD row, changes
+    a plain value or extends a lifetime: the launcher checks the context's tag over every
+    row the fetch helper hands it, and refuses before a child exists."""
+    cluster, db = pg_db
+    url = cluster.url(db)
+    key_init(home)
+    canary = new_canary()
+    marker = tmp_path / "ran"
+    changes = [
+        "INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer) "
+        "VALUES ('pg-t', 'LD_PRELOAD', 99, '/tmp/attacker.so', false, false, 'runtime')",
+        "UPDATE context_values SET value = 'https://attacker.example' WHERE name = 'CTX_PLAIN'",
+        "UPDATE contexts SET expires_at = expires_at + 86400",
+        "UPDATE contexts SET tag = NULL",
+    ]
+    for change in changes:
+        ok(create_context(home, "pg-t", "--env", "CTX_PLAIN=plain", "--secret", "CTX_SECRET", "--replace",
+                          secret_stdin=canary, store=url))
+        ok(pg_run(home, url, "pg-t", ["touch", str(marker)]))  # control
+        marker.unlink()
+        cluster.psql(db, change)
+        proc = pg_run(home, url, "pg-t", ["touch", str(marker)])
+        one_line_error(proc, 77, "pg-t", "integrity", secrets_=(canary,))
+        assert not marker.exists(), change

@@ -7,6 +7,7 @@ the caller), and TLS.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -34,8 +35,11 @@ from helpers import (
     created_token,
     env_lines,
     files_containing,
-    generate_stubs,
     hpke_open_all,
+    parse_execution_token,
+    signed_get,
+    summary_aad,
+    summary_bytes,
     key_init,
     new_canary,
     ok,
@@ -199,10 +203,16 @@ def test_token_scoping(server, client_home, operator_home):
                              HIDDEN_MSG)
     deleted = one_line_error(remote_run(client_home, server.url, "scope-b", ["true"], token=token_b), 77, HIDDEN_MSG)
     assert other == missing.replace("scope-none", "scope-c") == deleted.replace("scope-b", "scope-c"), (other, missing)
-    # Random tokens, with and without the stx_ prefix.
+    # A random token of the right form; a bearer token of the old form (refused before any
+    # request: it could be replayed); anything else is an operator token, which pins no
+    # server key, so the launch needs --server-key.
+    random_token = "stx2_" + base64.urlsafe_b64encode(secrets.token_bytes(64)).decode().rstrip("=")
+    one_line_error(remote_run(client_home, server.url, "scope-a", ["true"], token=random_token), 77, HIDDEN_MSG)
     one_line_error(remote_run(client_home, server.url, "scope-a", ["true"], token="stx_" + secrets.token_urlsafe(32)),
-                   77, HIDDEN_MSG)
-    one_line_error(remote_run(client_home, server.url, "scope-a", ["true"], token=secrets.token_hex(20)), 77)
+                   77, "older server", "stx2_")
+    one_line_error(remote_run(client_home, server.url, "scope-a", ["true"], token=secrets.token_hex(20)), 64, "--server-key")
+    one_line_error(remote_run(client_home, server.url, "scope-a", ["true"], token=secrets.token_hex(20),
+                              extra=["--server-key", server.server_key]), 77)
 
     # No token at all.
     one_line_error(remote_run(client_home, server.url, "scope-a", ["true"]), 77)
@@ -305,13 +315,6 @@ def test_launchers_wait_for_a_restarted_server(server_home, tmp_path, servers, c
 # 8. the standard gRPC API from generated Python stubs
 
 
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
-    pytest.importorskip("grpc", reason="grpcio is needed (integration/requirements.txt)")
-    pytest.importorskip("grpc_tools", reason="grpcio-tools is needed (integration/requirements.txt)")
-    return generate_stubs(tmp_path_factory.mktemp("stubs"))
-
-
 def test_grpc_api_from_python_stubs(stubs, server):
     import grpc
     from cryptography.hazmat.primitives import serialization
@@ -332,7 +335,9 @@ def test_grpc_api_from_python_stubs(stubs, server):
             ttl_seconds=600, instance="github-reviewer-prod")
         created = svc.CreateExecutionContext(request, metadata=op, timeout=10)
         token = created.execution_token
-        assert token.startswith("stx_") and len(token) > 20, created
+        assert token.startswith("stx2_") and len(token) == 91, created
+        assert base64.b64encode(created.server_public_key).decode() == server.server_key, created
+        assert parse_execution_token(token)[1] == created.server_public_key
         assert created.expires_at - created.created_at == 600, created
         layers = {v.name: (v.is_secret, v.layer) for v in created.variables}
         assert layers == {
@@ -355,9 +360,7 @@ def test_grpc_api_from_python_stubs(stubs, server):
         # Execution token and an X25519 key: every value sealed to it.
         private = X25519PrivateKey.generate()
         public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        bearer = (("authorization", f"Bearer {token}"),)
-        got = svc.GetExecutionContext(pb2.GetExecutionContextRequest(execution_id="py-1", recipient_public_key=public),
-                                      metadata=bearer, timeout=10)
+        got = svc.GetExecutionContext(signed_get(pb2, token, "py-1", public), timeout=10)
         assert got.execution_id == "py-1"
         assert len(got.encapsulated_key) == 32, got
         assert [v.name for v in got.values] == [v.name for v in got.variables], got
@@ -368,9 +371,17 @@ def test_grpc_api_from_python_stubs(stubs, server):
                     "GITHUB_TOKEN": EXAMPLE_TOKEN, "GITHUB_ORG": b"my-org"}
         for v in got.values:
             assert len(v.ciphertext) == len(expected[v.name]) + 16, (v.name, len(v.ciphertext))
-        opened = hpke_open_all(private, got.encapsulated_key, [v.ciphertext for v in got.values],
-                               [value_aad("py-1", v.name) for v in got.values])
+        # HPKE Auth mode under the server key; the summary sealed last binds names, flags,
+        # layers and times.
+        opened = hpke_open_all(private, got.encapsulated_key, [v.ciphertext for v in got.values] + [got.sealed_summary],
+                               [value_aad("py-1", v.name) for v in got.values] + [summary_aad("py-1")],
+                               sender_public=created.server_public_key)
         assert dict(zip([v.name for v in got.values], opened)) == expected
+        assert opened[-1] == summary_bytes("py-1", got.created_at, got.expires_at,
+                                           [(v.name, v.is_secret, v.layer) for v in got.values])
+        # Base mode (no server authentication) does not open them.
+        with pytest.raises(Exception):
+            hpke_open_all(private, got.encapsulated_key, [got.values[0].ciphertext], [value_aad("py-1", got.values[0].name)])
         # Another key cannot open them.
         with pytest.raises(Exception):
             hpke_open_all(X25519PrivateKey.generate(), got.encapsulated_key, [got.values[0].ciphertext],
@@ -385,11 +396,15 @@ def test_grpc_api_from_python_stubs(stubs, server):
         get_py1 = pb2.GetExecutionContextRequest(execution_id="py-1", recipient_public_key=public)
         assert code_of(svc.GetExecutionContext, get_py1)[0] == grpc.StatusCode.UNAUTHENTICATED
         assert code_of(svc.CreateExecutionContext, request)[0] == grpc.StatusCode.UNAUTHENTICATED
+        # The execution token itself sent as a bearer token is not accepted.
+        bearer = (("authorization", f"Bearer {token}"),)
+        assert code_of(svc.GetExecutionContext, get_py1, bearer)[0] == grpc.StatusCode.PERMISSION_DENIED
         wrong = (("authorization", "Bearer stx_" + secrets.token_urlsafe(32)),)
-        wrong_code, wrong_msg = code_of(svc.GetExecutionContext, get_py1, wrong)
+        stranger = "stx2_" + base64.urlsafe_b64encode(secrets.token_bytes(32) + created.server_public_key).decode().rstrip("=")
+        wrong_code, wrong_msg = code_of(svc.GetExecutionContext, signed_get(pb2, stranger, "py-1", public))
         assert wrong_code == grpc.StatusCode.PERMISSION_DENIED, wrong_msg
-        missing = pb2.GetExecutionContextRequest(execution_id="py-none", recipient_public_key=public)
-        assert code_of(svc.GetExecutionContext, missing, bearer) == (wrong_code, wrong_msg)
+        # Another execution's id, signed with this token: the same answer as a stranger's.
+        assert code_of(svc.GetExecutionContext, signed_get(pb2, token, "py-none", public)) == (wrong_code, wrong_msg)
         for call, req in ((svc.CreateExecutionContext, request),
                           (svc.DeleteExecutionContext, pb2.DeleteExecutionContextRequest(execution_id="py-1")),
                           (svc.SweepExpiredContexts, pb2.SweepExpiredContextsRequest())):

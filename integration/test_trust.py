@@ -32,6 +32,16 @@ from helpers import (
     recorded_calls,
     recording_companion,
     remote_create,
+    remote_run,
+    random_execution_token,
+    parse_execution_token,
+    signed_get,
+    hpke_open_all,
+    hpke_seal_all,
+    summary_aad,
+    summary_bytes,
+    value_aad,
+    HIDDEN_MSG,
     created_token,
     run,
     simple_context,
@@ -187,13 +197,14 @@ def test_companion_is_not_dumpable(tmp_path):
 
 def test_token_reaches_the_fetch_helper_over_a_descriptor(home, tmp_path):
     script, logdir = recording_companion(tmp_path)
+    token = random_execution_token()
     proc = run(["run", "--server", "grpc://127.0.0.1:1", "--fetch-timeout", "1s", "--execution-id", "t", "--", "true"],
-               home, env_extra={"STIGMER_TOKEN": "stx_secret_token_value", "STIGMER_EXEC_FULL": script})
+               home, env_extra={"STIGMER_TOKEN": token, "STIGMER_EXEC_FULL": script})
     assert proc.returncode == 69, describe(proc)
     calls = recorded_calls(logdir)
     assert len(calls) == 1, calls
     assert "STIGMER_TOKEN" not in calls[0]["env"], calls[0]
-    assert "--token-fd" in calls[0]["argv"] and "stx_secret_token_value" not in repr(calls[0]), calls[0]
+    assert "--token-fd" in calls[0]["argv"] and token not in repr(calls[0]), calls[0]
 
 
 def test_postgres_url_never_reaches_an_argv_we_build(home, tmp_path):
@@ -298,26 +309,23 @@ def test_fifo_store_is_refused_not_waited_on(home, tmp_path):
     one_line_error(proc, 65, "not a regular file")
 
 
-def test_secret_file_from_a_slow_writer(home, tmp_path):
+def test_secret_file_from_a_slow_writer(home, tmp_path, bin_path):
     """`--secret-file <(cmd)`: the pattern the README recommends, with a writer slower
     than the reader."""
     proc = subprocess.run(
-        ["bash", "-c", f'"$0" run --secret-file <(sleep 0.5; echo S=slowvalue) -- sh -c \'printf %s "$S"\'',
-         str(os.environ.get("STIGMER_EXEC_BIN") or "")],
+        ["bash", "-c", f'"$0" run --secret-file <(sleep 0.5; echo S=slowvalue) -- sh -c \'printf %s "$S"\'', str(bin_path)],
         env=base_env(home), capture_output=True, timeout=30)
-    if not os.environ.get("STIGMER_EXEC_BIN"):
-        pytest.skip("STIGMER_EXEC_BIN not set")
     assert proc.returncode == 0 and proc.stdout == b"slowvalue", describe(proc)
 
 
-def test_key_fd_zero_leaves_the_child_a_stdin(home, tmp_path):
+def test_key_fd_zero_leaves_the_child_a_stdin(home, tmp_path, bin_path):
     key = key_init(home)
     simple_context(home, "trust-fd0", new_canary())
     keyfile = tmp_path / "key"
     keyfile.write_text(key + "\n")
     with open(keyfile, "rb") as f:
         proc = subprocess.run(
-            [str(os.environ.get("STIGMER_EXEC_BIN")), "run", "--key-fd", "0", "--execution-id", "trust-fd0", "--",
+            [str(bin_path), "run", "--key-fd", "0", "--execution-id", "trust-fd0", "--",
              "sh", "-c", "test -e /proc/self/fd/0 && readlink /proc/self/fd/0"],
             stdin=f, env=base_env(home), capture_output=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.strip() == b"/dev/null", describe(proc)
@@ -417,3 +425,208 @@ def test_without_landlock_the_launch_says_so_or_refuses(home, tmp_path, bin_path
     proc = run([*outer, "--", "touch", marker], home)
     assert proc.returncode == 0 and marker.exists(), describe(proc)
     assert b"warning: the child can open" in proc.stderr and b"Landlock is not available" in proc.stderr, describe(proc)
+
+
+# --------------------------------------------------------------------------
+# the network (7, 10): deliveries authenticated by the pinned server key; fetches signed
+# by the execution token, which is never sent; tokens looked up by an indexed hash
+
+
+class FakeServer:
+    """A gRPC server on loopback that answers every fetch with values of its own choosing,
+    sealed to the launcher's recipient key just as the real server seals them (with an
+    identity of its own, or none), and records what it was sent."""
+
+    def __init__(self, stubs, mode: str):
+        import grpc
+        from concurrent import futures
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        pb2, pb2_grpc = stubs
+        self.requests = []
+        fake = self
+        identity = X25519PrivateKey.generate() if mode == "own-identity" else None
+
+        class Servicer(pb2_grpc.ExecutionContextServiceServicer):
+            def GetExecutionContext(self, request, context):
+                fake.requests.append((request, dict(context.invocation_metadata())))
+                now = int(time.time())
+                values = [("LD_PRELOAD", False, "runtime", b"/tmp/attacker.so"), ("MARK", False, "runtime", b"fake")]
+                entries = [(n, s, l) for n, s, l, _ in values]
+                summary = summary_bytes(request.execution_id, now, now + 3600, entries)
+                enc, sealed = hpke_seal_all(bytes(request.recipient_public_key), [v for *_, v in values] + [summary],
+                                            [value_aad(request.execution_id, n) for n, *_ in values]
+                                            + [summary_aad(request.execution_id)], sender_private=identity)
+                return pb2.GetExecutionContextResponse(
+                    execution_id=request.execution_id, created_at=now, expires_at=now + 3600, encapsulated_key=enc,
+                    values=[pb2.SealedValue(name=n, is_secret=s, layer=l, ciphertext=c) for (n, s, l), c in zip(entries, sealed)],
+                    variables=[pb2.VariableInfo(name=n, is_secret=s, layer=l) for n, s, l in entries],
+                    sealed_summary=sealed[-1])
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        pb2_grpc.add_ExecutionContextServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self):
+        self.server.stop(None)
+
+
+@pytest.mark.parametrize("mode", ["own-identity", "no-identity"])
+def test_a_fake_server_cannot_hand_the_launcher_values(home, tmp_path, stubs, mode):
+    """A fake server on a plaintext address (or anything where TLS ends early) seals an
+    LD_PRELOAD of its own to the launcher's key. The launcher opens only what the server
+    key it pinned (inside the execution token) sealed — and never sends the token."""
+    key_init(home)
+    server = Server(home, tmp_path).start()
+    try:
+        token = created_token(remote_create(home, server.url, "net-1", "--env", "MARK=real"))
+        marker = tmp_path / "ran"
+        script = ["sh", "-c", f'echo "$MARK $LD_PRELOAD" > {marker}']
+        ok(remote_run(home, server.url, "net-1", script, token=token))  # control: the real server
+        assert marker.read_text().strip() == "real", marker.read_text()
+        marker.unlink()
+        fake = FakeServer(stubs, mode)
+        try:
+            proc = remote_run(home, f"grpc://127.0.0.1:{fake.port}", "net-1", script, token=token)
+            one_line_error(proc, 77, "failed authentication", "pinned server key")
+            assert not marker.exists(), "the child ran with the fake server's values"
+            assert len(fake.requests) == 1
+            request, metadata = fake.requests[0]
+            assert "authorization" not in metadata, metadata
+            signing_key = parse_execution_token(token)[0].private_bytes_raw()
+            assert token.encode() not in request.SerializeToString()
+            assert signing_key not in request.SerializeToString()
+        finally:
+            fake.stop()
+    finally:
+        server.stop()
+
+
+def test_a_seen_fetch_yields_nothing_readable(home, tmp_path, stubs):
+    """Whoever sees a launcher's request (where TLS ends early) can replay it only as it
+    was: the values come back sealed to the first launcher's key. With another recipient
+    key, other names, or a time outside the window, the signature no longer holds."""
+    import grpc
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    pb2, pb2_grpc = stubs
+    key_init(home)
+    canary = new_canary()
+    server = Server(home, tmp_path).start()
+    try:
+        token = created_token(remote_create(home, server.url, "net-2", "--secret", "S", secret_stdin=canary))
+        server_key = parse_execution_token(token)[1]
+        launcher, attacker = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+        raw = lambda k: k.public_key().public_bytes_raw()
+        seen = signed_get(pb2, token, "net-2", raw(launcher))
+        with grpc.insecure_channel(server.url.removeprefix("grpc://")) as channel:
+            svc = pb2_grpc.ExecutionContextServiceStub(channel)
+            got = svc.GetExecutionContext(seen, timeout=10)  # replayed verbatim
+            aads = [value_aad("net-2", "S"), summary_aad("net-2")]
+            cts = [got.values[0].ciphertext, got.sealed_summary]
+            assert hpke_open_all(launcher, got.encapsulated_key, cts, aads, sender_public=server_key)[0] == canary
+            with pytest.raises(Exception):
+                hpke_open_all(attacker, got.encapsulated_key, cts, aads, sender_public=server_key)
+
+            def denied(request):
+                with pytest.raises(grpc.RpcError) as e:
+                    svc.GetExecutionContext(request, timeout=10)
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value
+                assert e.value.details() == HIDDEN_MSG
+
+            for field, value in (("recipient_public_key", raw(attacker)), ("time", seen.time + 1),
+                                 ("execution_id", "net-other"), ("server_public_key", bytes(32))):
+                forged = pb2.GetExecutionContextRequest()
+                forged.CopyFrom(seen)
+                setattr(forged, field, value)
+                denied(forged)
+            forged = pb2.GetExecutionContextRequest()
+            forged.CopyFrom(seen)
+            forged.names.append("S")
+            denied(forged)
+            # Outside the 300 s window either way; inside it, fine.
+            now = int(time.time())
+            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now - 330))
+            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now + 330))
+            svc.GetExecutionContext(signed_get(pb2, token, "net-2", raw(attacker), at=now - 200), timeout=10)
+    finally:
+        server.stop()
+    assert canary not in server.stderr
+
+
+# --------------------------------------------------------------------------
+# the store (12): the whole context is authenticated under the key
+
+
+def tamper(db_path, sql, *params):
+    import sqlite3
+    db = sqlite3.connect(db_path)
+    try:
+        db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+
+
+STORE_CHANGES = {
+    "added-LD_PRELOAD": "INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer) "
+                        "VALUES ('{id}', 'LD_PRELOAD', 99, '/tmp/attacker.so', 0, 0, 'runtime')",
+    "changed-plain-value": "UPDATE context_values SET value = 'https://attacker.example' WHERE name = 'CTX_PLAIN'",
+    "dropped-variable": "DELETE FROM context_values WHERE name = 'CTX_PLAIN'",
+    "secret-made-plain": "UPDATE context_values SET is_secret = 0 WHERE name = 'CTX_SECRET'",
+    "extended-lifetime": "UPDATE contexts SET expires_at = expires_at + 86400",
+    "tag-removed": "UPDATE contexts SET tag = NULL",
+}
+
+
+@pytest.mark.parametrize("change", sorted(STORE_CHANGES))
+def test_a_store_writer_cannot_change_a_context(home, tmp_path, change):
+    """Whoever can write the store (not the key) changes a context's rows: the launch
+    refuses before a child exists. AES-GCM binds each secret; the context's tag binds the
+    rest."""
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "st-1", canary)
+    marker = tmp_path / "ran"
+    ok(run(["run", "--execution-id", "st-1", "--", "touch", str(marker)], home))  # control
+    marker.unlink()
+    tamper(home / "stigmer.db", STORE_CHANGES[change].format(id="st-1"))
+    proc = run(["run", "--execution-id", "st-1", "--", "touch", str(marker)], home)
+    one_line_error(proc, 77, "st-1", "integrity", secrets_=(canary,))
+    assert not marker.exists()
+
+
+def test_a_store_writer_cannot_swap_in_a_token_of_their_own(home, tmp_path, stubs):
+    """The attacker writes the hash of their own token key into a context on the server's
+    store: their signed fetch is accepted, and the context's tag (which binds the token
+    hash) stops it — no value leaves the server. The lookup is by an index on the hash."""
+    import grpc
+    import hashlib
+    import sqlite3
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    pb2, pb2_grpc = stubs
+    key_init(home)
+    canary = new_canary()
+    server = Server(home, tmp_path).start()
+    try:
+        token = created_token(remote_create(home, server.url, "sw-1", "--secret", "S", secret_stdin=canary))
+        attacker = random_execution_token(parse_execution_token(token)[1])
+        attacker_key = parse_execution_token(attacker)[0].public_key().public_bytes_raw()
+        db = home / "stigmer.db"
+        tamper(db, "UPDATE contexts SET token_hash = ? WHERE execution_id = 'sw-1'", hashlib.sha256(attacker_key).hexdigest())
+        recipient = X25519PrivateKey.generate().public_key().public_bytes_raw()
+        with grpc.insecure_channel(server.url.removeprefix("grpc://")) as channel:
+            svc = pb2_grpc.ExecutionContextServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as e:
+                svc.GetExecutionContext(signed_get(pb2, attacker, "sw-1", recipient), timeout=10)
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "integrity" in e.value.details(), e.value
+        proc = remote_run(home, server.url, "sw-1", ["true"], token=attacker)
+        assert proc.returncode != 0 and b"integrity" in proc.stderr, describe(proc)
+        plan = sqlite3.connect(db).execute("EXPLAIN QUERY PLAN SELECT execution_id FROM contexts WHERE token_hash = ?",
+                                           ("x",)).fetchall()
+        assert "contexts_by_token" in repr(plan), plan
+    finally:
+        server.stop()
+    assert canary not in server.stderr

@@ -123,6 +123,7 @@ public struct LaunchArguments: Equatable {
         Flag("--tls-ca") { $0.remote.tlsCA = $1; return true },
         Flag("--fetch-timeout") { $0.remote.fetchTimeout = $1; return true },
         Flag("--allow-plaintext", value: false) { a, _ in a.remote.allowPlaintext = true; return true },
+        Flag("--server-key") { $0.remote.serverKey = $1; return true },
     ]
 
     public static let runFlags: [Flag] = commonFlags + [

@@ -109,6 +109,7 @@ public struct McpRunArguments: ParsableArguments {
     @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Trust this CA for grpcs://.", valueName: "FILE")) public var tlsCA: String?
     @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) public var fetchTimeout: String = "30s"
     @Flag(name: .customLong("allow-plaintext"), help: "Allow grpc:// (no TLS) to a host other than loopback.") public var allowPlaintext = false
+    @Option(name: .customLong("server-key"), help: ArgumentHelp("Trust only values sealed by this server key (base64).", valueName: "KEY")) public var serverKey: String?
 
     public func validate() throws {
         if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
@@ -123,7 +124,7 @@ public struct McpRunArguments: ParsableArguments {
         a.mcpServer = server
         a.hardening = hardening.spec
         a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
-                                allowPlaintext: allowPlaintext)
+                                allowPlaintext: allowPlaintext, serverKey: serverKey)
         return a
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import StigmerCore
+import StigmerCrypto
 import StigmerStore
 import StigmerSystem
 
@@ -25,13 +26,16 @@ public struct RemoteOptions: ParsableArguments {
     @Flag(name: .customLong("allow-plaintext"), help: "Allow grpc:// (no TLS) to a host other than loopback: the token then crosses the network in clear.")
     public var allowPlaintext = false
 
+    @Option(name: .customLong("server-key"), help: ArgumentHelp("Trust only values sealed by this server key (base64, as `serve` prints it). Default: $STIGMER_SERVER_KEY, else the key inside the execution token.", valueName: "KEY"))
+    public var serverKey: String?
+
     public func validate() throws {
         if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
     }
 
     public var inputs: RemoteInputs {
         RemoteInputs(server: server, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
-                     allowPlaintext: allowPlaintext)
+                     allowPlaintext: allowPlaintext, serverKey: serverKey)
     }
 
     public var serverURL: String? { inputs.serverURL }
@@ -45,10 +49,12 @@ public struct RemoteInputs: Equatable {
     public var tlsCA: String?
     public var fetchTimeout = "30s"
     public var allowPlaintext = false
+    public var serverKey: String?
 
     public init(server: String? = nil, tokenFile: String? = nil, tokenFD: Int32? = nil, tlsCA: String? = nil, fetchTimeout: String = "30s",
-                allowPlaintext: Bool = false) {
+                allowPlaintext: Bool = false, serverKey: String? = nil) {
         self.allowPlaintext = allowPlaintext
+        self.serverKey = serverKey
         self.server = server
         self.tokenFile = tokenFile
         self.tokenFD = tokenFD
@@ -58,6 +64,26 @@ public struct RemoteInputs: Equatable {
 
     public var serverURL: String? { ControlVariable.server.or(server) }
 
+    /// The server key to pin: `--server-key`, `STIGMER_SERVER_KEY`, else the one inside
+    /// `token` (an execution token's). Both given and different: refused.
+    public func pinnedServerKey(token: ExecutionToken?) throws(StigmerError) -> [UInt8] {
+        let given: [UInt8]?
+        if let serverKey {
+            given = try ServerIdentity.parsePublicKey(serverKey, source: "--server-key")
+        } else if let env = ControlVariable.serverKey.value {
+            given = try ServerIdentity.parsePublicKey(env, source: ControlVariable.serverKey.rawValue)
+        } else {
+            given = nil
+        }
+        if let given, let token, given != token.serverKey {
+            throw .notPermitted("the execution token was issued by a server whose key is not the pinned --server-key/\(ControlVariable.serverKey.rawValue); refusing to trust either")
+        }
+        guard let key = given ?? token?.serverKey else {
+            throw .usage("nothing pins the server's key: give --server-key (or \(ControlVariable.serverKey.rawValue)) with the key `serve` prints, or use an execution token")
+        }
+        return key
+    }
+
     /// What the fetch helper needs from the launcher's command line.
     public var helperArgs: [String] {
         var out: [String] = []
@@ -65,6 +91,7 @@ public struct RemoteInputs: Equatable {
         if let tokenFD { out += ["--token-fd", "\(tokenFD)"] }
         if let tlsCA { out += ["--tls-ca", tlsCA] }
         if allowPlaintext { out.append("--allow-plaintext") }
+        if let serverKey { out += ["--server-key", serverKey] }
         return out + ["--fetch-timeout", fetchTimeout]
     }
 

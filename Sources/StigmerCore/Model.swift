@@ -183,15 +183,19 @@ public struct ExecutionContext: Sendable, Equatable, Redacted {
     /// Seconds since the Unix epoch.
     public var createdAt: Int64
     public var expiresAt: Int64
-    /// SHA-256 (hex) of the execution-scoped token a server issued for it, if any.
+    /// SHA-256 (hex) of the public half of the execution token a server issued for it, if any.
     public var tokenHash: String?
+    /// The integrity tag over all of the above (`m1:…`, StigmerCrypto's `ContextTag`).
+    public var tag: String?
 
-    public init(executionID: String, data: Variables<ExecutionValue>, createdAt: Int64, expiresAt: Int64, tokenHash: String? = nil) {
+    public init(executionID: String, data: Variables<ExecutionValue>, createdAt: Int64, expiresAt: Int64, tokenHash: String? = nil,
+                tag: String? = nil) {
         self.executionID = executionID
         self.data = data
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.tokenHash = tokenHash
+        self.tag = tag
     }
 
     public var redactedDescription: String { "ExecutionContext(\(executionID): \(redactedList(data.names)))" }

@@ -6,12 +6,15 @@ import StigmerCore
 /// A small length-prefixed binary format, little-endian, so the launcher needs no
 /// protobuf runtime:
 ///
-///     "STGX" u8 version(1)
+///     "STGX" u8 version(2)
 ///     str execution_id   i64 created_at   i64 expires_at   bytes encapsulated_key
+///     bytes server_key   bytes authenticator   u8 has_token_hash   str token_hash
 ///     u32 count, then per value: str name  u8 is_secret  str layer  u8 kind  bytes data
 ///
 /// `str`/`bytes` are a u32 length then the bytes; kind 0 = plain, 1 = sealed at rest
-/// (`v1:…`, opened with the execution binding), 2 = HPKE ciphertext.
+/// (`v1:…`, opened with the execution binding), 2 = HPKE ciphertext. Remote: `server_key`
+/// is the pinned server identity and `authenticator` the sealed summary. PostgreSQL: every
+/// row of the context, `authenticator` its integrity tag, and its token hash.
 public struct FetchFrame: Sendable, Redacted {
     public enum Kind: UInt8, Sendable { case plain = 0, sealed = 1, hpke = 2 }
 
@@ -35,24 +38,32 @@ public struct FetchFrame: Sendable, Redacted {
     public var createdAt: Int64
     public var expiresAt: Int64
     public var encapsulatedKey: [UInt8]
+    public var serverKey: [UInt8]
+    public var authenticator: [UInt8]
+    public var tokenHash: String?
     public var values: [Value]
 
-    public init(executionID: String, createdAt: Int64, expiresAt: Int64, encapsulatedKey: [UInt8], values: [Value]) {
+    public init(executionID: String, createdAt: Int64, expiresAt: Int64, encapsulatedKey: [UInt8] = [], serverKey: [UInt8] = [],
+                authenticator: [UInt8], tokenHash: String? = nil, values: [Value]) {
         self.executionID = executionID
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.encapsulatedKey = encapsulatedKey
+        self.serverKey = serverKey
+        self.authenticator = authenticator
+        self.tokenHash = tokenHash
         self.values = values
     }
 
     public var redactedDescription: String { "FetchFrame(\(executionID): \(redactedList(values.map(\.name))))" }
 
     public func encode() -> [UInt8] {
-        var out = Array("STGX".utf8) + [1]
+        var out = Array("STGX".utf8) + [2]
         func u32(_ n: Int) { withUnsafeBytes(of: UInt32(n).littleEndian) { out += $0 } }
         func i64(_ n: Int64) { withUnsafeBytes(of: n.littleEndian) { out += $0 } }
         func bytes(_ b: [UInt8]) { u32(b.count); out += b }
         bytes(Array(executionID.utf8)); i64(createdAt); i64(expiresAt); bytes(encapsulatedKey)
+        bytes(serverKey); bytes(authenticator); out.append(tokenHash == nil ? 0 : 1); bytes(Array((tokenHash ?? "").utf8))
         u32(values.count)
         for v in values {
             bytes(Array(v.name.utf8)); out.append(v.isSecret ? 1 : 0); bytes(Array(v.layer.utf8)); out.append(v.kind.rawValue); bytes(v.data)
@@ -75,8 +86,12 @@ public struct FetchFrame: Sendable, Redacted {
             guard let s = String(validating: try bytes(), as: UTF8.self) else { throw bad }
             return s
         }
-        guard try Array(take(5)) == Array("STGX".utf8) + [1] else { throw bad }
-        var frame = FetchFrame(executionID: try string(), createdAt: try i64(), expiresAt: try i64(), encapsulatedKey: try bytes(), values: [])
+        guard try Array(take(5)) == Array("STGX".utf8) + [2] else { throw bad }
+        var frame = FetchFrame(executionID: try string(), createdAt: try i64(), expiresAt: try i64(), encapsulatedKey: try bytes(),
+                               serverKey: try bytes(), authenticator: try bytes(), values: [])
+        let hasTokenHash = try take(1).first! != 0
+        let tokenHash = try string()
+        frame.tokenHash = hasTokenHash ? tokenHash : nil
         let count = try u32()
         guard count <= 100_000 else { throw bad }
         for _ in 0..<count {

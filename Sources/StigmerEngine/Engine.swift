@@ -111,13 +111,14 @@ public struct Engine {
     }
 
     /// The context `createContext` would store: merged, every secret re-sealed under
-    /// `execution:<id>`. Stores nothing (the server stores it in its own store).
+    /// `execution:<id>`, the whole tagged under the key (`ContextTag`). Stores nothing (the
+    /// server stores it in its own store).
     public func prepareContext(executionID: String, input: MergeInput, ttlSeconds: Int64, tokenHash: String? = nil) throws(StigmerError) -> ExecutionContext {
         try Self.checkExecutionID(executionID)
         try DurationText.check(ttlSeconds)
         var merged = try Merge.merge(input)
+        let ring = try keys.load()
         if merged.entries.contains(where: { $0.value.isSecret }) {
-            let ring = try keys.load()
             var opened = try SecretBytes()
             for (name, value) in merged.entries where value.isSecret {
                 var resealed = value
@@ -137,7 +138,29 @@ public struct Engine {
         }
         let now = Sys.now()
         let (expiry, overflow) = now.addingReportingOverflow(ttlSeconds)
-        return ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: overflow ? .max : expiry, tokenHash: tokenHash)
+        var context = ExecutionContext(executionID: executionID, data: merged, createdAt: now, expiresAt: overflow ? .max : expiry, tokenHash: tokenHash)
+        let (header, entries) = Self.tagInput(context)
+        context.tag = ContextTag.tag(header, entries, with: ring)
+        return context
+    }
+
+    /// What a context's integrity tag covers.
+    static func tagInput(_ context: ExecutionContext) -> (ContextTag.Header, [ContextTag.Entry]) {
+        let header = ContextTag.Header(executionID: context.executionID, createdAt: context.createdAt, expiresAt: context.expiresAt,
+                                       tokenHash: context.tokenHash)
+        let entries = context.data.entries.map { name, value in
+            switch value.content {
+            case .plain(let text): ContextTag.Entry(name: name, isSecret: value.isSecret, sealed: false, layer: value.layer.description, text: Array(text.utf8))
+            case .sealed(let text): ContextTag.Entry(name: name, isSecret: value.isSecret, sealed: true, layer: value.layer.description, text: Array(text.utf8))
+            }
+        }
+        return (header, entries)
+    }
+
+    /// Refuses a stored context that stigmer-exec did not write as it is (`ContextTag`).
+    public func verify(_ context: ExecutionContext) throws(StigmerError) {
+        let (header, entries) = Self.tagInput(context)
+        try ContextTag.verify(context.tag, header, entries, with: try keys.load())
     }
 
     /// A context's expiry check, shared by every store (66 when gone).
@@ -158,10 +181,12 @@ public struct Engine {
         }
     }
 
-    /// A stored, unexpired context, or a 66 that says which.
+    /// A stored context, intact (77 when not) and unexpired (66 when gone).
     public func storedContext(_ executionID: String) throws(StigmerError) -> ExecutionContext {
         try Self.checkExecutionID(executionID)
-        return try Self.checkUnexpired(try store?.context(executionID), executionID)
+        let context = try store?.context(executionID)
+        if let context { try verify(context) }
+        return try Self.checkUnexpired(context, executionID)
     }
 
     // MARK: plaintext for launch
@@ -209,16 +234,34 @@ public struct Engine {
     /// Opens what the fetch helper returned (DESIGN.md §9): HPKE values with this launch's
     /// ephemeral key, values sealed at rest with the key ring, under the execution binding.
     /// Only `names` are kept; anything else that came is wiped.
+    /// A remote frame (`serverKey` set) must be all HPKE, authenticated by that key, with
+    /// its sealed summary; a PostgreSQL frame carries every row and the context's tag.
     public func open(_ frame: FetchFrame, recipient: Delivery.Recipient?, only names: Set<String>?) throws(StigmerError) -> SecretBytes {
         var out = try SecretBytes(capacity: frame.values.reduce(0) { $0 + $1.data.count })
-        let sealedToUs = frame.values.filter { $0.kind == .hpke }
-        if !sealedToUs.isEmpty {
+        let remote = !frame.serverKey.isEmpty
+        guard frame.values.allSatisfy({ ($0.kind == .hpke) == remote }) else {
+            throw .notPermitted("the fetch helper's answer mixes delivered and stored values; refusing to use it")
+        }
+        if remote {
             guard let recipient else {
                 throw .notPermitted("the fetch helper returned values sealed to a key this launch did not make; refusing to use them")
             }
             // HPKE opens in order, so all of them; what was not asked for is dropped below.
-            try recipient.open(encapsulatedKey: frame.encapsulatedKey, executionID: frame.executionID,
-                               values: sealedToUs.map { ($0.name, $0.isSecret, $0.data) }, into: &out)
+            let summary = Delivery.Summary(executionID: frame.executionID, createdAt: frame.createdAt, expiresAt: frame.expiresAt,
+                                           entries: frame.values.map { ($0.name, $0.isSecret, $0.layer) })
+            try recipient.open(encapsulatedKey: frame.encapsulatedKey, serverKey: frame.serverKey, summary: summary,
+                               sealedSummary: frame.authenticator, values: frame.values.map { ($0.name, $0.isSecret, $0.data) }, into: &out)
+        } else {
+            let header = ContextTag.Header(executionID: frame.executionID, createdAt: frame.createdAt, expiresAt: frame.expiresAt,
+                                           tokenHash: frame.tokenHash)
+            let entries = frame.values.map {
+                ContextTag.Entry(name: $0.name, isSecret: $0.isSecret, sealed: $0.kind == .sealed, layer: $0.layer, text: $0.data)
+            }
+            try ContextTag.verify(frame.authenticator.isEmpty ? nil : String(decoding: frame.authenticator, as: UTF8.self),
+                                  header, entries, with: try keys.load())
+        }
+        guard frame.expiresAt > Sys.now() else {
+            throw .notFound("the context for execution \(quoted(frame.executionID)) expired at \(Time.iso8601(frame.expiresAt)); create it again")
         }
         for value in frame.values where value.kind != .hpke && (names?.contains(value.name) ?? true) {
             switch value.kind {

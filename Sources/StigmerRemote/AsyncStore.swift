@@ -14,10 +14,8 @@ public protocol AsyncStore: Sendable {
     func instance(_ name: String) async throws(StigmerError) -> AgentInstance?
     func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError)
     func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext?
-    /// Only the context's token hash: `.some(nil)` for a context without one, nil for no
-    /// context. Read before anything else of the context, so authentication takes the same
-    /// time whatever the context holds.
-    func tokenHash(_ executionID: String) async throws(StigmerError) -> String??
+    /// The execution whose token key hashes to `hash`, by an index (see `Store`).
+    func executionID(forTokenHash hash: String) async throws(StigmerError) -> String?
     func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool
     func deleteExpired(now: Int64) async throws(StigmerError) -> Int
 }
@@ -47,8 +45,8 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
         try locked { () throws(StigmerError) in try store.createContext(context, replace: replace) }
     }
     public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try locked { () throws(StigmerError) in try store.context(executionID) } }
-    public func tokenHash(_ executionID: String) async throws(StigmerError) -> String?? {
-        try locked { () throws(StigmerError) -> String?? in try store.tokenHash(executionID) }
+    public func executionID(forTokenHash hash: String) async throws(StigmerError) -> String? {
+        try locked { () throws(StigmerError) -> String? in try store.executionID(forTokenHash: hash) }
     }
     public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
     public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }

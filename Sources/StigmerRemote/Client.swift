@@ -56,11 +56,12 @@ public struct ServerAddress: Sendable, CustomStringConvertible {
 /// exponential backoff and full jitter until `timeout`, then 69.
 public struct RemoteClient: Sendable {
     public let address: ServerAddress
-    public let token: String
+    /// The operator's bearer token; nil for a signed fetch, which sends none.
+    public let token: String?
     public let caFile: String?
     public let timeout: Duration
 
-    public init(address: ServerAddress, token: String, caFile: String?, timeout: Duration) {
+    public init(address: ServerAddress, token: String?, caFile: String?, timeout: Duration) {
         self.address = address
         self.token = token
         self.caFile = caFile
@@ -138,7 +139,7 @@ public struct RemoteClient: Sendable {
         } else {
             transport = try HTTP2ClientTransport.Posix(target: .dns(host: address.host, port: address.port), transportSecurity: security)
         }
-        let metadata: Metadata = ["authorization": "Bearer \(token)"]
+        let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
         var options = CallOptions.defaults
         options.timeout = .seconds(10)
         return try await withGRPCClient(transport: transport) { client in

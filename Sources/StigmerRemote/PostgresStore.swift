@@ -41,6 +41,11 @@ public final class PostgresStore: AsyncStore {
                 is_secret BOOLEAN NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (execution_id, name))
             """,
         ],
+        // 2: the context's integrity tag; token hashes looked up by index.
+        [
+            "ALTER TABLE contexts ADD COLUMN tag TEXT",
+            "CREATE UNIQUE INDEX contexts_by_token ON contexts (token_hash)",
+        ],
     ]
 
     public init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(5)) {
@@ -323,8 +328,8 @@ public final class PostgresStore: AsyncStore {
                 // exactly one wins and the other reports the conflict.
                 var inserted = false
                 for try await _ in try await conn.query("""
-                    INSERT INTO contexts (execution_id, created_at, expires_at, token_hash)
-                    VALUES (\(id), \(context.createdAt), \(context.expiresAt), \(context.tokenHash))
+                    INSERT INTO contexts (execution_id, created_at, expires_at, token_hash, tag)
+                    VALUES (\(id), \(context.createdAt), \(context.expiresAt), \(context.tokenHash), \(context.tag))
                     ON CONFLICT (execution_id) DO NOTHING RETURNING 1
                     """, logger: logger).decode(Int.self) {
                     inserted = true
@@ -344,13 +349,13 @@ public final class PostgresStore: AsyncStore {
         if !created { throw StoreRules.conflict(id) }
     }
 
-    public func tokenHash(_ executionID: String) async throws(StigmerError) -> String?? {
+    public func executionID(forTokenHash hash: String) async throws(StigmerError) -> String? {
         let logger = self.logger
-        return try await db("reading context \(executionID)") { [client] () async throws -> String?? in
-            var found: String??
-            for try await row in try await client.query("SELECT token_hash FROM contexts WHERE execution_id = \(executionID)",
-                                                        logger: logger).decode(String?.self) {
-                found = .some(row)
+        return try await db("looking up an execution token") { [client] () async throws -> String? in
+            var found: String?
+            for try await row in try await client.query("SELECT execution_id FROM contexts WHERE token_hash = \(hash)",
+                                                        logger: logger).decode(String.self) {
+                found = row
             }
             return found
         }
@@ -358,13 +363,13 @@ public final class PostgresStore: AsyncStore {
 
     public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? {
         let logger = self.logger
-        let found: ((Int64, Int64, String?), [(String, String, Bool, Bool, String)])? = try await db("reading context \(executionID)") { [client] in
+        let found: ((Int64, Int64, String?, String?), [(String, String, Bool, Bool, String)])? = try await db("reading context \(executionID)") { [client] in
             // One transaction: a concurrent replace is never seen half-done.
             try await client.withTransaction(logger: logger) { conn in
-                var times: (Int64, Int64, String?)?
+                var times: (Int64, Int64, String?, String?)?
                 for try await row in try await conn.query(
-                    "SELECT created_at, expires_at, token_hash FROM contexts WHERE execution_id = \(executionID)",
-                    logger: logger).decode((Int64, Int64, String?).self) {
+                    "SELECT created_at, expires_at, token_hash, tag FROM contexts WHERE execution_id = \(executionID)",
+                    logger: logger).decode((Int64, Int64, String?, String?).self) {
                     times = row
                 }
                 guard let times else { return nil }
@@ -385,7 +390,7 @@ public final class PostgresStore: AsyncStore {
             }
             data[name] = ExecutionValue(content: sealed ? .sealed(value) : .plain(value), isSecret: secret, layer: layer)
         }
-        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2)
+        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2, tag: times.3)
     }
 
     public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool {

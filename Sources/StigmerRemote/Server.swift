@@ -107,7 +107,8 @@ public enum Server {
                                                               config: Self.transportConfig(logger: logger)),
                                     services: [service])
             let sweeper = Sweeper(store: store, interval: config.sweepInterval, logger: logger)
-            let group = ServiceGroup(services: [sweeper, GRPCServerService(server: server, logger: logger, tls: config.tlsCertificate != nil)],
+            let group = ServiceGroup(services: [sweeper, GRPCServerService(server: server, logger: logger, tls: config.tlsCertificate != nil,
+                                                                                    serverKey: Base64.encode(ServerIdentity(config.keys.newest).publicKey))],
                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
         }
@@ -119,6 +120,8 @@ struct GRPCServerService<Transport: ServerTransport>: Service {
     let server: GRPCServer<Transport>
     let logger: Logger
     let tls: Bool
+    /// The public identity launchers pin (`--server-key`, and inside every execution token).
+    let serverKey: String
 
     func run() async throws {
         try await withTaskCancellationOrGracefulShutdownHandler {
@@ -130,7 +133,7 @@ struct GRPCServerService<Transport: ServerTransport>: Service {
                     if let v4 = address.ipv4 { text = "\(v4.host):\(v4.port)" }
                     else if let v6 = address.ipv6 { text = "[\(v6.host)]:\(v6.port)" }
                     else { text = "\(address)" }
-                    Stderr.line("stigmer-exec: serving on \(tls ? "grpcs" : "grpc")://\(text)")
+                    Stderr.line("stigmer-exec: serving on \(tls ? "grpcs" : "grpc")://\(text) with server key \(serverKey)")
                 }
             }
         } onCancelOrGracefulShutdown: {

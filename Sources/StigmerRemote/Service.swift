@@ -6,8 +6,8 @@ import StigmerEngine
 import StigmerStore
 import StigmerSystem
 
-/// Who is calling: the operator (everything), or the holder of one execution's token
-/// (reading exactly that context).
+/// Who is calling: the operator (everything, by a bearer token), or the holder of one
+/// execution's token (reading exactly that context, by a signed request).
 public struct ServerAuth: Sendable {
     /// SHA-256 of the operator token; compared in constant time.
     let operatorHash: String
@@ -16,24 +16,15 @@ public struct ServerAuth: Sendable {
         operatorHash = Tokens.hash(operatorToken)
     }
 
-    enum Caller {
-        case operatorToken
-        case bearer(hash: String)
-    }
-
-    func caller(_ metadata: Metadata) throws -> Caller {
+    /// Everything but an execution token's signed fetch needs the operator token.
+    func requireOperator(_ metadata: Metadata) throws {
         var header: String?
         for value in metadata[stringValues: "authorization"] { header = value; break }
         guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
             throw RPCError(code: .unauthenticated, message: "missing bearer token; pass --token-file, --token-fd or STIGMER_TOKEN")
         }
-        let hash = Tokens.hash(String(header.dropFirst(7)))
-        return Tokens.equal(hash, operatorHash) ? .operatorToken : .bearer(hash: hash)
-    }
-
-    func requireOperator(_ metadata: Metadata) throws {
-        guard case .operatorToken = try caller(metadata) else {
-            throw RPCError(code: .permissionDenied, message: "permission denied: this needs the operator token")
+        guard Tokens.equal(Tokens.hash(String(header.dropFirst(7))), operatorHash) else {
+            throw RPCError(code: .permissionDenied, message: "permission denied: this needs the operator token (an execution token signs its fetch and is never sent)")
         }
     }
 }
@@ -92,28 +83,37 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
 
     public func getExecutionContext(request: ServerRequest<Stigmer_Exec_V1_GetExecutionContextRequest>,
                                     context: ServerContext) async throws -> ServerResponse<Stigmer_Exec_V1_GetExecutionContextResponse> {
-        let id = request.message.executionID
+        let message = request.message
+        let id = message.executionID
         return try await handle("Get", id) {
-            let caller = try auth.caller(request.metadata)
-            try Engine.checkExecutionID(id)
-            if case .bearer(let hash) = caller {
-                // The token is compared first, against its hash alone: nothing of the context
-                // is loaded for a caller who does not hold it, so the time taken says neither
-                // whether the execution exists nor how large its context is. Compared even
-                // when there is no context.
-                let expected = (try await store.tokenHash(id) ?? nil) ?? String(repeating: "0", count: 64)
-                guard Tokens.equal(hash, expected) else { throw Self.hidden }
-                guard request.message.recipientPublicKey.count == 32 else {
+            let recipient = Array(message.recipientPublicKey)
+            let byToken = !message.tokenPublicKey.isEmpty
+            if byToken {
+                // An execution token signs its request; it is never sent. The signature is
+                // checked first, then the token's key is looked up by its hash (an index):
+                // neither step reads anything of the execution asked for, so the time taken
+                // says neither whether it exists nor how large its context is.
+                let proof = FetchProof(executionID: id, recipientKey: recipient, serverKey: Array(message.serverPublicKey),
+                                       time: message.time, names: message.names)
+                let signed = proof.verify(signature: Array(message.signature), publicKey: Array(message.tokenPublicKey), now: Sys.now())
+                let owner = try await store.executionID(forTokenHash: ExecutionToken.keyHash(Array(message.tokenPublicKey)))
+                guard signed, let owner, Tokens.equal(owner, id) else { throw Self.hidden }
+                guard recipient.count == 32 else {
                     throw RPCError(code: .invalidArgument, message: "an execution token fetches values sealed to a recipient key (32-byte X25519)")
                 }
+            } else {
+                try auth.requireOperator(request.metadata)
             }
+            try Engine.checkExecutionID(id)
             let stored = try await store.context(id)
-            if case .bearer = caller {
+            if byToken {
                 guard let stored, stored.expiresAt > Sys.now() else { throw Self.hidden }
             }
             let live = try Engine.checkUnexpired(stored, id)
+            // Whoever can write the store must not be able to hand a launcher anything.
+            try engine.verify(live)
             // Least privilege: only the names the launch asked for (none: all).
-            let wanted = Set(request.message.names)
+            let wanted = Set(message.names)
             let selected = live.data.entries.filter { wanted.isEmpty || wanted.contains($0.name) }
             var response = Stigmer_Exec_V1_GetExecutionContextResponse()
             response.executionID = id
@@ -122,12 +122,17 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
             response.variables = selected.map { entry in
                 .with { $0.name = entry.name; $0.isSecret = entry.value.isSecret; $0.layer = entry.value.layer.description }
             }
-            let recipient = Array(request.message.recipientPublicKey)
             if !recipient.isEmpty {
+                guard let identity = ServerIdentity.matching(Array(message.serverPublicKey), in: keys) else {
+                    throw RPCError(code: .failedPrecondition, message: "this server does not hold the server key the caller pinned; check --server-key, or the server's master key")
+                }
                 let opened = try engine.open(live.data, only: wanted.isEmpty ? nil : wanted, executionID: id)
-                let (encapsulated, ciphertexts) = try Delivery.seal(opened, executionID: id, to: recipient)
-                response.encapsulatedKey = .init(encapsulated)
-                response.values = zip(selected, ciphertexts).map { entry, ciphertext in
+                let summary = Delivery.Summary(executionID: id, createdAt: live.createdAt, expiresAt: live.expiresAt,
+                                               entries: selected.map { ($0.name, $0.value.isSecret, $0.value.layer.description) })
+                let sealed = try Delivery.seal(opened, summary: summary, to: recipient, from: identity)
+                response.encapsulatedKey = .init(sealed.encapsulatedKey)
+                response.sealedSummary = .init(sealed.summary)
+                response.values = zip(selected, sealed.ciphertexts).map { entry, ciphertext in
                     .with {
                         $0.name = entry.name
                         $0.isSecret = entry.value.isSecret
@@ -158,7 +163,8 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
             let snapshot = try await ResourceCatalog.load(agent: agent, instance: instance, envRefs: message.environmentRefs, from: store,
                                                           missingHint: "apply it on the server's store first")
             let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: message.environmentRefs, runtime: runtime, from: snapshot)
-            let token = Tokens.generate()
+            let identity = ServerIdentity(keys.newest)
+            let (token, keyHash) = ExecutionToken.issue(serverKey: identity.publicKey)
             // The CLI's bounds, here too: a lifetime of 2^63 s must not trap the server.
             if message.ttlSeconds != 0 {
                 guard message.ttlSeconds > 0, message.ttlSeconds <= DurationText.maximum else {
@@ -166,10 +172,11 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                 }
             }
             let ttl = message.ttlSeconds > 0 ? message.ttlSeconds : defaultTTL
-            let created = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttl, tokenHash: Tokens.hash(token))
+            let created = try engine.prepareContext(executionID: id, input: input, ttlSeconds: ttl, tokenHash: keyHash)
             try await store.createContext(created, replace: message.replace)
             return ServerResponse(message: .with {
                 $0.executionToken = token
+                $0.serverPublicKey = .init(identity.publicKey)
                 $0.createdAt = created.createdAt
                 $0.expiresAt = created.expiresAt
                 $0.variables = created.data.entries.map { entry in

@@ -54,6 +54,12 @@ public final class SQLiteStore: Store {
         """,
         // 2: the hash of the execution-scoped token a server issued.
         "ALTER TABLE contexts ADD COLUMN token_hash TEXT;",
+        // 3: the context's integrity tag; token hashes looked up by index (a fetch names
+        // its token's key, not only the execution).
+        """
+        ALTER TABLE contexts ADD COLUMN tag TEXT;
+        CREATE UNIQUE INDEX contexts_by_token ON contexts (token_hash);
+        """,
     ]
 
     let connection: SQLiteConnection
@@ -243,8 +249,9 @@ public final class SQLiteStore: Store {
                 guard replace else { throw StoreRules.conflict(id) }
                 try deleteContextRows(id)
             }
-            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at, token_hash) VALUES (?, ?, ?, ?)",
-                               [.text(id), .int(context.createdAt), .int(context.expiresAt), Self.optional(context.tokenHash)],
+            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at, token_hash, tag) VALUES (?, ?, ?, ?, ?)",
+                               [.text(id), .int(context.createdAt), .int(context.expiresAt), Self.optional(context.tokenHash),
+                                Self.optional(context.tag)],
                                "creating context \(id)")
             for (position, (name, value)) in context.data.entries.enumerated() {
                 let (text, sealed) = Self.columns(value.content)
@@ -257,24 +264,22 @@ public final class SQLiteStore: Store {
         }
     }
 
-    /// The context's token hash alone (nil: no context, or none issued): one indexed row,
-    /// no values, so an auth check costs the same whether the context is large or small.
-    public func tokenHash(_ executionID: String) throws(StigmerError) -> String?? {
-        var found: String??
-        try connection.run("SELECT token_hash FROM contexts WHERE execution_id = ?", [.text(executionID)],
-                           "reading context \(executionID)") { row in found = .some(row.text(0)) }
+    public func executionID(forTokenHash hash: String) throws(StigmerError) -> String? {
+        var found: String?
+        try connection.run("SELECT execution_id FROM contexts WHERE token_hash = ?", [.text(hash)],
+                           "looking up an execution token") { row in found = row.text(0) }
         return found
     }
 
     public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? {
-        var times: (Int64, Int64, String?)?
+        var times: (Int64, Int64, String?, String?)?
         var data = Variables<ExecutionValue>()
         var bad: String?
         // One read transaction, so a concurrent replace is never seen half-done.
         try connection.exec("BEGIN", "reading context \(executionID)")
         defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
-        try connection.run("SELECT created_at, expires_at, token_hash FROM contexts WHERE execution_id = ?", [.text(executionID)],
-                           "reading context \(executionID)") { row in times = (row.int(0), row.int(1), row.text(2)) }
+        try connection.run("SELECT created_at, expires_at, token_hash, tag FROM contexts WHERE execution_id = ?", [.text(executionID)],
+                           "reading context \(executionID)") { row in times = (row.int(0), row.int(1), row.text(2), row.text(3)) }
         guard let times else { return nil }
         try connection.run("SELECT name, value, sealed, is_secret, layer FROM context_values WHERE execution_id = ? ORDER BY position",
                            [.text(executionID)], "reading context \(executionID)") { row in
@@ -288,7 +293,7 @@ public final class SQLiteStore: Store {
         if let bad {
             throw StigmerError(.notPermitted, "context \(quoted(executionID)) has a damaged row for \(bad) in \(quoted(connection.path)); refusing to use it")
         }
-        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2)
+        return ExecutionContext(executionID: executionID, data: data, createdAt: times.0, expiresAt: times.1, tokenHash: times.2, tag: times.3)
     }
 
     func deleteContextRows(_ id: String) throws(StigmerError) {

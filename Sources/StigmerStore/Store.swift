@@ -77,19 +77,13 @@ public protocol Store: AnyObject, ResourceLookup {
     func createContext(_ context: ExecutionContext, replace: Bool) throws(StigmerError)
     /// The stored context, expired or not (the caller decides).
     func context(_ executionID: String) throws(StigmerError) -> ExecutionContext?
-    /// Only the context's token hash (`.some(nil)`: a context without one; nil: no context),
-    /// read before anything else of it by the server's authentication.
-    func tokenHash(_ executionID: String) throws(StigmerError) -> String??
+    /// The execution whose token key hashes to `hash`, by an index: the server's
+    /// authentication reads this before anything of a context, and its time depends on
+    /// neither the execution id asked for nor what any context holds.
+    func executionID(forTokenHash hash: String) throws(StigmerError) -> String?
     func deleteContext(_ executionID: String) throws(StigmerError) -> Bool
     /// Deletes contexts whose expiry is at or before `now`; returns how many.
     func deleteExpired(now: Int64) throws(StigmerError) -> Int
-}
-
-extension Store {
-    /// Through the whole context; a store that can read the one column does so instead.
-    public func tokenHash(_ executionID: String) throws(StigmerError) -> String?? {
-        try context(executionID).map { $0.tokenHash }
-    }
 }
 
 public enum StoreRules {
@@ -158,6 +152,10 @@ public final class InMemoryStore: Store {
     }
 
     public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? { contexts[executionID] }
+
+    public func executionID(forTokenHash hash: String) throws(StigmerError) -> String? {
+        contexts.values.first { $0.tokenHash == hash }?.executionID
+    }
 
     public func deleteContext(_ executionID: String) throws(StigmerError) -> Bool {
         contexts.removeValue(forKey: executionID) != nil

@@ -11,6 +11,8 @@ public enum ControlVariable: String, CaseIterable, Sendable {
     case server = "STIGMER_SERVER"
     case executionID = "STIGMER_EXECUTION_ID"
     case token = "STIGMER_TOKEN"
+    /// The server identity a launcher pins (base64); an execution token carries its own.
+    case serverKey = "STIGMER_SERVER_KEY"
     case operatorToken = "STIGMER_OPERATOR_TOKEN"
     case encryptionKey = "STIGMER_ENCRYPTION_KEY"
     case logLevel = "STIGMER_LOG_LEVEL"

@@ -270,28 +270,47 @@ struct Fetch: AsyncParsableCommand {
             guard let recipient, let key = Base64.decode(recipient), key.count == 32 else {
                 throw StigmerError.usage("fetch needs --recipient with a base64 X25519 public key")
             }
-            let client = RemoteClient(address: try ServerAddress.parse(url, allowPlaintext: remote.allowPlaintext), token: try remote.token(), caFile: remote.tlsCA,
-                                      timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
+            let address = try ServerAddress.parse(url, allowPlaintext: remote.allowPlaintext)
+            // An execution token signs the request and is never sent; an operator token is a
+            // bearer token, and then only --server-key pins the server.
+            let secret = try remote.token()
+            let token = secret.hasPrefix("stx_") || secret.hasPrefix(ExecutionToken.prefix) ? try ExecutionToken(secret) : nil
+            let serverKey = try remote.inputs.pinnedServerKey(token: token)
+            let client = RemoteClient(address: address, token: token == nil ? secret : nil,
+                                      caFile: remote.tlsCA, timeout: .seconds(try DurationText.seconds(remote.fetchTimeout)))
             let wanted = names
-            let request = Stigmer_Exec_V1_GetExecutionContextRequest.with { $0.executionID = id; $0.recipientPublicKey = .init(key); $0.names = wanted }
-            let response = try await client.call("fetching the context") { service, metadata, options in
-                try await service.getExecutionContext(request, metadata: metadata, options: options)
+            var request = Stigmer_Exec_V1_GetExecutionContextRequest.with {
+                $0.executionID = id; $0.recipientPublicKey = .init(key); $0.names = wanted; $0.serverPublicKey = .init(serverKey)
             }
-            guard response.values.count == response.variables.count else {
+            if let token {
+                let time = Sys.now()
+                request.tokenPublicKey = .init(token.publicKey)
+                request.time = time
+                request.signature = .init(try token.sign(FetchProof(executionID: id, recipientKey: key, serverKey: serverKey, time: time, names: wanted)))
+            }
+            let signed = request
+            let response = try await client.call("fetching the context") { service, metadata, options in
+                try await service.getExecutionContext(signed, metadata: metadata, options: options)
+            }
+            guard response.values.count == response.variables.count, response.executionID == id else {
                 throw StigmerError(.unavailable, "\(client.address) returned an incomplete context; refusing to use it")
             }
             frame = FetchFrame(executionID: response.executionID, createdAt: response.createdAt, expiresAt: response.expiresAt,
-                               encapsulatedKey: Array(response.encapsulatedKey),
+                               encapsulatedKey: Array(response.encapsulatedKey), serverKey: serverKey,
+                               authenticator: Array(response.sealedSummary),
                                values: response.values.map { .init(name: $0.name, isSecret: $0.isSecret, layer: $0.layer, kind: .hpke, data: Array($0.ciphertext)) })
         } else {
             guard let location = storeOptions.location.location, StoreLocation.isPostgres(location) else {
                 throw StigmerError.usage("fetch needs --server or a PostgreSQL store (STIGMER_STORE)")
             }
+            // Every row, as stored, with the context's tag: the launcher checks the whole
+            // context before it opens the names it needs (it holds the key here anyway).
             let context = try await StoreFactory.with(location, logger: logger) { store in
                 try Engine.checkUnexpired(try await store.context(id), id)
             }
-            frame = FetchFrame(executionID: id, createdAt: context.createdAt, expiresAt: context.expiresAt, encapsulatedKey: [],
-                               values: context.data.entries.filter { names.isEmpty || names.contains($0.name) }.map { entry in
+            frame = FetchFrame(executionID: id, createdAt: context.createdAt, expiresAt: context.expiresAt,
+                               authenticator: Array((context.tag ?? "").utf8), tokenHash: context.tokenHash,
+                               values: context.data.entries.map { entry in
                                    switch entry.value.content {
                                    case .plain(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .plain, data: Array(text.utf8))
                                    case .sealed(let text): .init(name: entry.name, isSecret: entry.value.isSecret, layer: "\(entry.value.layer)", kind: .sealed, data: Array(text.utf8))

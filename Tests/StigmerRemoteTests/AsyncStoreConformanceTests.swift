@@ -57,12 +57,14 @@ struct AsyncStoreConformanceTests {
         ("LOG", .plain("info"), false), ("TOKEN", nil, true)])))
     static let instance = AgentInstance(name: "inst", agentID: "agent", environmentRefs: ["base", "prod"])
 
-    static func context(_ id: String, expires: Int64 = 2_000_000_000, token: String? = "ab12") -> ExecutionContext {
+    /// `token`: the token key hash (default: one of its own per id; nil: none).
+    static func context(_ id: String, expires: Int64 = 2_000_000_000, token: String?? = .none) -> ExecutionContext {
         var data = Variables<ExecutionValue>()
         data["Z"] = ExecutionValue(content: .plain("z"), isSecret: false, layer: .template)
         data["T"] = ExecutionValue(content: .sealed("v1:k:BBBB"), isSecret: true, layer: .environment("prod"))
         data["R"] = ExecutionValue(content: .plain(""), isSecret: false, layer: .runtime)
-        return ExecutionContext(executionID: id, data: data, createdAt: 1_000, expiresAt: expires, tokenHash: token)
+        return ExecutionContext(executionID: id, data: data, createdAt: 1_000, expiresAt: expires, tokenHash: token ?? "hash-\(id)",
+                                tag: "m1:k:tag-\(id)")
     }
 
     @Test(arguments: AsyncStoreKind.allCases)
@@ -102,21 +104,21 @@ struct AsyncStoreConformanceTests {
             try await store.createContext(Self.context("run-1"), replace: false)
             #expect(try await store.context("run-1") == Self.context("run-1"))
             #expect(try await store.context("run-1")?.data.names == ["Z", "T", "R"])
-            // The token hash alone, before anything else (constant-time auth on the server).
-            #expect(try await store.tokenHash("run-1") == .some(Self.context("run-1").tokenHash))
-            #expect(try await store.tokenHash("nope") == nil)
+            // By the token's key hash, an index, before anything else of a context.
+            #expect(try await store.executionID(forTokenHash: "hash-run-1") == "run-1")
+            #expect(try await store.executionID(forTokenHash: "hash-nope") == nil)
             do {
                 try await store.createContext(Self.context("run-1"), replace: false)
                 Issue.record("duplicate accepted")
             } catch let error as StigmerError {
                 #expect(error.code == .conflict)
             }
-            var replacement = Self.context("run-1", token: nil)
+            var replacement = Self.context("run-1", token: .some(nil))
             replacement.data = Variables()
             replacement.data["ONLY"] = ExecutionValue(content: .plain("1"), isSecret: false, layer: .runtime)
             try await store.createContext(replacement, replace: true)
             #expect(try await store.context("run-1") == replacement)
-            #expect(try await store.tokenHash("run-1") == .some(nil))
+            #expect(try await store.executionID(forTokenHash: "hash-run-1") == nil)
             #expect(try await store.deleteContext("run-1"))
             #expect(try await !store.deleteContext("run-1"))
             #expect(try await store.context("run-1") == nil)

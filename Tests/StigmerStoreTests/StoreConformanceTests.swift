@@ -40,7 +40,7 @@ struct StoreConformanceTests {
         data["Z"] = ExecutionValue(content: .plain("z"), isSecret: false, layer: .template)
         data["T"] = ExecutionValue(content: .sealed("v1:k:BBBB"), isSecret: true, layer: .environment("prod"))
         data["R"] = ExecutionValue(content: .plain(""), isSecret: false, layer: .runtime)
-        return ExecutionContext(executionID: id, data: data, createdAt: 1_000, expiresAt: expires)
+        return ExecutionContext(executionID: id, data: data, createdAt: 1_000, expiresAt: expires, tokenHash: "hash-\(id)", tag: "m1:k:\(id)")
     }
 
     @Test(arguments: StoreKind.allCases)

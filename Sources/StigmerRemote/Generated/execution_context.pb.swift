@@ -98,7 +98,9 @@ public nonisolated struct Stigmer_Exec_V1_CreateExecutionContextResponse: Sendab
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Reads exactly this context. Returned once; the server keeps only its SHA-256.
+  /// Reads exactly this context: "stx2_" and base64url of an Ed25519 private key and the
+  /// server key it pins (32 bytes each). Returned once; the server keeps only the SHA-256
+  /// of the public half.
   public var executionToken: String = String()
 
   public var createdAt: Int64 = 0
@@ -106,6 +108,9 @@ public nonisolated struct Stigmer_Exec_V1_CreateExecutionContextResponse: Sendab
   public var expiresAt: Int64 = 0
 
   public var variables: [Stigmer_Exec_V1_VariableInfo] = []
+
+  /// The server's identity (X25519), which authenticates every delivery.
+  public var serverPublicKey: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -129,11 +134,17 @@ public nonisolated struct Stigmer_Exec_V1_VariableInfo: Sendable {
   public init() {}
 }
 
-/// With a recipient key, every value comes back sealed to it with HPKE (RFC 9180: X25519,
-/// HKDF-SHA256, ChaCha20-Poly1305; info "stigmer-exec/v1 context"), one encapsulation for
-/// the response, values sealed in order with associated data
-/// "stigmer-exec/v1" 0 execution_id 0 name. Without one (operator token only), names and
-/// flags come back and no value at all.
+/// With a recipient key, every value comes back sealed to it with HPKE in Auth mode
+/// (RFC 9180: X25519, HKDF-SHA256, ChaCha20-Poly1305; info "stigmer-exec/v1 context"),
+/// authenticated by the server identity named in server_public_key (empty: the newest),
+/// one encapsulation for the response, values sealed in order with associated data
+/// "stigmer-exec/v1" 0 execution_id 0 name, then the summary (DESIGN.md §9). Without one
+/// (operator token only), names and flags come back and no value at all.
+///
+/// An execution token is never sent: the request carries its public key and an Ed25519
+/// signature over ("stigmer-exec/v1 fetch", execution_id, recipient_public_key,
+/// server_public_key, time, names), each length-prefixed (u32 big-endian) or i64
+/// big-endian, within 300 s of the server's clock.
 public nonisolated struct Stigmer_Exec_V1_GetExecutionContextRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -147,6 +158,17 @@ public nonisolated struct Stigmer_Exec_V1_GetExecutionContextRequest: Sendable {
   /// Least privilege: when given, only these names are returned and sealed (a launch opens
   /// only what its child refers to). Empty: every name.
   public var names: [String] = []
+
+  /// Ed25519, 32 bytes
+  public var tokenPublicKey: Data = Data()
+
+  /// seconds since the Unix epoch
+  public var time: Int64 = 0
+
+  public var signature: Data = Data()
+
+  /// the identity the caller pinned
+  public var serverPublicKey: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -188,6 +210,9 @@ public nonisolated struct Stigmer_Exec_V1_GetExecutionContextResponse: Sendable 
   public var values: [Stigmer_Exec_V1_SealedValue] = []
 
   public var variables: [Stigmer_Exec_V1_VariableInfo] = []
+
+  /// sealed after the values
+  public var sealedSummary: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -375,7 +400,7 @@ nonisolated extension Stigmer_Exec_V1_CreateExecutionContextRequest: SwiftProtob
 
 nonisolated extension Stigmer_Exec_V1_CreateExecutionContextResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateExecutionContextResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_token\0\u{3}created_at\0\u{3}expires_at\0\u{1}variables\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_token\0\u{3}created_at\0\u{3}expires_at\0\u{1}variables\0\u{3}server_public_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -387,6 +412,7 @@ nonisolated extension Stigmer_Exec_V1_CreateExecutionContextResponse: SwiftProto
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdAt) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.expiresAt) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.variables) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.serverPublicKey) }()
       default: break
       }
     }
@@ -405,6 +431,9 @@ nonisolated extension Stigmer_Exec_V1_CreateExecutionContextResponse: SwiftProto
     if !self.variables.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.variables, fieldNumber: 4)
     }
+    if !self.serverPublicKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.serverPublicKey, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -413,6 +442,7 @@ nonisolated extension Stigmer_Exec_V1_CreateExecutionContextResponse: SwiftProto
     if lhs.createdAt != rhs.createdAt {return false}
     if lhs.expiresAt != rhs.expiresAt {return false}
     if lhs.variables != rhs.variables {return false}
+    if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -460,7 +490,7 @@ nonisolated extension Stigmer_Exec_V1_VariableInfo: SwiftProtobuf.Message, Swift
 
 nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetExecutionContextRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}recipient_public_key\0\u{1}names\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}recipient_public_key\0\u{1}names\0\u{3}token_public_key\0\u{1}time\0\u{1}signature\0\u{3}server_public_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -471,6 +501,10 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
       case 1: try { try decoder.decodeSingularStringField(value: &self.executionID) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.recipientPublicKey) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.names) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.tokenPublicKey) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.time) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.serverPublicKey) }()
       default: break
       }
     }
@@ -486,6 +520,18 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
     if !self.names.isEmpty {
       try visitor.visitRepeatedStringField(value: self.names, fieldNumber: 3)
     }
+    if !self.tokenPublicKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.tokenPublicKey, fieldNumber: 4)
+    }
+    if self.time != 0 {
+      try visitor.visitSingularInt64Field(value: self.time, fieldNumber: 5)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 6)
+    }
+    if !self.serverPublicKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.serverPublicKey, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -493,6 +539,10 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
     if lhs.executionID != rhs.executionID {return false}
     if lhs.recipientPublicKey != rhs.recipientPublicKey {return false}
     if lhs.names != rhs.names {return false}
+    if lhs.tokenPublicKey != rhs.tokenPublicKey {return false}
+    if lhs.time != rhs.time {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -545,7 +595,7 @@ nonisolated extension Stigmer_Exec_V1_SealedValue: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetExecutionContextResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}created_at\0\u{3}expires_at\0\u{3}encapsulated_key\0\u{1}values\0\u{1}variables\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}created_at\0\u{3}expires_at\0\u{3}encapsulated_key\0\u{1}values\0\u{1}variables\0\u{3}sealed_summary\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -559,6 +609,7 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
       case 4: try { try decoder.decodeSingularBytesField(value: &self.encapsulatedKey) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.values) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.variables) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.sealedSummary) }()
       default: break
       }
     }
@@ -583,6 +634,9 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
     if !self.variables.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.variables, fieldNumber: 6)
     }
+    if !self.sealedSummary.isEmpty {
+      try visitor.visitSingularBytesField(value: self.sealedSummary, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -593,6 +647,7 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
     if lhs.encapsulatedKey != rhs.encapsulatedKey {return false}
     if lhs.values != rhs.values {return false}
     if lhs.variables != rhs.variables {return false}
+    if lhs.sealedSummary != rhs.sealedSummary {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

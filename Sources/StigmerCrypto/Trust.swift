@@ -1,0 +1,256 @@
+import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import StigmerCore
+
+/// An unambiguous byte string for what is signed, sealed or tagged: a label, then every
+/// field length-prefixed (u32, big-endian) or fixed-width, so no two inputs encode alike.
+public struct Canonical {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(_ label: String) { add(label) }
+
+    public mutating func add(_ text: String) { add(Array(text.utf8)) }
+    public mutating func add(_ data: [UInt8]) {
+        withUnsafeBytes(of: UInt32(data.count).bigEndian) { bytes += $0 }
+        bytes += data
+    }
+    public mutating func add(_ number: Int64) { withUnsafeBytes(of: number.bigEndian) { bytes += $0 } }
+    public mutating func add(_ flag: Bool) { bytes.append(flag ? 1 : 0) }
+}
+
+enum Hex {
+    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Keys derived from a master key for one purpose each (HKDF-SHA256, salt
+/// "stigmer-exec/v1"), so no purpose can be turned against another.
+enum Derived {
+    static func key(_ master: EncryptionKey, _ purpose: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: master.key, salt: Array("stigmer-exec/v1".utf8),
+                               info: Array(purpose.utf8), outputByteCount: 32)
+    }
+}
+
+/// The server's identity (DESIGN.md §9): an X25519 key derived from a master key. The
+/// server seals every delivery in HPKE Auth mode with it, and a launcher opens only what
+/// was sealed by the key it pinned — so a fake server, or anything between, cannot hand a
+/// launcher values of its own (an `LD_PRELOAD`, a changed API URL). Derived, not stored:
+/// replicas that share the master key share the identity, and rotation adds one.
+public struct ServerIdentity: Sendable, Redacted {
+    let privateKey: Curve25519.KeyAgreement.PrivateKey
+
+    public init(_ master: EncryptionKey) {
+        let seed = Derived.key(master, "server identity")
+        // Force-try is sound: any 32 bytes are an X25519 private key (it is clamped).
+        privateKey = seed.withUnsafeBytes { try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: $0) }
+    }
+
+    public var publicKey: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
+
+    /// The identity a request pinned (its public half), among the ring's keys; none pinned:
+    /// the newest key's.
+    public static func matching(_ pinned: [UInt8], in ring: KeyRing) -> ServerIdentity? {
+        guard !pinned.isEmpty else { return ServerIdentity(ring.newest) }
+        for key in ring.keys.reversed() {
+            let identity = ServerIdentity(key)
+            if identity.publicKey == pinned { return identity }
+        }
+        return nil
+    }
+
+    public var redactedDescription: String { "ServerIdentity(\(Base64.encode(publicKey)))" }
+
+    /// A pinned key given as text (`--server-key`, `STIGMER_SERVER_KEY`): base64 of 32 bytes.
+    public static func parsePublicKey(_ text: String, source: String) throws(StigmerError) -> [UInt8] {
+        let trimmed = text.utf8.filter { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
+        guard let key = Base64.decode(array: trimmed), key.count == 32 else {
+            throw .usage("\(source) is not a server key: expected the 44 characters of base64 that `stigmer-exec-full serve` prints as its server key")
+        }
+        return key
+    }
+}
+
+/// An execution token (DESIGN.md §9): `stx2_` then base64url of an Ed25519 private key
+/// (32 bytes) and the server key it pins (32 bytes). The server stores only the SHA-256 of
+/// the public half. A fetch is *signed* over the execution id, the launcher's fresh
+/// recipient key, the pinned server key, the time and the names — never sent — so a
+/// request seen where TLS ends early cannot be turned into one that yields anything
+/// readable: replayed, it yields values sealed to a key only the first launcher holds.
+public struct ExecutionToken: Redacted {
+    public static let prefix = "stx2_"
+    let signingKey: Curve25519.Signing.PrivateKey
+    /// The server identity this token trusts.
+    public let serverKey: [UInt8]
+
+    /// A new token for a context on the server whose identity is `serverKey`.
+    public static func issue(serverKey: [UInt8]) -> (token: String, keyHash: String) {
+        let key = Curve25519.Signing.PrivateKey()
+        let raw = Array(key.rawRepresentation) + serverKey
+        let text = prefix + Base64.encode(raw).replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
+        return (text, keyHash(Array(key.publicKey.rawRepresentation)))
+    }
+
+    /// What the server stores and looks up by: hex SHA-256 of the public key.
+    public static func keyHash(_ publicKey: [UInt8]) -> String { Hex.encode(SHA256.hash(data: publicKey)) }
+
+    public init(_ text: String) throws(StigmerError) {
+        guard text.hasPrefix(Self.prefix) else {
+            if text.hasPrefix("stx_") {
+                throw .notPermitted("this execution token (stx_…) is a bearer token from an older server, which anyone who sees a request could replay; create the context again for a signing token (stx2_…)")
+            }
+            throw .notPermitted("this is not an execution token (stx2_…); pass the token `context create --server` printed")
+        }
+        var b64 = String(text.dropFirst(Self.prefix.count)).replacing("-", with: "+").replacing("_", with: "/")
+        while b64.utf8.count % 4 != 0 { b64 += "=" }
+        guard let raw = Base64.decode(b64), raw.count == 64,
+              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw[0..<32]) else {
+            throw .notPermitted("the execution token is damaged (expected stx2_ and 86 characters); pass it whole")
+        }
+        signingKey = key
+        serverKey = Array(raw[32...])
+    }
+
+    public var publicKey: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
+
+    public func sign(_ proof: FetchProof) throws(StigmerError) -> [UInt8] {
+        do { return Array(try signingKey.signature(for: proof.message)) } catch {
+            throw StigmerError(.internalError, "cannot sign the fetch request")
+        }
+    }
+
+    public var redactedDescription: String { "ExecutionToken(\(redactedMarker))" }
+}
+
+/// What a fetch signs: which context, for which recipient key, trusting which server key,
+/// when, and which names.
+public struct FetchProof {
+    /// How far a request's time may be from the server's, either way.
+    public static let window: Int64 = 300
+
+    public var executionID: String
+    public var recipientKey: [UInt8]
+    public var serverKey: [UInt8]
+    public var time: Int64
+    public var names: [String]
+
+    public init(executionID: String, recipientKey: [UInt8], serverKey: [UInt8], time: Int64, names: [String]) {
+        self.executionID = executionID
+        self.recipientKey = recipientKey
+        self.serverKey = serverKey
+        self.time = time
+        self.names = names
+    }
+
+    public var message: [UInt8] {
+        var c = Canonical("stigmer-exec/v1 fetch")
+        c.add(executionID)
+        c.add(recipientKey)
+        c.add(serverKey)
+        c.add(time)
+        c.add(Int64(names.count))
+        for name in names { c.add(name) }
+        return c.bytes
+    }
+
+    /// Whether `signature` is the token's (public half `publicKey`) over this request, made
+    /// within the window around `now`.
+    public func verify(signature: [UInt8], publicKey: [UInt8], now: Int64) -> Bool {
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey) else { return false }
+        let valid = key.isValidSignature(signature, for: message)
+        let (skew, overflow) = now.subtractingReportingOverflow(time)
+        return valid && !overflow && skew.magnitude <= UInt64(Self.window)
+    }
+}
+
+/// The integrity tag of a stored context (DESIGN.md §7): HMAC-SHA256, under a key derived
+/// from the master key, over everything a launch trusts — execution id, creation and
+/// expiry, the token's key hash, and every entry's name, flags, layer and stored text in
+/// order. AES-GCM binds each secret; this binds the rest, so whoever can write the store
+/// (a shared PostgreSQL) cannot add an `LD_PRELOAD`, change a plain value, drop a
+/// variable, extend a lifetime or swap in a token of their own. Stored as
+/// `m1:<key-id>:<base64>`.
+public enum ContextTag {
+    public struct Entry {
+        public var name: String
+        public var isSecret: Bool
+        public var sealed: Bool
+        public var layer: String
+        public var text: [UInt8]
+
+        public init(name: String, isSecret: Bool, sealed: Bool, layer: String, text: [UInt8]) {
+            self.name = name
+            self.isSecret = isSecret
+            self.sealed = sealed
+            self.layer = layer
+            self.text = text
+        }
+    }
+
+    public struct Header {
+        public var executionID: String
+        public var createdAt: Int64
+        public var expiresAt: Int64
+        public var tokenHash: String?
+
+        public init(executionID: String, createdAt: Int64, expiresAt: Int64, tokenHash: String?) {
+            self.executionID = executionID
+            self.createdAt = createdAt
+            self.expiresAt = expiresAt
+            self.tokenHash = tokenHash
+        }
+    }
+
+    static func mac(_ header: Header, _ entries: [Entry], _ master: EncryptionKey) -> [UInt8] {
+        var h = HMAC<SHA256>(key: Derived.key(master, "context tag"))
+        var c = Canonical("stigmer-exec/v1 context")
+        c.add(header.executionID)
+        c.add(header.createdAt)
+        c.add(header.expiresAt)
+        c.add(header.tokenHash != nil)
+        c.add(header.tokenHash ?? "")
+        c.add(Int64(entries.count))
+        h.update(data: c.bytes)
+        for entry in entries {
+            var e = Canonical("entry")
+            e.add(entry.name)
+            e.add(entry.isSecret)
+            e.add(entry.sealed)
+            e.add(entry.layer)
+            e.add(entry.text)
+            h.update(data: e.bytes)
+        }
+        return Array(h.finalize())
+    }
+
+    public static func tag(_ header: Header, _ entries: [Entry], with ring: KeyRing) -> String {
+        "m1:\(ring.newest.id):\(Base64.encode(mac(header, entries, ring.newest)))"
+    }
+
+    /// Refuses a context whose tag is missing, from a key not loaded, or does not match.
+    public static func verify(_ tag: String?, _ header: Header, _ entries: [Entry], with ring: KeyRing) throws(StigmerError) {
+        let id = quoted(header.executionID)
+        guard let tag else {
+            throw .notPermitted("the context for execution \(id) has no integrity tag: it was created by an older stigmer-exec, or written by something else; create it again")
+        }
+        let parts = tag.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "m1", let expected = Base64.decode(parts[2]) else {
+            throw .notPermitted("the context for execution \(id) has a malformed integrity tag; the store was written by something other than stigmer-exec — refusing to use it")
+        }
+        let candidates = ring.keys.count == 1 ? ring.keys : ring.keys.filter { $0.id == parts[1] }
+        guard let key = candidates.first else {
+            throw .notPermitted("the context for execution \(id) was tagged with key \(parts[1]), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source))")
+        }
+        guard Tokens.equal(mac(header, entries, key), expected) else {
+            throw .notPermitted("the context for execution \(id) fails its integrity check: a name, flag, plain value, lifetime or token in the store was changed by something other than stigmer-exec — refusing to use it")
+        }
+    }
+}
