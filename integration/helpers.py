@@ -1156,16 +1156,40 @@ def signed_get(pb2, token: str, execution_id: str, recipient: bytes, names=(), a
                                           signature=key.sign(proof.data), server_public_key=server_key)
 
 
-def summary_bytes(execution_id: str, created_at: int, expires_at: int, entries) -> bytes:
-    c = Canonical("stigmer-exec/v1 summary").add(execution_id).add(created_at).add(expires_at).add(len(entries))
-    for name, is_secret, layer in entries:
-        c.add(name).add(is_secret).add(layer)
+def delivery_plaintext(execution_id: str, created_at: int, expires_at: int, values) -> bytes:
+    """What a server seals (DESIGN.md §9): values are (name, is_secret, layer, bytes)."""
+    c = Canonical("stigmer-exec/v1 delivery").add(execution_id).add(created_at).add(expires_at).add(len(values))
+    for name, is_secret, layer, value in values:
+        c.add(name).add(is_secret).add(layer).add(value)
     return c.data
 
 
-def summary_aad(execution_id: str) -> bytes:
-    return Canonical("stigmer-exec/v1 summary").add(execution_id).data
+def delivery_aad(execution_id: str) -> bytes:
+    return Canonical("stigmer-exec/v1 delivery").add(execution_id).data
 
 
-def value_aad(execution_id: str, name: str) -> bytes:
-    return b"stigmer-exec/v1\x00" + execution_id.encode() + b"\x00" + name.encode()
+def parse_delivery(plaintext: bytes):
+    """(execution_id, created_at, expires_at, [(name, is_secret, layer, value)])."""
+    at = 0
+
+    def field() -> bytes:
+        nonlocal at
+        n = int.from_bytes(plaintext[at:at + 4], "big")
+        at += 4 + n
+        return plaintext[at - n:at]
+
+    def number() -> int:
+        nonlocal at
+        at += 8
+        return int.from_bytes(plaintext[at - 8:at], "big", signed=True)
+
+    def flag() -> bool:
+        nonlocal at
+        at += 1
+        return plaintext[at - 1] == 1
+
+    assert field() == b"stigmer-exec/v1 delivery"
+    execution_id, created, expires, count = field().decode(), number(), number(), number()
+    values = [(field().decode(), flag(), field().decode(), field()) for _ in range(count)]
+    assert at == len(plaintext)
+    return execution_id, created, expires, values

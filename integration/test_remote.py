@@ -38,8 +38,8 @@ from helpers import (
     hpke_open_all,
     parse_execution_token,
     signed_get,
-    summary_aad,
-    summary_bytes,
+    delivery_aad,
+    parse_delivery,
     key_init,
     new_canary,
     ok,
@@ -50,7 +50,6 @@ from helpers import (
     remote_create,
     remote_run,
     spawn,
-    value_aad,
     wait_for,
     run,
 )
@@ -352,7 +351,7 @@ def test_grpc_api_from_python_stubs(stubs, server):
         # Operator, no recipient: names, flags and layers; no value at all.
         got = svc.GetExecutionContext(pb2.GetExecutionContextRequest(execution_id="py-1"), metadata=op, timeout=10)
         assert {v.name: (v.is_secret, v.layer) for v in got.variables} == layers
-        assert len(got.values) == 0 and got.encapsulated_key == b"", got
+        assert got.sealed_context == b"" and got.encapsulated_key == b"", got
         raw = got.SerializeToString()
         for value in (canary, EXAMPLE_TOKEN, b"plain value", b"my-org"):
             assert value not in raw
@@ -363,29 +362,25 @@ def test_grpc_api_from_python_stubs(stubs, server):
         got = svc.GetExecutionContext(signed_get(pb2, token, "py-1", public), timeout=10)
         assert got.execution_id == "py-1"
         assert len(got.encapsulated_key) == 32, got
-        assert [v.name for v in got.values] == [v.name for v in got.variables], got
         raw = got.SerializeToString()
         for value in (canary, EXAMPLE_TOKEN, b"plain value", b"my-org"):
             assert value not in raw, f"{value!r} in the raw response"
         expected = {"PLAIN": b"plain value", "SLACK_WEBHOOK": canary, "LOG_LEVEL": b"trace", "TIMEOUT": b"30s",
                     "GITHUB_TOKEN": EXAMPLE_TOKEN, "GITHUB_ORG": b"my-org"}
-        for v in got.values:
-            assert len(v.ciphertext) == len(expected[v.name]) + 16, (v.name, len(v.ciphertext))
-        # HPKE Auth mode under the server key; the summary sealed last binds names, flags,
-        # layers and times.
-        opened = hpke_open_all(private, got.encapsulated_key, [v.ciphertext for v in got.values] + [got.sealed_summary],
-                               [value_aad("py-1", v.name) for v in got.values] + [summary_aad("py-1")],
-                               sender_public=created.server_public_key)
-        assert dict(zip([v.name for v in got.values], opened)) == expected
-        assert opened[-1] == summary_bytes("py-1", got.created_at, got.expires_at,
-                                           [(v.name, v.is_secret, v.layer) for v in got.values])
-        # Base mode (no server authentication) does not open them.
+        # One message, HPKE Auth mode under the server key: execution, times and every
+        # name, flag, layer and value.
+        [plain] = hpke_open_all(private, got.encapsulated_key, [got.sealed_context], [delivery_aad("py-1")],
+                                sender_public=created.server_public_key)
+        execution_id, created_at, expires_at, values = parse_delivery(plain)
+        assert (execution_id, created_at, expires_at) == ("py-1", got.created_at, got.expires_at)
+        assert {n: v for n, _, _, v in values} == expected
+        assert {n: (s, l) for n, s, l, _ in values} == layers
+        # Base mode (no server authentication), and another key, do not open it.
         with pytest.raises(Exception):
-            hpke_open_all(private, got.encapsulated_key, [got.values[0].ciphertext], [value_aad("py-1", got.values[0].name)])
-        # Another key cannot open them.
+            hpke_open_all(private, got.encapsulated_key, [got.sealed_context], [delivery_aad("py-1")])
         with pytest.raises(Exception):
-            hpke_open_all(X25519PrivateKey.generate(), got.encapsulated_key, [got.values[0].ciphertext],
-                          [value_aad("py-1", got.values[0].name)])
+            hpke_open_all(X25519PrivateKey.generate(), got.encapsulated_key, [got.sealed_context], [delivery_aad("py-1")],
+                          sender_public=created.server_public_key)
 
         # Status codes.
         def code_of(call, req, metadata=None):

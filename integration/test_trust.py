@@ -38,9 +38,9 @@ from helpers import (
     signed_get,
     hpke_open_all,
     hpke_seal_all,
-    summary_aad,
-    summary_bytes,
-    value_aad,
+    delivery_aad,
+    delivery_plaintext,
+    parse_delivery,
     HIDDEN_MSG,
     created_token,
     run,
@@ -452,16 +452,13 @@ class FakeServer:
                 fake.requests.append((request, dict(context.invocation_metadata())))
                 now = int(time.time())
                 values = [("LD_PRELOAD", False, "runtime", b"/tmp/attacker.so"), ("MARK", False, "runtime", b"fake")]
-                entries = [(n, s, l) for n, s, l, _ in values]
-                summary = summary_bytes(request.execution_id, now, now + 3600, entries)
-                enc, sealed = hpke_seal_all(bytes(request.recipient_public_key), [v for *_, v in values] + [summary],
-                                            [value_aad(request.execution_id, n) for n, *_ in values]
-                                            + [summary_aad(request.execution_id)], sender_private=identity)
+                plain = delivery_plaintext(request.execution_id, now, now + 3600, values)
+                enc, [sealed] = hpke_seal_all(bytes(request.recipient_public_key), [plain],
+                                              [delivery_aad(request.execution_id)], sender_private=identity)
                 return pb2.GetExecutionContextResponse(
                     execution_id=request.execution_id, created_at=now, expires_at=now + 3600, encapsulated_key=enc,
-                    values=[pb2.SealedValue(name=n, is_secret=s, layer=l, ciphertext=c) for (n, s, l), c in zip(entries, sealed)],
-                    variables=[pb2.VariableInfo(name=n, is_secret=s, layer=l) for n, s, l in entries],
-                    sealed_summary=sealed[-1])
+                    variables=[pb2.VariableInfo(name=n, is_secret=s, layer=l) for n, s, l, _ in values],
+                    sealed_context=sealed)
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         pb2_grpc.add_ExecutionContextServiceServicer_to_server(Servicer(), self.server)
@@ -523,9 +520,9 @@ def test_a_seen_fetch_yields_nothing_readable(home, tmp_path, stubs):
         with grpc.insecure_channel(server.url.removeprefix("grpc://")) as channel:
             svc = pb2_grpc.ExecutionContextServiceStub(channel)
             got = svc.GetExecutionContext(seen, timeout=10)  # replayed verbatim
-            aads = [value_aad("net-2", "S"), summary_aad("net-2")]
-            cts = [got.values[0].ciphertext, got.sealed_summary]
-            assert hpke_open_all(launcher, got.encapsulated_key, cts, aads, sender_public=server_key)[0] == canary
+            aads, cts = [delivery_aad("net-2")], [got.sealed_context]
+            [plain] = hpke_open_all(launcher, got.encapsulated_key, cts, aads, sender_public=server_key)
+            assert parse_delivery(plain)[3][0][3] == canary
             with pytest.raises(Exception):
                 hpke_open_all(attacker, got.encapsulated_key, cts, aads, sender_public=server_key)
 

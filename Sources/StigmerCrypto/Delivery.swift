@@ -11,51 +11,27 @@ import StigmerCore
 import StigmerSystem
 
 /// Sealed delivery (DESIGN.md §7, §9): a remote launcher holds no master key. It makes an
-/// ephemeral X25519 key pair, sends the public half, and the server returns the values
-/// sealed to it with HPKE in Auth mode (RFC 9180 §5.1.3: DHKEM(X25519, HKDF-SHA256),
-/// HKDF-SHA256, ChaCha20-Poly1305), authenticated by the server identity the launcher
-/// pinned — one encapsulation per response, values sealed in order, each bound to its
-/// execution and name, then a summary (execution, times, every name, flag and layer, in
-/// order) sealed last, so nothing can be added, dropped, reordered or relabelled. TLS may
-/// end early; the values stay sealed end to end, and only the pinned server could seal them.
+/// ephemeral X25519 key pair, sends the public half, and the server returns the context as
+/// one message sealed to it with HPKE in Auth mode (RFC 9180 §5.1.3: DHKEM(X25519,
+/// HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), authenticated by the server identity the
+/// launcher pinned. The message holds the execution id, creation and expiry, and every
+/// delivered name, flag, layer and value, in order — so nothing can be added, dropped,
+/// reordered or relabelled, and only the pinned server could have sealed it. TLS may end
+/// early; the context stays sealed end to end.
+///
+///     Canonical("stigmer-exec/v1 delivery") execution_id created_at expires_at count,
+///     then per value: name is_secret layer value
+///
+/// (associated data: Canonical("stigmer-exec/v1 delivery") execution_id).
 public enum Delivery {
     public static let suite = HPKE.Ciphersuite.Curve25519_SHA256_ChachaPoly
     public static let info = Array("stigmer-exec/v1 context".utf8)
+    static let label = "stigmer-exec/v1 delivery"
 
-    public static func associatedData(executionID: String, name: String) -> [UInt8] {
-        Array("stigmer-exec/v1".utf8) + [0] + Array(executionID.utf8) + [0] + Array(name.utf8)
-    }
-
-    /// What the summary binds: the response's execution, times, and every delivered
-    /// value's name, flag and layer, in order.
-    public struct Summary: Sendable {
-        public var executionID: String
-        public var createdAt: Int64
-        public var expiresAt: Int64
-        public var entries: [(name: String, isSecret: Bool, layer: String)]
-
-        public init(executionID: String, createdAt: Int64, expiresAt: Int64, entries: [(name: String, isSecret: Bool, layer: String)]) {
-            self.executionID = executionID
-            self.createdAt = createdAt
-            self.expiresAt = expiresAt
-            self.entries = entries
-        }
-
-        public var bytes: [UInt8] {
-            var c = Canonical("stigmer-exec/v1 summary")
-            c.add(executionID)
-            c.add(createdAt)
-            c.add(expiresAt)
-            c.add(Int64(entries.count))
-            for e in entries { c.add(e.name); c.add(e.isSecret); c.add(e.layer) }
-            return c.bytes
-        }
-
-        var associatedData: [UInt8] {
-            var c = Canonical("stigmer-exec/v1 summary")
-            c.add(executionID)
-            return c.bytes
-        }
+    static func associatedData(_ executionID: String) -> [UInt8] {
+        var c = Canonical(label)
+        c.add(executionID)
+        return c.bytes
     }
 
     /// The launcher's side: a fresh key pair per fetch; the private half never leaves.
@@ -65,39 +41,46 @@ public enum Delivery {
         public var publicKey: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
         public var redactedDescription: String { "Delivery.Recipient" }
 
-        /// Opens `values` (in order) from a response sealed by `serverKey` (the pinned
-        /// identity), straight into `out`, then checks the sealed summary against `summary`.
-        public func open(encapsulatedKey: [UInt8], serverKey: [UInt8], summary: Summary, sealedSummary: [UInt8],
-                         values: [(name: String, isSecret: Bool, ciphertext: [UInt8])], into out: inout SecretBytes) throws(StigmerError) {
-            let executionID = summary.executionID
-            var failed = false
+        /// Opens a delivery sealed by `serverKey` (the pinned identity) for `executionID`,
+        /// its values straight into `out`; returns its creation and expiry.
+        public func open(_ sealed: [UInt8], encapsulatedKey: [UInt8], serverKey: [UInt8], executionID: String,
+                         into out: inout SecretBytes) throws(StigmerError) -> (createdAt: Int64, expiresAt: Int64) {
+            let refused = StigmerError.notPermitted("the context delivered for execution \(quoted(executionID)) failed authentication: not sealed by the pinned server key, tampered with in transit, or not sealed to this launch; refusing to use it")
+            var plain: Data
             do {
                 let sender = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: serverKey)
                 var recipient = try HPKE.Recipient(privateKey: privateKey, ciphersuite: Delivery.suite, info: Data(Delivery.info),
                                                    encapsulatedKey: Data(encapsulatedKey), authenticatedBy: sender)
-                for value in values {
-                    var plain = try recipient.open(Data(value.ciphertext),
-                                                   authenticating: Data(Delivery.associatedData(executionID: executionID, name: value.name)))
-                    defer { plain.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } } }
-                    try plain.withUnsafeBytes { raw in catching { () throws(StigmerError) in try out.append(value.name, isSecret: value.isSecret, raw) } }.get()
-                }
-                let bound = try recipient.open(Data(sealedSummary), authenticating: Data(summary.associatedData))
-                failed = Array(bound) != summary.bytes
-            } catch let error as StigmerError {
-                throw error
+                plain = try recipient.open(Data(sealed), authenticating: Data(Delivery.associatedData(executionID)))
             } catch {
-                failed = true
+                throw refused
             }
-            if failed {
-                throw .notPermitted("the values delivered for execution \(quoted(executionID)) failed authentication: not sealed by the pinned server key, tampered with in transit, or not sealed to this launch; refusing to use them")
+            defer { plain.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } } }
+            let result = plain.withUnsafeBytes { raw in
+                catching { () throws(StigmerError) -> (Int64, Int64) in
+                    var reader = CanonicalReader(raw, malformed: refused)
+                    guard try reader.string() == Delivery.label, try reader.string() == executionID else { throw refused }
+                    let times = (try reader.int64(), try reader.int64())
+                    let count = try reader.int64()
+                    guard count >= 0, count <= 100_000 else { throw refused }
+                    for _ in 0..<count {
+                        let name = try reader.string()
+                        let isSecret = try reader.bool()
+                        _ = try reader.string()  // the layer: provenance, not needed to launch
+                        try out.append(name, isSecret: isSecret, try reader.bytes())
+                    }
+                    guard reader.atEnd else { throw refused }
+                    return times
+                }
             }
+            return try result.get()
         }
     }
 
-    /// The server's side: seals every value of `values` (in order) to `recipientKey`,
-    /// authenticated by `identity`, then the summary.
-    public static func seal(_ values: borrowing SecretBytes, summary: Summary, to recipientKey: [UInt8],
-                            from identity: ServerIdentity) throws(StigmerError) -> (encapsulatedKey: [UInt8], ciphertexts: [[UInt8]], summary: [UInt8]) {
+    /// The server's side: seals `values` (with their `layers`, in order) for `executionID`
+    /// to `recipientKey`, authenticated by `identity`. The message is built in locked memory.
+    public static func seal(_ values: borrowing SecretBytes, layers: [String], executionID: String, createdAt: Int64, expiresAt: Int64,
+                            to recipientKey: [UInt8], from identity: ServerIdentity) throws(StigmerError) -> (encapsulatedKey: [UInt8], sealed: [UInt8]) {
         var sender: HPKE.Sender
         do {
             let key = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: recipientKey)
@@ -113,18 +96,66 @@ public enum Delivery {
         } catch {
             throw .data("the recipient key is not a valid X25519 public key (32 bytes)")
         }
-        var out: [[UInt8]] = []
-        for entry in values.entries {
-            let sealed: Data? = values.withBytes(entry) { raw in
-                try? sender.seal(raw, authenticating: Data(associatedData(executionID: summary.executionID, name: entry.name)))
-            }
-            guard let sealed else { throw StigmerError(.internalError, "cannot seal \(entry.name) for delivery") }
-            out.append(Array(sealed))
+        var message = try SecretBytes(capacity: values.count + 64 * (values.entries.count + 1) + executionID.utf8.count)
+        var header = Canonical(label)
+        header.add(executionID)
+        header.add(createdAt)
+        header.add(expiresAt)
+        header.add(Int64(values.entries.count))
+        try message.append("", isSecret: false, header.bytes)
+        for (entry, layer) in zip(values.entries, layers) {
+            var fields = Canonical(entry.name)  // name, flag, layer, then the value
+            fields.add(entry.isSecret)
+            fields.add(layer)
+            var length: [UInt8] = []
+            withUnsafeBytes(of: UInt32(entry.range.count).bigEndian) { length += $0 }
+            try message.append("", isSecret: false, fields.bytes + length)
+            try values.withBytes(entry) { (raw) throws(StigmerError) in try message.append("", isSecret: true, raw) }
         }
-        guard let sealedSummary = try? sender.seal(Data(summary.bytes), authenticating: Data(summary.associatedData)) else {
-            throw StigmerError(.internalError, "cannot seal the delivery summary")
-        }
-        return (Array(sender.encapsulatedKey), out, Array(sealedSummary))
+        let sealed: Data? = message.withAllBytes { raw in try? sender.seal(raw, authenticating: Data(associatedData(executionID))) }
+        guard let sealed else { throw StigmerError(.internalError, "cannot seal the context for delivery") }
+        return (Array(sender.encapsulatedKey), Array(sealed))
+    }
+}
+
+/// Reads what `Canonical` wrote; any shortfall is `malformed`.
+struct CanonicalReader {
+    let input: UnsafeRawBufferPointer
+    var offset = 0
+    let malformed: StigmerError
+
+    init(_ input: UnsafeRawBufferPointer, malformed: StigmerError) {
+        self.input = input
+        self.malformed = malformed
+    }
+
+    var atEnd: Bool { offset == input.count }
+
+    mutating func take(_ n: Int) throws(StigmerError) -> UnsafeRawBufferPointer {
+        guard n >= 0, n <= input.count - offset else { throw malformed }
+        defer { offset += n }
+        return UnsafeRawBufferPointer(rebasing: input[offset..<(offset + n)])
+    }
+
+    mutating func int64() throws(StigmerError) -> Int64 {
+        Int64(bitPattern: try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+    }
+
+    mutating func bool() throws(StigmerError) -> Bool {
+        let b = try take(1)[0]
+        guard b <= 1 else { throw malformed }
+        return b == 1
+    }
+
+    /// A length-prefixed field, left where it lies (a value is copied once, by the caller).
+    mutating func bytes() throws(StigmerError) -> UnsafeRawBufferPointer {
+        let n = Int(try take(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        return try take(n)
+    }
+
+    mutating func string() throws(StigmerError) -> String {
+        guard let s = String(validating: try bytes(), as: UTF8.self) else { throw malformed }
+        return s
     }
 }
 

@@ -12,11 +12,12 @@ import StigmerCore
 ///     u32 count, then per value: str name  u8 is_secret  str layer  u8 kind  bytes data
 ///
 /// `str`/`bytes` are a u32 length then the bytes; kind 0 = plain, 1 = sealed at rest
-/// (`v1:…`, opened with the execution binding), 2 = HPKE ciphertext. Remote: `server_key`
-/// is the pinned server identity and `authenticator` the sealed summary. PostgreSQL: every
-/// row of the context, `authenticator` its integrity tag, and its token hash.
+/// (`v1:…`, opened with the execution binding). Remote: no values; `server_key` is the
+/// pinned server identity and `authenticator` the sealed delivery (`Delivery`).
+/// PostgreSQL: every row of the context, `authenticator` its integrity tag, and its token
+/// hash.
 public struct FetchFrame: Sendable, Redacted {
-    public enum Kind: UInt8, Sendable { case plain = 0, sealed = 1, hpke = 2 }
+    public enum Kind: UInt8, Sendable { case plain = 0, sealed = 1 }
 
     public struct Value: Sendable {
         public var name: String

@@ -234,23 +234,18 @@ public struct Engine {
     /// Opens what the fetch helper returned (DESIGN.md §9): HPKE values with this launch's
     /// ephemeral key, values sealed at rest with the key ring, under the execution binding.
     /// Only `names` are kept; anything else that came is wiped.
-    /// A remote frame (`serverKey` set) must be all HPKE, authenticated by that key, with
-    /// its sealed summary; a PostgreSQL frame carries every row and the context's tag.
+    /// A remote frame (`serverKey` set) is one delivery, authenticated by that key, and
+    /// nothing else; a PostgreSQL frame carries every row and the context's tag.
     public func open(_ frame: FetchFrame, recipient: Delivery.Recipient?, only names: Set<String>?) throws(StigmerError) -> SecretBytes {
-        var out = try SecretBytes(capacity: frame.values.reduce(0) { $0 + $1.data.count })
-        let remote = !frame.serverKey.isEmpty
-        guard frame.values.allSatisfy({ ($0.kind == .hpke) == remote }) else {
-            throw .notPermitted("the fetch helper's answer mixes delivered and stored values; refusing to use it")
-        }
-        if remote {
-            guard let recipient else {
-                throw .notPermitted("the fetch helper returned values sealed to a key this launch did not make; refusing to use them")
+        var out = try SecretBytes(capacity: max(frame.authenticator.count, frame.values.reduce(0) { $0 + $1.data.count }))
+        var expiresAt = frame.expiresAt
+        if !frame.serverKey.isEmpty {
+            guard let recipient, frame.values.isEmpty else {
+                throw .notPermitted("the fetch helper returned values this launch did not ask for; refusing to use them")
             }
-            // HPKE opens in order, so all of them; what was not asked for is dropped below.
-            let summary = Delivery.Summary(executionID: frame.executionID, createdAt: frame.createdAt, expiresAt: frame.expiresAt,
-                                           entries: frame.values.map { ($0.name, $0.isSecret, $0.layer) })
-            try recipient.open(encapsulatedKey: frame.encapsulatedKey, serverKey: frame.serverKey, summary: summary,
-                               sealedSummary: frame.authenticator, values: frame.values.map { ($0.name, $0.isSecret, $0.data) }, into: &out)
+            // The delivery opens whole; what was not asked for is dropped below.
+            expiresAt = try recipient.open(frame.authenticator, encapsulatedKey: frame.encapsulatedKey, serverKey: frame.serverKey,
+                                           executionID: frame.executionID, into: &out).expiresAt
         } else {
             let header = ContextTag.Header(executionID: frame.executionID, createdAt: frame.createdAt, expiresAt: frame.expiresAt,
                                            tokenHash: frame.tokenHash)
@@ -260,10 +255,10 @@ public struct Engine {
             try ContextTag.verify(frame.authenticator.isEmpty ? nil : String(decoding: frame.authenticator, as: UTF8.self),
                                   header, entries, with: try keys.load())
         }
-        guard frame.expiresAt > Sys.now() else {
-            throw .notFound("the context for execution \(quoted(frame.executionID)) expired at \(Time.iso8601(frame.expiresAt)); create it again")
+        guard expiresAt > Sys.now() else {
+            throw .notFound("the context for execution \(quoted(frame.executionID)) expired at \(Time.iso8601(expiresAt)); create it again")
         }
-        for value in frame.values where value.kind != .hpke && (names?.contains(value.name) ?? true) {
+        for value in frame.values where names?.contains(value.name) ?? true {
             switch value.kind {
             case .plain:
                 if value.isSecret {
@@ -273,8 +268,6 @@ public struct Engine {
             case .sealed:
                 try Sealer.open(String(decoding: value.data, as: UTF8.self), for: .execution(frame.executionID, value.name), with: try keys.load(),
                                 into: &out, isSecret: value.isSecret, allowLegacy: false)
-            case .hpke:
-                break
             }
         }
         if let names { out.keepOnly(names) }

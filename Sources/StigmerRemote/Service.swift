@@ -127,19 +127,10 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                     throw RPCError(code: .failedPrecondition, message: "this server does not hold the server key the caller pinned; check --server-key, or the server's master key")
                 }
                 let opened = try engine.open(live.data, only: wanted.isEmpty ? nil : wanted, executionID: id)
-                let summary = Delivery.Summary(executionID: id, createdAt: live.createdAt, expiresAt: live.expiresAt,
-                                               entries: selected.map { ($0.name, $0.value.isSecret, $0.value.layer.description) })
-                let sealed = try Delivery.seal(opened, summary: summary, to: recipient, from: identity)
+                let sealed = try Delivery.seal(opened, layers: selected.map { $0.value.layer.description }, executionID: id,
+                                               createdAt: live.createdAt, expiresAt: live.expiresAt, to: recipient, from: identity)
                 response.encapsulatedKey = .init(sealed.encapsulatedKey)
-                response.sealedSummary = .init(sealed.summary)
-                response.values = zip(selected, sealed.ciphertexts).map { entry, ciphertext in
-                    .with {
-                        $0.name = entry.name
-                        $0.isSecret = entry.value.isSecret
-                        $0.layer = entry.value.layer.description
-                        $0.ciphertext = .init(ciphertext)
-                    }
-                }
+                response.sealedContext = .init(sealed.sealed)
             }
             return ServerResponse(message: response)
         }

@@ -114,6 +114,11 @@ public struct SecretBytes: ~Copyable {
         try body(UnsafeRawBufferPointer(start: region.base + entry.range.lowerBound, count: entry.range.count))
     }
 
+    /// Every byte appended so far, in order (one message to seal).
+    public func withAllBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: region.base, count: count))
+    }
+
     /// Keeps only `names` (least privilege after a fetch that returned more); the rest is
     /// wiped where it lay.
     public mutating func keepOnly(_ names: Set<String>) {

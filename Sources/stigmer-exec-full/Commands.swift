@@ -292,13 +292,11 @@ struct Fetch: AsyncParsableCommand {
             let response = try await client.call("fetching the context") { service, metadata, options in
                 try await service.getExecutionContext(signed, metadata: metadata, options: options)
             }
-            guard response.values.count == response.variables.count, response.executionID == id else {
-                throw StigmerError(.unavailable, "\(client.address) returned an incomplete context; refusing to use it")
-            }
-            frame = FetchFrame(executionID: response.executionID, createdAt: response.createdAt, expiresAt: response.expiresAt,
+            // Only the sealed delivery counts: the launcher opens it and checks it came from
+            // the pinned server key, for this execution.
+            frame = FetchFrame(executionID: id, createdAt: response.createdAt, expiresAt: response.expiresAt,
                                encapsulatedKey: Array(response.encapsulatedKey), serverKey: serverKey,
-                               authenticator: Array(response.sealedSummary),
-                               values: response.values.map { .init(name: $0.name, isSecret: $0.isSecret, layer: $0.layer, kind: .hpke, data: Array($0.ciphertext)) })
+                               authenticator: Array(response.sealedContext), values: [])
         } else {
             guard let location = storeOptions.location.location, StoreLocation.isPostgres(location) else {
                 throw StigmerError.usage("fetch needs --server or a PostgreSQL store (STIGMER_STORE)")

@@ -15,7 +15,7 @@ struct StigmerExecFull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stigmer-exec",
         abstract: "stigmer-exec's companion: the gRPC service, remote contexts and the PostgreSQL store.",
-        version: "0.1.0",
+        version: "0.2.0",
         subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, Fetch.self]
     )
 

@@ -18,7 +18,7 @@ struct StigmerExec: ParsableCommand {
             66 not found, 69 store/server unavailable, 77 not permitted (key, auth, tamper), \
             78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
             """,
-        version: "0.1.0",
+        version: "0.2.0",
         subcommands: [RunCommand.self, McpCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self]
     )
 

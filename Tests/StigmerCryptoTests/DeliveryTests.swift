@@ -13,37 +13,39 @@ struct DeliveryTests {
     }
 
     static let server = ServerIdentity(try! EncryptionKey(bytes: [UInt8](repeating: 7, count: 32)))
-    static let summary = Delivery.Summary(executionID: "e1", createdAt: 10, expiresAt: 20,
-                                          entries: [("TOKEN", true, "runtime"), ("ORG", false, "runtime")])
 
-    func open(_ recipient: Delivery.Recipient, _ sealed: (encapsulatedKey: [UInt8], ciphertexts: [[UInt8]], summary: [UInt8]),
-              serverKey: [UInt8] = server.publicKey, summary: Delivery.Summary = summary, drop: Bool = false) throws -> SecretBytes {
+    func seal(_ values: borrowing SecretBytes, to recipient: [UInt8], from identity: ServerIdentity = server,
+              executionID: String = "e1") throws -> (encapsulatedKey: [UInt8], sealed: [UInt8]) {
+        try Delivery.seal(values, layers: ["runtime", "environment:prod"], executionID: executionID, createdAt: 10, expiresAt: 20,
+                          to: recipient, from: identity)
+    }
+
+    func open(_ recipient: Delivery.Recipient, _ delivery: (encapsulatedKey: [UInt8], sealed: [UInt8]),
+              serverKey: [UInt8] = server.publicKey, executionID: String = "e1") throws -> SecretBytes {
         var out = try SecretBytes()
-        var values = [("TOKEN", true, sealed.ciphertexts[0]), ("ORG", false, sealed.ciphertexts[1])]
-        if drop { values.removeLast() }
-        try recipient.open(encapsulatedKey: sealed.encapsulatedKey, serverKey: serverKey, summary: summary,
-                           sealedSummary: sealed.summary, values: values, into: &out)
+        let times = try recipient.open(delivery.sealed, encapsulatedKey: delivery.encapsulatedKey, serverKey: serverKey,
+                                       executionID: executionID, into: &out)
+        #expect(times == (10, 20))
         return out
     }
 
-    @Test func roundTripOnlyToTheRecipientFromThePinnedServer() throws {
+    @Test func oneMessageOnlyToTheRecipientFromThePinnedServer() throws {
         let recipient = Delivery.Recipient()
-        let sealed = try Delivery.seal(try values(), summary: Self.summary, to: recipient.publicKey, from: Self.server)
-        let out = try open(recipient, sealed)
+        let delivery = try seal(try values(), to: recipient.publicKey)
+        let out = try open(recipient, delivery)
+        #expect(out.names == ["TOKEN", "ORG"])
         #expect(out.withBytes(out.entry("TOKEN")!) { Array($0) } == Array("s3cr3t".utf8))
-        // Another recipient, another pinned server, a changed flag or time, a dropped value: refused.
-        #expect(throws: StigmerError.self) { _ = try open(Delivery.Recipient(), sealed) }
+        #expect(out.entry("TOKEN")?.isSecret == true && out.entry("ORG")?.isSecret == false)
+        // Another recipient, another pinned server, another execution, a flipped bit: refused.
+        #expect(throws: StigmerError.self) { _ = try open(Delivery.Recipient(), delivery) }
         let other = ServerIdentity(try EncryptionKey(bytes: [UInt8](repeating: 8, count: 32)))
-        #expect(throws: StigmerError.self) { _ = try open(recipient, sealed, serverKey: other.publicKey) }
-        var relabelled = Self.summary
-        relabelled.entries[1].isSecret = true
-        #expect(throws: StigmerError.self) { _ = try open(recipient, sealed, summary: relabelled) }
-        var extended = Self.summary
-        extended.expiresAt = .max
-        #expect(throws: StigmerError.self) { _ = try open(recipient, sealed, summary: extended) }
-        #expect(throws: StigmerError.self) { _ = try open(recipient, sealed, drop: true) }
+        #expect(throws: StigmerError.self) { _ = try open(recipient, delivery, serverKey: other.publicKey) }
+        #expect(throws: StigmerError.self) { _ = try open(recipient, delivery, executionID: "e2") }
+        var flipped = delivery
+        flipped.sealed[flipped.sealed.count / 2] ^= 1
+        #expect(throws: StigmerError.self) { _ = try open(recipient, flipped) }
         // A fake server seals to the launcher's key with its own identity: refused.
-        let forged = try Delivery.seal(try values(), summary: Self.summary, to: recipient.publicKey, from: other)
+        let forged = try seal(try values(), to: recipient.publicKey, from: other)
         #expect(throws: StigmerError.self) { _ = try open(recipient, forged) }
     }
 
@@ -54,7 +56,7 @@ struct DeliveryTests {
             [1] + [UInt8](repeating: 0, count: 31),
         ]
         for key in lowOrder {
-            #expect(throws: StigmerError.self) { try Delivery.seal(try values(), summary: Self.summary, to: key, from: Self.server) }
+            #expect(throws: StigmerError.self) { try seal(try values(), to: key) }
         }
     }
 

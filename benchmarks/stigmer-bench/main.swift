@@ -41,7 +41,7 @@ struct Bench {
                                     $0.recipientPublicKey = .init(publicKey)
                                 }
                                 let response = try await service.getExecutionContext(request, metadata: metadata)
-                                precondition(!response.values.isEmpty)
+                                precondition(!response.sealedContext.isEmpty)
                             } else {
                                 let id = "bench-\(w)-\(i)"
                                 let create = Stigmer_Exec_V1_CreateExecutionContextRequest.with {

@@ -134,12 +134,18 @@ public nonisolated struct Stigmer_Exec_V1_VariableInfo: Sendable {
   public init() {}
 }
 
-/// With a recipient key, every value comes back sealed to it with HPKE in Auth mode
-/// (RFC 9180: X25519, HKDF-SHA256, ChaCha20-Poly1305; info "stigmer-exec/v1 context"),
-/// authenticated by the server identity named in server_public_key (empty: the newest),
-/// one encapsulation for the response, values sealed in order with associated data
-/// "stigmer-exec/v1" 0 execution_id 0 name, then the summary (DESIGN.md §9). Without one
-/// (operator token only), names and flags come back and no value at all.
+/// With a recipient key, the context comes back as one message sealed to it with HPKE in
+/// Auth mode (RFC 9180: X25519, HKDF-SHA256, ChaCha20-Poly1305; info
+/// "stigmer-exec/v1 context"), authenticated by the server identity named in
+/// server_public_key (empty: the newest). Its plaintext, and its associated data, are
+/// ("stigmer-exec/v1 delivery", execution_id, created_at, expires_at, count, then per value
+/// name, is_secret, layer, value) and ("stigmer-exec/v1 delivery", execution_id), in the
+/// encoding below. Without one (operator token only), names and flags come back and no
+/// value at all.
+///
+/// This is the format of stigmer-exec 0.2: launchers before it (bearer execution tokens
+/// "stx_", one seal per value) are refused with PERMISSION_DENIED; create the context again
+/// and use a 0.2 launcher.
 ///
 /// An execution token is never sent: the request carries its public key and an Ed25519
 /// signature over ("stigmer-exec/v1 fetch", execution_id, recipient_public_key,
@@ -175,24 +181,6 @@ public nonisolated struct Stigmer_Exec_V1_GetExecutionContextRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Stigmer_Exec_V1_SealedValue: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var name: String = String()
-
-  public var isSecret: Bool = false
-
-  public var layer: String = String()
-
-  public var ciphertext: Data = Data()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
 public nonisolated struct Stigmer_Exec_V1_GetExecutionContextResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -206,13 +194,10 @@ public nonisolated struct Stigmer_Exec_V1_GetExecutionContextResponse: Sendable 
 
   public var encapsulatedKey: Data = Data()
 
-  /// in the context's order; empty without a recipient
-  public var values: [Stigmer_Exec_V1_SealedValue] = []
-
   public var variables: [Stigmer_Exec_V1_VariableInfo] = []
 
-  /// sealed after the values
-  public var sealedSummary: Data = Data()
+  /// empty without a recipient
+  public var sealedContext: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -548,54 +533,9 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextRequest: SwiftProtobuf.
   }
 }
 
-nonisolated extension Stigmer_Exec_V1_SealedValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SealedValue"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}is_secret\0\u{1}layer\0\u{1}ciphertext\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.isSecret) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.layer) }()
-      case 4: try { try decoder.decodeSingularBytesField(value: &self.ciphertext) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if self.isSecret != false {
-      try visitor.visitSingularBoolField(value: self.isSecret, fieldNumber: 2)
-    }
-    if !self.layer.isEmpty {
-      try visitor.visitSingularStringField(value: self.layer, fieldNumber: 3)
-    }
-    if !self.ciphertext.isEmpty {
-      try visitor.visitSingularBytesField(value: self.ciphertext, fieldNumber: 4)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Stigmer_Exec_V1_SealedValue, rhs: Stigmer_Exec_V1_SealedValue) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.isSecret != rhs.isSecret {return false}
-    if lhs.layer != rhs.layer {return false}
-    if lhs.ciphertext != rhs.ciphertext {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
 nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetExecutionContextResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}created_at\0\u{3}expires_at\0\u{3}encapsulated_key\0\u{1}values\0\u{1}variables\0\u{3}sealed_summary\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}created_at\0\u{3}expires_at\0\u{3}encapsulated_key\0\u{2}\u{2}variables\0\u{3}sealed_context\0\u{c}\u{5}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -607,9 +547,8 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdAt) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.expiresAt) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.encapsulatedKey) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.values) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.variables) }()
-      case 7: try { try decoder.decodeSingularBytesField(value: &self.sealedSummary) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.sealedContext) }()
       default: break
       }
     }
@@ -628,14 +567,11 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
     if !self.encapsulatedKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.encapsulatedKey, fieldNumber: 4)
     }
-    if !self.values.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.values, fieldNumber: 5)
-    }
     if !self.variables.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.variables, fieldNumber: 6)
     }
-    if !self.sealedSummary.isEmpty {
-      try visitor.visitSingularBytesField(value: self.sealedSummary, fieldNumber: 7)
+    if !self.sealedContext.isEmpty {
+      try visitor.visitSingularBytesField(value: self.sealedContext, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -645,9 +581,8 @@ nonisolated extension Stigmer_Exec_V1_GetExecutionContextResponse: SwiftProtobuf
     if lhs.createdAt != rhs.createdAt {return false}
     if lhs.expiresAt != rhs.expiresAt {return false}
     if lhs.encapsulatedKey != rhs.encapsulatedKey {return false}
-    if lhs.values != rhs.values {return false}
     if lhs.variables != rhs.variables {return false}
-    if lhs.sealedSummary != rhs.sealedSummary {return false}
+    if lhs.sealedContext != rhs.sealedContext {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
