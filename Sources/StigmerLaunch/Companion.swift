@@ -76,42 +76,46 @@ public enum Companion {
 
     /// Runs the fetch helper and returns its frame. The helper inherits stderr (its failure
     /// is its own one-line message; this process takes over only the exit status) and an
-    /// environment without the master key; the store location reaches it through the
-    /// helper's `STIGMER_STORE`, never argv.
+    /// environment without the master key, the store or the token: those two reach it over
+    /// descriptors (3: the token, 4: the store location), never its argv or environment,
+    /// which another process of the user could read in the instant before the helper's
+    /// `main` makes itself non-dumpable.
     public static func fetch(_ request: FetchRequest) throws(StigmerError) -> FetchFrame {
         let path = try path()
         let pipe = try Pipe()
         let key = Array("\(ControlVariable.encryptionKey.rawValue)=".utf8), store = Array("\(ControlVariable.store.rawValue)=".utf8)
         let tokenVariable = Array("\(ControlVariable.token.rawValue)=".utf8)
-        var environment = ChildEnvironment.current().filter {
+        let environment = ChildEnvironment.current().filter {
             !$0.starts(with: key) && !$0.starts(with: store) && !$0.starts(with: tokenVariable)
         }
-        if let location = request.store { environment.append(store + Array(location.utf8)) }
         var argv = [path] + request.argv
-        // A token from STIGMER_TOKEN reaches the helper over a descriptor, never its
-        // environment (SECURITY.md, promise 7).
-        var tokenPipe: Pipe?
-        if let token = ControlVariable.token.value, !request.options.contains("--token-file"), !request.options.contains("--token-fd") {
+        var handed: [(read: Int32, target: Int32)] = []
+        defer { for h in handed { Sys.close(h.read) } }
+        func hand(_ text: String, _ what: String, as target: Int32, flag: String) throws(StigmerError) {
             let p = try Pipe()
-            do { try IO.writeAll(p.write, token) } catch {
-                Sys.close(p.read)
-                Sys.close(p.write)
-                throw StigmerError(.ioError, "cannot hand the token to the fetch helper", cause: error.description)
+            defer { Sys.close(p.write) }
+            // Above every target, so one dup2 in the child never overwrites another's source.
+            let read = fcntl(p.read, F_DUPFD_CLOEXEC, 10)
+            Sys.close(p.read)
+            guard read >= 0 else { throw StigmerError(.ioError, "cannot hand the \(what) to the fetch helper", cause: Errno.current.description) }
+            handed.append((read, target))
+            do { try IO.writeAll(p.write, text) } catch {
+                throw StigmerError(.ioError, "cannot hand the \(what) to the fetch helper", cause: error.description)
             }
-            Sys.close(p.write)
-            tokenPipe = p
-            argv += ["--token-fd", "\(Process.tokenDescriptor)"]
+            argv += [flag, "\(target)"]
+        }
+        if let location = request.store { try hand(location, "store location", as: Process.storeDescriptor, flag: "--store-fd") }
+        if let token = ControlVariable.token.value, !request.options.contains("--token-file"), !request.options.contains("--token-fd") {
+            try hand(token, "token", as: Process.tokenDescriptor, flag: "--token-fd")
         }
         let pid: pid_t
         do {
-            pid = try Process.spawn(path, argv, environment: environment, stdout: pipe.write, token: tokenPipe?.read)
+            pid = try Process.spawn(path, argv, environment: environment, stdout: pipe.write, descriptors: handed.map { ($0.read, $0.target) })
         } catch {
-            if let tokenPipe { Sys.close(tokenPipe.read) }
             Sys.close(pipe.read)
             Sys.close(pipe.write)
             throw error
         }
-        if let tokenPipe { Sys.close(tokenPipe.read) }
         Sys.close(pipe.write)
         let output: [UInt8]
         do { output = try IO.readAll(pipe.read, limit: 64 << 20) } catch {
@@ -185,16 +189,19 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
 /// Plain process helpers for stigmer-exec's own helpers (never the hardened child: that is
 /// `Launcher.spawn`).
 enum Process {
-    /// Where the fetch helper finds its token (`--token-fd 3`).
+    /// Where the fetch helper finds its token (`--token-fd 3`) and store (`--store-fd 4`).
     static let tokenDescriptor: Int32 = 3
+    static let storeDescriptor: Int32 = 4
 
-    /// posix_spawn with stdout redirected to `stdout`, and `token` (if any) as descriptor 3.
-    static func spawn(_ path: String, _ argv: [String], environment: [[UInt8]], stdout: Int32, token: Int32? = nil) throws(StigmerError) -> pid_t {
+    /// posix_spawn with stdout redirected to `stdout`, and each of `descriptors` (source,
+    /// target) in place.
+    static func spawn(_ path: String, _ argv: [String], environment: [[UInt8]], stdout: Int32,
+                      descriptors: [(Int32, Int32)] = []) throws(StigmerError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
-        if let token { posix_spawn_file_actions_adddup2(&actions, token, tokenDescriptor) }
+        for (source, target) in descriptors { posix_spawn_file_actions_adddup2(&actions, source, target) }
         let args = CStringArray(argv)
         let env = CStringArray(bytes: environment)
         defer { args.release(); env.release() }

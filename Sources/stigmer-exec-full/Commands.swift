@@ -260,6 +260,7 @@ struct Fetch: AsyncParsableCommand {
     @Option(name: .customLong("execution-id")) var executionID: String
     @Option(help: "The launcher's X25519 public key, base64.") var recipient: String?
     @Option(name: .customLong("name"), help: "Fetch only this variable (repeatable; none: all).") var names: [String] = []
+    @Option(name: .customLong("store-fd"), help: "Read the store location from this descriptor (then close it).") var storeFD: Int32?
 
     func run() async throws {
         let logger = try global.logger()
@@ -298,7 +299,14 @@ struct Fetch: AsyncParsableCommand {
                                encapsulatedKey: Array(response.encapsulatedKey), serverKey: serverKey,
                                authenticator: Array(response.sealedContext), values: [])
         } else {
-            guard let location = storeOptions.location.location, StoreLocation.isPostgres(location) else {
+            var location = storeOptions.location.location
+            if let storeFD {
+                defer { Sys.closeConsumed(storeFD) }
+                do { location = String(decoding: try IO.readAll(storeFD, limit: 64 << 10), as: UTF8.self) } catch {
+                    throw StigmerError(.ioError, "cannot read the store location from --store-fd \(storeFD)", cause: error.description)
+                }
+            }
+            guard let location, StoreLocation.isPostgres(location) else {
                 throw StigmerError.usage("fetch needs --server or a PostgreSQL store (STIGMER_STORE)")
             }
             // Every row, as stored, with the context's tag: the launcher checks the whole
