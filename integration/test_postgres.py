@@ -593,3 +593,18 @@ def test_a_postgres_writer_cannot_change_a_context(pg_db, home, tmp_path):
         proc = pg_run(home, url, "pg-t", ["touch", str(marker)])
         one_line_error(proc, 77, "pg-t", "integrity", secrets_=(canary,))
         assert not marker.exists(), change
+
+
+def test_a_postgres_writer_cannot_change_a_resource(pg_db, home, examples):
+    """The same, for what a merge reads: an LD_PRELOAD added to a stored Environment never
+    reaches a context."""
+    cluster, db = pg_db
+    url = cluster.url(db)
+    key_init(home)
+    apply_examples(home, examples, store=url)
+    ok(create_context(home, "pg-r1", *STORY_ARGS, secret_stdin=b"x", store=url))  # control
+    cluster.psql(db, "INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret) "
+                     "VALUES ('Environment', 'base', 'LD_PRELOAD', 99, '/tmp/attacker.so', false, false)")
+    one_line_error(create_context(home, "pg-r2", *STORY_ARGS, secret_stdin=b"x", store=url), 77, "Environment/base",
+                   "integrity")
+    assert cluster.psql(db, "SELECT execution_id FROM contexts") == "pg-r1"

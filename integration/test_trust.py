@@ -18,6 +18,8 @@ from helpers import (
     CORE_FILE_SIZE,
     OPERATOR_TOKEN,
     PYTHON,
+    STORY_ARGS,
+    apply_examples,
     Server,
     base_env,
     companion_path,
@@ -630,3 +632,30 @@ def test_a_store_writer_cannot_swap_in_a_token_of_their_own(home, tmp_path, stub
     finally:
         server.stop()
     assert canary not in server.stderr
+
+
+RESOURCE_CHANGES = {
+    "added-LD_PRELOAD": "INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description) "
+                        "VALUES ('Environment', 'base', 'LD_PRELOAD', 99, '/tmp/attacker.so', 0, 0, NULL)",
+    "changed-plain-value": "UPDATE resource_values SET value = 'attacker-org' WHERE owner = 'github-prod' AND name = 'GITHUB_ORG'",
+    "instance-repointed": "UPDATE resources SET environment_refs = 'base' WHERE kind = 'AgentInstance'",
+    "tag-removed": "UPDATE resources SET tag = NULL WHERE kind = 'Environment' AND name = 'base'",
+}
+
+
+@pytest.mark.parametrize("change", sorted(RESOURCE_CHANGES))
+def test_a_store_writer_cannot_change_what_a_merge_reads(home, tmp_path, examples, change):
+    """The same attacker changes the Environments, Agents and AgentInstances a merge reads
+    (for `run --instance` now, or the next `context create`): each resource carries a tag,
+    so neither a launch nor a new context uses the change."""
+    key_init(home)
+    apply_examples(home, examples)
+    marker = tmp_path / "ran"
+    launch = ["run", "--instance", "github-reviewer-prod", "--env", "SLACK_WEBHOOK=x", "--", "touch", str(marker)]
+    ok(run(launch, home))  # control
+    marker.unlink()
+    tamper(home / "stigmer.db", RESOURCE_CHANGES[change])
+    one_line_error(run(launch, home), 77, "integrity", "in the store")
+    assert not marker.exists()
+    one_line_error(create_context(home, "res-1", *STORY_ARGS, secret_stdin=b"x"), 77, "integrity")
+    one_line_error(run(["context", "get", "res-1"], home), 66)

@@ -91,10 +91,13 @@ public struct EnvironmentSpec: Sendable, Equatable, Redacted {
 public struct Environment: Sendable, Equatable, Redacted {
     public var name: String
     public var spec: EnvironmentSpec
+    /// The store's integrity tag (`m1:…`); nil in manifests.
+    public var tag: String?
 
-    public init(name: String, spec: EnvironmentSpec) {
+    public init(name: String, spec: EnvironmentSpec, tag: String? = nil) {
         self.name = name
         self.spec = spec
+        self.tag = tag
     }
 
     public var redactedDescription: String { "Environment(\(name): \(redactedList(spec.data.names)))" }
@@ -105,13 +108,16 @@ public struct Agent: Sendable, Equatable, Redacted {
     public var summary: String?
     public var envSpec: EnvironmentSpec
     public var mcpServers: [McpServerDefinition]
+    /// The store's integrity tag (`m1:…`); nil in manifests.
+    public var tag: String?
 
     public init(name: String, summary: String? = nil, envSpec: EnvironmentSpec = .init(),
-                mcpServers: [McpServerDefinition] = []) {
+                mcpServers: [McpServerDefinition] = [], tag: String? = nil) {
         self.name = name
         self.summary = summary
         self.envSpec = envSpec
         self.mcpServers = mcpServers
+        self.tag = tag
     }
 
     public var redactedDescription: String {
@@ -123,11 +129,14 @@ public struct AgentInstance: Sendable, Equatable, CustomStringConvertible {
     public var name: String
     public var agentID: String
     public var environmentRefs: [String]
+    /// The store's integrity tag (`m1:…`); nil in manifests.
+    public var tag: String?
 
-    public init(name: String, agentID: String, environmentRefs: [String]) {
+    public init(name: String, agentID: String, environmentRefs: [String], tag: String? = nil) {
         self.name = name
         self.agentID = agentID
         self.environmentRefs = environmentRefs
+        self.tag = tag
     }
 
     public var description: String {

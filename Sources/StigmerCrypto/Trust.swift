@@ -171,13 +171,44 @@ public struct FetchProof {
     }
 }
 
-/// The integrity tag of a stored context (DESIGN.md §7): HMAC-SHA256, under a key derived
-/// from the master key, over everything a launch trusts — execution id, creation and
-/// expiry, the token's key hash, and every entry's name, flags, layer and stored text in
-/// order. AES-GCM binds each secret; this binds the rest, so whoever can write the store
-/// (a shared PostgreSQL) cannot add an `LD_PRELOAD`, change a plain value, drop a
-/// variable, extend a lifetime or swap in a token of their own. Stored as
-/// `m1:<key-id>:<base64>`.
+/// Integrity tags on what the store holds (DESIGN.md §7): HMAC-SHA256 under a key derived
+/// from the master key for one purpose, over a `Canonical` message, stored as
+/// `m1:<key-id>:<base64>`. AES-GCM binds each secret; a tag binds the rest, so whoever can
+/// write the store but holds no key (a shared PostgreSQL) cannot add an `LD_PRELOAD`,
+/// change a plain value, drop a variable, extend a lifetime or swap in a token.
+public enum IntegrityTag {
+    static func mac(_ message: [UInt8], _ purpose: String, _ master: EncryptionKey) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: message, using: Derived.key(master, purpose)))
+    }
+
+    public static func make(_ message: [UInt8], purpose: String, with ring: KeyRing) -> String {
+        "m1:\(ring.newest.id):\(Base64.encode(mac(message, purpose, ring.newest)))"
+    }
+
+    /// Refuses a missing tag, one from a key not loaded, or one that does not match.
+    /// `what` names the thing ("the context for execution \"x\""), `again` how to remake it.
+    public static func verify(_ tag: String?, _ message: [UInt8], purpose: String, with ring: KeyRing,
+                              what: String, again: String) throws(StigmerError) {
+        guard let tag else {
+            throw .notPermitted("\(what) has no integrity tag: it was written by an older stigmer-exec, or by something else; \(again)")
+        }
+        let parts = tag.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "m1", let expected = Base64.decode(parts[2]) else {
+            throw .notPermitted("\(what) has a malformed integrity tag; the store was written by something other than stigmer-exec — refusing to use it")
+        }
+        let candidates = ring.keys.count == 1 ? ring.keys : ring.keys.filter { $0.id == parts[1] }
+        guard let key = candidates.first else {
+            throw .notPermitted("\(what) was tagged with key \(parts[1]), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source))")
+        }
+        guard Tokens.equal(mac(message, purpose, key), expected) else {
+            throw .notPermitted("\(what) fails its integrity check: the store was changed by something other than stigmer-exec (a name, flag, value, lifetime or token) — refusing to use it")
+        }
+    }
+}
+
+/// A stored context's tag (`IntegrityTag`) covers everything a launch trusts: execution
+/// id, creation and expiry, the token's key hash, and every entry's name, flags, layer and
+/// stored text, in order.
 public enum ContextTag {
     public struct Entry {
         public var name: String
@@ -209,8 +240,9 @@ public enum ContextTag {
         }
     }
 
-    static func mac(_ header: Header, _ entries: [Entry], _ master: EncryptionKey) -> [UInt8] {
-        var h = HMAC<SHA256>(key: Derived.key(master, "context tag"))
+    static let purpose = "context tag"
+
+    static func message(_ header: Header, _ entries: [Entry]) -> [UInt8] {
         var c = Canonical("stigmer-exec/v1 context")
         c.add(header.executionID)
         c.add(header.createdAt)
@@ -218,39 +250,22 @@ public enum ContextTag {
         c.add(header.tokenHash != nil)
         c.add(header.tokenHash ?? "")
         c.add(Int64(entries.count))
-        h.update(data: c.bytes)
         for entry in entries {
-            var e = Canonical("entry")
-            e.add(entry.name)
-            e.add(entry.isSecret)
-            e.add(entry.sealed)
-            e.add(entry.layer)
-            e.add(entry.text)
-            h.update(data: e.bytes)
+            c.add(entry.name)
+            c.add(entry.isSecret)
+            c.add(entry.sealed)
+            c.add(entry.layer)
+            c.add(entry.text)
         }
-        return Array(h.finalize())
+        return c.bytes
     }
 
     public static func tag(_ header: Header, _ entries: [Entry], with ring: KeyRing) -> String {
-        "m1:\(ring.newest.id):\(Base64.encode(mac(header, entries, ring.newest)))"
+        IntegrityTag.make(message(header, entries), purpose: purpose, with: ring)
     }
 
-    /// Refuses a context whose tag is missing, from a key not loaded, or does not match.
     public static func verify(_ tag: String?, _ header: Header, _ entries: [Entry], with ring: KeyRing) throws(StigmerError) {
-        let id = quoted(header.executionID)
-        guard let tag else {
-            throw .notPermitted("the context for execution \(id) has no integrity tag: it was created by an older stigmer-exec, or written by something else; create it again")
-        }
-        let parts = tag.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "m1", let expected = Base64.decode(parts[2]) else {
-            throw .notPermitted("the context for execution \(id) has a malformed integrity tag; the store was written by something other than stigmer-exec — refusing to use it")
-        }
-        let candidates = ring.keys.count == 1 ? ring.keys : ring.keys.filter { $0.id == parts[1] }
-        guard let key = candidates.first else {
-            throw .notPermitted("the context for execution \(id) was tagged with key \(parts[1]), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source))")
-        }
-        guard Tokens.equal(mac(header, entries, key), expected) else {
-            throw .notPermitted("the context for execution \(id) fails its integrity check: a name, flag, plain value, lifetime or token in the store was changed by something other than stigmer-exec — refusing to use it")
-        }
+        try IntegrityTag.verify(tag, message(header, entries), purpose: purpose, with: ring,
+                                what: "the context for execution \(quoted(header.executionID))", again: "create it again")
     }
 }

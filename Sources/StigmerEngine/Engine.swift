@@ -26,8 +26,14 @@ public struct Engine {
 
     /// Seals every plaintext secret for its Environment and checks every sealed value
     /// opens with its binding — so a value that could never be used is refused now, not at
-    /// launch time. Returns the resources as they are to be stored.
+    /// launch time — then tags each resource (`ResourceTags`). Returns the resources as
+    /// they are to be stored.
     public func prepareForStore(_ resources: [Resource]) throws(StigmerError) -> [Resource] {
+        let ring = try keys.load()
+        return try sealSecrets(resources).map { ResourceTags.tagged($0, with: ring) }
+    }
+
+    func sealSecrets(_ resources: [Resource]) throws(StigmerError) -> [Resource] {
         let candidates = resources.flatMap { resource -> [Binding] in
             guard case .environment(let env) = resource else { return [] }
             return env.spec.data.entries.compactMap { entry in
@@ -74,6 +80,7 @@ public struct Engine {
             guard let found = try source.instance(instance) else {
                 throw .notFound("AgentInstance \(quoted(instance)) not found; \(source.missingHint)")
             }
+            try checkTag(.agentInstance(found), from: source)
             if let agentName, agentName != found.agentID {
                 throw .usage("--agent \(agentName) does not match AgentInstance \(instance), whose agent is \(found.agentID)")
             }
@@ -86,6 +93,7 @@ public struct Engine {
             guard let found = try source.agent(agentName) else {
                 throw .notFound("Agent \(quoted(agentName)) not found; \(source.missingHint)")
             }
+            try checkTag(.agent(found), from: source)
             input.template = found.envSpec
         }
         for ref in refs {
@@ -93,9 +101,16 @@ public struct Engine {
             guard let found = try source.environment(ref) else {
                 throw .notFound("Environment \(quoted(ref)) not found; \(source.missingHint)")
             }
+            try checkTag(.environment(found), from: source)
             input.environments.append(found)
         }
         return input
+    }
+
+    /// A resource read from a store is used only as stigmer-exec wrote it.
+    func checkTag(_ resource: Resource, from source: any ResourceLookup) throws(StigmerError) {
+        guard source.fromStore else { return }
+        try ResourceTags.verify(resource, with: try keys.load())
     }
 
     // MARK: contexts
@@ -336,5 +351,65 @@ public enum Time {
         let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
         func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(y)-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))Z"
+    }
+}
+
+/// The integrity tags of stored resources (`IntegrityTag`, purpose "resource tag"): over
+/// what the store keeps of each — kind, name, description, and every value's name, flag,
+/// content and description in order; an AgentInstance's agent and environment refs — so
+/// whoever can write the store but holds no key cannot add an `LD_PRELOAD` to an
+/// Environment, point an instance at another environment, or change a default.
+public enum ResourceTags {
+    static let purpose = "resource tag"
+
+    static func message(_ resource: Resource) -> [UInt8] {
+        var c = Canonical("stigmer-exec/v1 resource")
+        func optional(_ text: String?) { c.add(text != nil); c.add(text ?? "") }
+        func values(_ data: Variables<EnvironmentValue>) {
+            c.add(Int64(data.entries.count))
+            for (name, value) in data.entries {
+                c.add(name)
+                c.add(value.isSecret)
+                switch value.content {
+                case nil: c.add(Int64(0)); c.add("")
+                case .plain(let text): c.add(Int64(1)); c.add(text)
+                case .sealed(let text): c.add(Int64(2)); c.add(text)
+                }
+                optional(value.summary)
+            }
+        }
+        switch resource {
+        case .environment(let e):
+            c.add("Environment"); c.add(e.name); optional(e.spec.summary); values(e.spec.data)
+        case .agent(let a), .mcpServer(let a):
+            // Agents and McpServers share one namespace, and a lookup does not say which.
+            c.add("Agent"); c.add(a.name); optional(a.summary); values(a.envSpec.data)
+        case .agentInstance(let i):
+            c.add("AgentInstance"); c.add(i.name); c.add(i.agentID)
+            c.add(Int64(i.environmentRefs.count))
+            for ref in i.environmentRefs { c.add(ref) }
+        }
+        return c.bytes
+    }
+
+    static func tagged(_ resource: Resource, with ring: KeyRing) -> Resource {
+        let tag = IntegrityTag.make(message(resource), purpose: purpose, with: ring)
+        switch resource {
+        case .environment(var e): e.tag = tag; return .environment(e)
+        case .agent(var a): a.tag = tag; return .agent(a)
+        case .mcpServer(var a): a.tag = tag; return .mcpServer(a)
+        case .agentInstance(var i): i.tag = tag; return .agentInstance(i)
+        }
+    }
+
+    public static func verify(_ resource: Resource, with ring: KeyRing) throws(StigmerError) {
+        let tag: String?
+        switch resource {
+        case .environment(let e): tag = e.tag
+        case .agent(let a), .mcpServer(let a): tag = a.tag
+        case .agentInstance(let i): tag = i.tag
+        }
+        try IntegrityTag.verify(tag, message(resource), purpose: purpose, with: ring,
+                                what: "\(resource) in the store", again: "apply its manifest again")
     }
 }

@@ -59,6 +59,7 @@ extension ResourceCatalog {
     public static func load(agent: String?, instance: String?, envRefs: [String], from store: any AsyncStore,
                             missingHint: String = "apply its manifest with `stigmer-exec apply -f`") async throws(StigmerError) -> ResourceCatalog {
         var catalog = ResourceCatalog(missingHint: missingHint)
+        catalog.fromStore = true
         var agentName = agent
         var refs = envRefs
         if let instance, let found = try await store.instance(instance) {

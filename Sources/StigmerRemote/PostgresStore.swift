@@ -41,9 +41,10 @@ public final class PostgresStore: AsyncStore {
                 is_secret BOOLEAN NOT NULL, layer TEXT NOT NULL, PRIMARY KEY (execution_id, name))
             """,
         ],
-        // 2: the context's integrity tag; token hashes looked up by index.
+        // 2: integrity tags on contexts and resources; token hashes looked up by index.
         [
             "ALTER TABLE contexts ADD COLUMN tag TEXT",
+            "ALTER TABLE resources ADD COLUMN tag TEXT",
             "CREATE UNIQUE INDEX contexts_by_token ON contexts (token_hash)",
         ],
     ]
@@ -194,16 +195,16 @@ public final class PostgresStore: AsyncStore {
                     let kind = resource.kind, name = resource.name
                     try await conn.query("DELETE FROM resources WHERE kind = \(kind) AND name = \(name)", logger: logger)
                     try await conn.query("DELETE FROM resource_values WHERE kind = \(kind) AND owner = \(name)", logger: logger)
-                    var description: String?, agent: String?, refs: String?
+                    var description: String?, agent: String?, refs: String?, tag: String?
                     var data = Variables<EnvironmentValue>()
                     switch resource {
-                    case .environment(let e): description = e.spec.summary; data = e.spec.data
-                    case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data
-                    case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n")
+                    case .environment(let e): description = e.spec.summary; data = e.spec.data; tag = e.tag
+                    case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data; tag = a.tag
+                    case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n"); tag = i.tag
                     }
                     try await conn.query("""
-                        INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at)
-                        VALUES (\(kind), \(name), \(description), \(agent), \(refs), \(now))
+                        INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at, tag)
+                        VALUES (\(kind), \(name), \(description), \(agent), \(refs), \(now), \(tag))
                         """, logger: logger)
                     for (position, (variable, value)) in data.entries.enumerated() {
                         let (text, sealed) = Self.columns(value.content)
@@ -254,12 +255,12 @@ public final class PostgresStore: AsyncStore {
         return data
     }
 
-    func row(_ kind: String, _ name: String) async throws(StigmerError) -> (String?, String?, String?)? {
+    func row(_ kind: String, _ name: String) async throws(StigmerError) -> (String?, String?, String?, String?)? {
         let logger = self.logger
         return try await db("reading \(kind)/\(name)") { [client] in
             for try await row in try await client.query(
-                "SELECT description, agent, environment_refs FROM resources WHERE kind = \(kind) AND name = \(name)",
-                logger: logger).decode((String?, String?, String?).self) {
+                "SELECT description, agent, environment_refs, tag FROM resources WHERE kind = \(kind) AND name = \(name)",
+                logger: logger).decode((String?, String?, String?, String?).self) {
                 return row
             }
             return nil
@@ -268,7 +269,7 @@ public final class PostgresStore: AsyncStore {
 
     public func environment(_ name: String) async throws(StigmerError) -> Environment? {
         guard let row = try await row("Environment", name), let data = try await values(kind: "Environment", owner: name) else { return nil }
-        return Environment(name: name, spec: EnvironmentSpec(summary: row.0, data: data))
+        return Environment(name: name, spec: EnvironmentSpec(summary: row.0, data: data), tag: row.3)
     }
 
     public func environments() async throws(StigmerError) -> [Environment] {
@@ -302,7 +303,7 @@ public final class PostgresStore: AsyncStore {
     public func agent(_ name: String) async throws(StigmerError) -> Agent? {
         for kind in ["Agent", "McpServer"] {
             if let row = try await row(kind, name), let data = try await values(kind: kind, owner: name) {
-                return Agent(name: name, summary: row.0, envSpec: EnvironmentSpec(data: data))
+                return Agent(name: name, summary: row.0, envSpec: EnvironmentSpec(data: data), tag: row.3)
             }
         }
         return nil
@@ -310,7 +311,8 @@ public final class PostgresStore: AsyncStore {
 
     public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? {
         guard let row = try await row("AgentInstance", name) else { return nil }
-        return AgentInstance(name: name, agentID: row.1 ?? "", environmentRefs: (row.2 ?? "").split(separator: "\n").map(String.init))
+        return AgentInstance(name: name, agentID: row.1 ?? "", environmentRefs: (row.2 ?? "").split(separator: "\n").map(String.init),
+                             tag: row.3)
     }
 
     // MARK: contexts

@@ -54,10 +54,11 @@ public final class SQLiteStore: Store {
         """,
         // 2: the hash of the execution-scoped token a server issued.
         "ALTER TABLE contexts ADD COLUMN token_hash TEXT;",
-        // 3: the context's integrity tag; token hashes looked up by index (a fetch names
-        // its token's key, not only the execution).
+        // 3: integrity tags on contexts and resources; token hashes looked up by index (a
+        // fetch names its token's key, not only the execution).
         """
         ALTER TABLE contexts ADD COLUMN tag TEXT;
+        ALTER TABLE resources ADD COLUMN tag TEXT;
         CREATE UNIQUE INDEX contexts_by_token ON contexts (token_hash);
         """,
     ]
@@ -139,16 +140,17 @@ public final class SQLiteStore: Store {
                 let kind = resource.kind, name = resource.name
                 try connection.run("DELETE FROM resources WHERE kind = ? AND name = ?", [.text(kind), .text(name)], "replacing \(resource)")
                 try connection.run("DELETE FROM resource_values WHERE kind = ? AND owner = ?", [.text(kind), .text(name)], "replacing \(resource)")
-                var description: String?, agent: String?, refs: String?
+                var description: String?, agent: String?, refs: String?, tag: String?
                 var data = Variables<EnvironmentValue>()
                 switch resource {
-                case .environment(let e): description = e.spec.summary; data = e.spec.data
-                case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data
-                case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n")
+                case .environment(let e): description = e.spec.summary; data = e.spec.data; tag = e.tag
+                case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data; tag = a.tag
+                case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n"); tag = i.tag
                 }
                 try connection.run(
-                    "INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [.text(kind), .text(name), Self.optional(description), Self.optional(agent), Self.optional(refs), .int(now)],
+                    "INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at, tag) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [.text(kind), .text(name), Self.optional(description), Self.optional(agent), Self.optional(refs), .int(now),
+                     Self.optional(tag)],
                     "storing \(resource)")
                 for (position, (variable, value)) in data.entries.enumerated() {
                     let (text, sealed) = Self.columns(value.content)
@@ -188,18 +190,19 @@ public final class SQLiteStore: Store {
         return data
     }
 
-    func resourceRow(_ kind: String, _ name: String) throws(StigmerError) -> (description: String?, agent: String?, refs: String?)? {
-        var found: (String?, String?, String?)?
-        try connection.run("SELECT description, agent, environment_refs FROM resources WHERE kind = ? AND name = ?",
+    func resourceRow(_ kind: String, _ name: String) throws(StigmerError) -> (description: String?, agent: String?, refs: String?, tag: String?)? {
+        var found: (String?, String?, String?, String?)?
+        try connection.run("SELECT description, agent, environment_refs, tag FROM resources WHERE kind = ? AND name = ?",
                            [.text(kind), .text(name)], "reading \(kind)/\(name)") { row in
-            found = (row.text(0), row.text(1), row.text(2))
+            found = (row.text(0), row.text(1), row.text(2), row.text(3))
         }
         return found
     }
 
     public func environment(_ name: String) throws(StigmerError) -> Environment? {
         guard let row = try resourceRow("Environment", name) else { return nil }
-        return Environment(name: name, spec: EnvironmentSpec(summary: row.description, data: try values(kind: "Environment", owner: name)))
+        return Environment(name: name, spec: EnvironmentSpec(summary: row.description, data: try values(kind: "Environment", owner: name)),
+                           tag: row.tag)
     }
 
     public func environments() throws(StigmerError) -> [Environment] {
@@ -225,7 +228,7 @@ public final class SQLiteStore: Store {
         for kind in ["Agent", "McpServer"] {
             if let row = try resourceRow(kind, name) {
                 return Agent(name: name, summary: row.description,
-                             envSpec: EnvironmentSpec(data: try values(kind: kind, owner: name)))
+                             envSpec: EnvironmentSpec(data: try values(kind: kind, owner: name)), tag: row.tag)
             }
         }
         return nil
@@ -234,7 +237,7 @@ public final class SQLiteStore: Store {
     public func instance(_ name: String) throws(StigmerError) -> AgentInstance? {
         guard let row = try resourceRow("AgentInstance", name) else { return nil }
         let refs = (row.refs ?? "").split(separator: "\n").map(String.init)
-        return AgentInstance(name: name, agentID: row.agent ?? "", environmentRefs: refs)
+        return AgentInstance(name: name, agentID: row.agent ?? "", environmentRefs: refs, tag: row.tag)
     }
 
     // MARK: Contexts

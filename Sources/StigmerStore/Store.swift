@@ -8,6 +8,9 @@ public protocol ResourceLookup {
     func instance(_ name: String) throws(StigmerError) -> AgentInstance?
     /// How to make a missing resource exist, for error messages.
     var missingHint: String { get }
+    /// Whether what it returns came from a store, and so carries an integrity tag that
+    /// must hold before it is used (manifests given with `-f` carry none).
+    var fromStore: Bool { get }
 }
 
 extension ResourceLookup {
@@ -23,6 +26,7 @@ public struct ResourceCatalog: ResourceLookup, Sendable {
     public var agents: [String: Agent] = [:]
     public var instances: [String: AgentInstance] = [:]
     public var missingHint: String
+    public var fromStore = false
 
     public init(missingHint: String = "apply its manifest with `stigmer-exec apply -f`") {
         self.missingHint = missingHint
@@ -65,6 +69,10 @@ public struct ResourceCatalog: ResourceLookup, Sendable {
 /// Where resources and execution contexts live. Implementations: `InMemoryStore` (tests,
 /// ephemeral use) and `SQLiteStore` (the embedded default); both pass one conformance
 /// suite. Secret values are stored sealed — a store refuses a plaintext secret outright.
+extension Store {
+    public var fromStore: Bool { true }
+}
+
 public protocol Store: AnyObject, ResourceLookup {
     /// Stores every resource, replacing any of the same kind and name: all or nothing.
     func apply(_ resources: [Resource]) throws(StigmerError)
