@@ -16,12 +16,14 @@ import base64
 import hashlib
 import os
 import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from helpers import KEY_FILE, describe, key_init, mode_of, new_canary, one_line_error, run
+from helpers import KEY_FILE, describe, key_init, mode_of, new_canary, ok, one_line_error, run
 
 SCOPE = "environment:github-prod"
 NAME = "GITHUB_TOKEN"
@@ -463,3 +465,30 @@ def test_read_only_key_file_is_accepted(home):
     proc = open_(home, out)
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout == secret
+
+
+def test_apply_reseals_a_legacy_value_to_v1(home, tmp_path):
+    """Stigmer's unbound legacy form could be moved anywhere: `apply` stores it re-sealed as
+    v1, bound to its environment and name, and the value still reaches the child."""
+    key = init_raw_key(home)
+    secret = new_canary()
+    legacy = py_seal_legacy(key, secret).decode()
+    manifest = tmp_path / "legacy.yaml"
+    manifest.write_text(f"""apiVersion: agentic.stigmer.ai/v1
+kind: Environment
+metadata:
+  name: legacy-env
+spec:
+  data:
+    OLD_TOKEN:
+      encrypted_value: "{legacy}"
+""")
+    ok(run(["apply", "-f", manifest], home))
+    db = sqlite3.connect(Path(home) / "stigmer.db")
+    [(stored,)] = db.execute("SELECT value FROM resource_values WHERE owner = 'legacy-env' AND name = 'OLD_TOKEN'").fetchall()
+    db.close()
+    assert V1_RE.match(stored.encode() + b"\n") and legacy not in stored, stored
+    kid, payload = parse_v1(stored.encode() + b"\n")
+    assert py_open(key, payload, associated_data("environment:legacy-env", "OLD_TOKEN")) == secret
+    proc = ok(run(["run", "--env-ref", "legacy-env", "--", "printenv", "OLD_TOKEN"], home))
+    assert proc.stdout == secret + b"\n"

@@ -51,6 +51,15 @@ public struct Engine {
                     var sealedValue = value
                     sealedValue.content = .sealed(try Sealer.seal(Array(text.utf8), for: binding, with: try keys.load()))
                     env.spec.data[name] = sealedValue
+                case .sealed(let text) where !text.hasPrefix("v1:"):
+                    // Legacy (Stigmer's unbound form): opened once, stored re-sealed as v1,
+                    // bound to this environment and name.
+                    let ring = try keys.load()
+                    var opened = try SecretBytes()
+                    try Sealer.open(text, for: binding, with: ring, candidates: candidates, into: &opened)
+                    var resealed = value
+                    resealed.content = .sealed(try Sealer.seal(opened.entries[0], of: opened, for: binding, with: ring))
+                    env.spec.data[name] = resealed
                 case .sealed(let text):
                     try Sealer.check(text, for: binding, with: try keys.load(), candidates: candidates)
                 case nil:
