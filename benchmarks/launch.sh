@@ -30,9 +30,16 @@ mapfile -t vars < <(cat "$work/plain.env" "$work/secret.env")
 diff <("$bin" run --execution-id bench --clean-env -- /usr/bin/env | grep -E '^(PLAIN|SECRET)_' | sort) \
      <(printf '%s\n' "${vars[@]}" | sort) >/dev/null || { echo "variables differ" >&2; exit 1; }
 
+# The baseline gets a home of its own, beside this one (its store schema may be older).
+basehome=$work/basehome
+if [ -n "$baseline" ]; then
+    STIGMER_HOME=$basehome "$baseline" key init 2>/dev/null
+    STIGMER_HOME=$basehome "$baseline" context create --execution-id bench --env-file "$work/plain.env" --secret-file "$work/secret.env" 2>/dev/null
+fi
+
 runs=${RUNS:-500}
 extra=()
-[ -n "$baseline" ] && extra=(-n "baseline run --execution-id (50 vars, 20 secret)" "$baseline run --execution-id bench -- /bin/true")
+[ -n "$baseline" ] && extra=(-n "baseline run --execution-id (50 vars, 20 secret)" "$baseline run --home $basehome --execution-id bench -- /bin/true")
 hyperfine -N --warmup 50 --runs "$runs" --export-markdown "$work/result.md" --export-json "$work/result.json" \
     -n "env -i (50 vars) /bin/true" "env -i ${vars[*]} /bin/true" \
     -n "stigmer-exec run --execution-id (50 vars, 20 secret)" "$bin run --execution-id bench -- /bin/true" \
@@ -44,7 +51,7 @@ if [ -n "$baseline" ]; then
     benchmarks/paired.py "${ROUNDS:-300}" "env -i=env -i ${vars[*]} /bin/true" \
         "stigmer-exec=$bin run --execution-id bench -- /bin/true" \
         "stigmer-exec --no-isolation=$bin run --execution-id bench --no-isolation -- /bin/true" \
-        "baseline=$baseline run --execution-id bench -- /bin/true"
+        "baseline=$baseline run --home $basehome --execution-id bench -- /bin/true"
 fi
 python3 - "$work/result.json" <<'PY'
 import json, sys

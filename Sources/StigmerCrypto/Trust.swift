@@ -56,15 +56,14 @@ public struct ServerIdentity: Sendable, Redacted {
 
     public var publicKey: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
 
-    /// The identity a request pinned (its public half), among the ring's keys; none pinned:
-    /// the newest key's.
-    public static func matching(_ pinned: [UInt8], in ring: KeyRing) -> ServerIdentity? {
-        guard !pinned.isEmpty else { return ServerIdentity(ring.newest) }
-        for key in ring.keys.reversed() {
-            let identity = ServerIdentity(key)
-            if identity.publicKey == pinned { return identity }
-        }
-        return nil
+    /// One identity per key of the ring, newest first.
+    public static func all(_ ring: KeyRing) -> [ServerIdentity] { ring.keys.reversed().map(ServerIdentity.init) }
+
+    /// The identity a request pinned (its public half), among `identities`; none pinned:
+    /// the newest.
+    public static func matching(_ pinned: [UInt8], in identities: [ServerIdentity]) -> ServerIdentity? {
+        guard !pinned.isEmpty else { return identities.first }
+        return identities.first { $0.publicKey == pinned }
     }
 
     public var redactedDescription: String { "ServerIdentity(\(Base64.encode(publicKey)))" }

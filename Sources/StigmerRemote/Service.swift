@@ -38,11 +38,14 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
     let keys: KeyRing
     let logger: Logger
     let defaultTTL: Int64
+    /// Derived once: newest first.
+    let identities: [ServerIdentity]
 
     public init(store: any AsyncStore, auth: ServerAuth, keys: KeyRing, logger: Logger, defaultTTL: Int64 = 86_400) {
         self.store = store
         self.auth = auth
         self.keys = keys
+        self.identities = ServerIdentity.all(keys)
         self.logger = logger
         self.defaultTTL = defaultTTL
     }
@@ -123,7 +126,7 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                 .with { $0.name = entry.name; $0.isSecret = entry.value.isSecret; $0.layer = entry.value.layer.description }
             }
             if !recipient.isEmpty {
-                guard let identity = ServerIdentity.matching(Array(message.serverPublicKey), in: keys) else {
+                guard let identity = ServerIdentity.matching(Array(message.serverPublicKey), in: identities) else {
                     throw RPCError(code: .failedPrecondition, message: "this server does not hold the server key the caller pinned; check --server-key, or the server's master key")
                 }
                 let opened = try engine.open(live.data, only: wanted.isEmpty ? nil : wanted, executionID: id)
@@ -154,7 +157,7 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
             let snapshot = try await ResourceCatalog.load(agent: agent, instance: instance, envRefs: message.environmentRefs, from: store,
                                                           missingHint: "apply it on the server's store first")
             let input = try engine.mergeInput(agent: agent, instance: instance, envRefs: message.environmentRefs, runtime: runtime, from: snapshot)
-            let identity = ServerIdentity(keys.newest)
+            let identity = identities[0]
             let (token, keyHash) = ExecutionToken.issue(serverKey: identity.publicKey)
             // The CLI's bounds, here too: a lifetime of 2^63 s must not trap the server.
             if message.ttlSeconds != 0 {
