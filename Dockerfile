@@ -20,9 +20,9 @@ RUN make release
 
 FROM debian:bookworm-slim
 # stigmer-exec is fully static (libseccomp and SQLite linked in); the companion, for remote
-# contexts and PostgreSQL, needs glibc, libstdc++, zlib (in the base image), libsqlite3 and
-# libseccomp (it shares the launch layer's options with the launcher).
-RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-0 libseccomp2 && rm -rf /var/lib/apt/lists/*
+# contexts and PostgreSQL, needs glibc, libstdc++, zlib (in the base image), libsqlite3,
+# libseccomp and libyaml (it shares the launch layer and the manifest reader with the launcher).
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-0 libseccomp2 libyaml-0-2 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/dist/stigmer-exec /src/dist/stigmer-exec-full /usr/local/bin/
 ENTRYPOINT ["stigmer-exec", "run", "--init", "--"]
 CMD ["sh", "-c", "echo give a command to run; exit 64"]

@@ -51,6 +51,10 @@ demo:
 release:
 	@scripts/deps.sh build
 	$(SWIFT) build -c release -Xswiftc -static-executable --scratch-path .build-static --product stigmer-exec
+	@# The launcher links no Foundation (its initialisers would run on every launch);
+	@# FoundationEssentials (swift-crypto's Data) is all it may hold.
+	@n=$$(nm .build-static/release/stigmer-exec | grep -c -e '$$s10Foundation' -e '30FoundationInternationalization' || true); \
+	  if [ "$$n" != 0 ]; then echo "stigmer-exec links Foundation ($$n symbols); keep it out of the launch path" >&2; exit 1; fi
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-release-full --product stigmer-exec-full
 	mkdir -p dist && cp .build-static/release/stigmer-exec .build-release-full/release/stigmer-exec-full dist/
 	strip dist/stigmer-exec dist/stigmer-exec-full

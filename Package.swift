@@ -25,7 +25,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // 4.x: 3.x imports full Foundation (~2 ms of start-up on every launch).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // The companion only (DESIGN.md §9): gRPC, NIO and PostgreSQL never reach the launcher.
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
@@ -48,7 +47,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .target(name: "StigmerManifests", dependencies: ["StigmerCore", "StigmerSystem", "Yams"]),
+        // libyaml (libyaml-dev) through a module map, as Yams wraps it — without Yams's
+        // Swift layer, which links full Foundation into the launcher.
+        .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
+        .target(name: "StigmerManifests", dependencies: ["StigmerCore", "StigmerSystem", "CYAML"]),
         // The system SQLite (libsqlite3-dev), through a module map: the smallest binding,
         // nothing but the C API (TOOLCHAIN.md: 2 s clean build, no Foundation).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),

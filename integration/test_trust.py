@@ -531,11 +531,11 @@ def test_a_seen_fetch_yields_nothing_readable(home, tmp_path, stubs):
             with pytest.raises(Exception):
                 hpke_open_all(attacker, got.encapsulated_key, cts, aads, sender_public=server_key)
 
-            def denied(request):
+            def denied(request, message=HIDDEN_MSG):
                 with pytest.raises(grpc.RpcError) as e:
                     svc.GetExecutionContext(request, timeout=10)
                 assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value
-                assert e.value.details() == HIDDEN_MSG
+                assert message in e.value.details(), e.value
 
             for field, value in (("recipient_public_key", raw(attacker)), ("time", seen.time + 1),
                                  ("execution_id", "net-other"), ("server_public_key", bytes(32))):
@@ -547,10 +547,11 @@ def test_a_seen_fetch_yields_nothing_readable(home, tmp_path, stubs):
             forged.CopyFrom(seen)
             forged.names.append("S")
             denied(forged)
-            # Outside the 300 s window either way; inside it, fine.
+            # Outside the 300 s window either way (said plainly: clocks are no secret); inside
+            # it, fine.
             now = int(time.time())
-            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now - 330))
-            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now + 330))
+            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now - 330), "check both clocks")
+            denied(signed_get(pb2, token, "net-2", raw(attacker), at=now + 330), "check both clocks")
             svc.GetExecutionContext(signed_get(pb2, token, "net-2", raw(attacker), at=now - 200), timeout=10)
     finally:
         server.stop()

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose=${1:-test}
 
-packages=(libseccomp-dev libsqlite3-dev zlib1g-dev)
+packages=(libseccomp-dev libsqlite3-dev libyaml-dev zlib1g-dev)
 [ "$purpose" = build ] || packages+=(strace gcc util-linux procps postgresql openssl)
 missing=()
 for p in "${packages[@]}"; do

@@ -47,6 +47,7 @@ public enum Placeholder {
         var literal: [UInt8] = []
         var i = 0
         let n = bytes.count
+        var columns = ScalarColumns(bytes)
 
         func flush() {
             if !literal.isEmpty {
@@ -66,7 +67,7 @@ public enum Placeholder {
             }
             guard i + 1 < n, bytes[i + 1] == UInt8(ascii: "{") else { literal.append(b); i += 1; continue }
 
-            let column = scalarColumn(bytes, i)
+            let column = columns.at(i)
             guard let close = bytes[(i + 2)...].firstIndex(of: UInt8(ascii: "}")) else {
                 // Nothing after this can be interpreted reliably.
                 problems.append(.unterminated(column: column))
@@ -149,10 +150,20 @@ public enum Placeholder {
         text.replacing("${", with: "$${")
     }
 
-    static func scalarColumn(_ bytes: [UInt8], _ index: Int) -> Int {
+    /// Columns (Unicode scalars, 1-based) of increasing indexes: each byte is counted once,
+    /// so a value with many placeholders is scanned in linear time.
+    struct ScalarColumns {
+        let bytes: [UInt8]
+        var index = 0
         var column = 1
-        for b in bytes[..<index] where b & 0xC0 != 0x80 { column += 1 }
-        return column
+
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+        mutating func at(_ target: Int) -> Int {
+            for b in bytes[index..<target] where b & 0xC0 != 0x80 { column += 1 }
+            index = target
+            return column
+        }
     }
 
     static func containsOpen(_ bytes: ArraySlice<UInt8>) -> Bool {

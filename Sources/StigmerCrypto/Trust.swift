@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import StigmerCore
+import StigmerSystem
 
 /// An unambiguous byte string for what is signed, sealed or tagged: a label, then every
 /// field length-prefixed (u32, big-endian) or fixed-width, so no two inputs encode alike.
@@ -34,9 +35,8 @@ enum Hex {
 /// Keys derived from a master key for one purpose each (HKDF-SHA256, salt
 /// "stigmer-exec/v1"), so no purpose can be turned against another.
 enum Derived {
-    static func key(_ master: EncryptionKey, _ purpose: String) -> SymmetricKey {
-        HKDF<SHA256>.deriveKey(inputKeyMaterial: master.key, salt: Array("stigmer-exec/v1".utf8),
-                               info: Array(purpose.utf8), outputByteCount: 32)
+    static func bytes(_ master: EncryptionKey, _ purpose: String) -> [UInt8] {
+        master.key.withUnsafeBytes { HMACSHA256.hkdf(inputKeyMaterial: $0, salt: Array("stigmer-exec/v1".utf8), info: Array(purpose.utf8)) }
     }
 }
 
@@ -49,9 +49,10 @@ public struct ServerIdentity: Sendable, Redacted {
     let privateKey: Curve25519.KeyAgreement.PrivateKey
 
     public init(_ master: EncryptionKey) {
-        let seed = Derived.key(master, "server identity")
+        var seed = Derived.bytes(master, "server identity")
+        defer { seed.wipe() }
         // Force-try is sound: any 32 bytes are an X25519 private key (it is clamped).
-        privateKey = seed.withUnsafeBytes { try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: $0) }
+        privateKey = try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: seed)
     }
 
     public var publicKey: [UInt8] { Array(privateKey.publicKey.rawRepresentation) }
@@ -164,9 +165,13 @@ public struct FetchProof {
     /// within the window around `now`.
     public func verify(signature: [UInt8], publicKey: [UInt8], now: Int64) -> Bool {
         guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey) else { return false }
-        let valid = key.isValidSignature(signature, for: message)
+        return key.isValidSignature(signature, for: message) && skew(now: now) != nil
+    }
+
+    /// How far the request's time is from `now`, in seconds; nil when outside the window.
+    public func skew(now: Int64) -> Int64? {
         let (skew, overflow) = now.subtractingReportingOverflow(time)
-        return valid && !overflow && skew.magnitude <= UInt64(Self.window)
+        return !overflow && skew.magnitude <= UInt64(Self.window) ? skew : nil
     }
 }
 
@@ -177,7 +182,9 @@ public struct FetchProof {
 /// change a plain value, drop a variable, extend a lifetime or swap in a token.
 public enum IntegrityTag {
     static func mac(_ message: [UInt8], _ purpose: String, _ master: EncryptionKey) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: message, using: Derived.key(master, purpose)))
+        var key = Derived.bytes(master, purpose)
+        defer { key.wipe() }
+        return HMACSHA256.mac(key: key, message)
     }
 
     public static func make(_ message: [UInt8], purpose: String, with ring: KeyRing) -> String {

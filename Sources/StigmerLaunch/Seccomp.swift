@@ -76,6 +76,9 @@ public struct SeccompProfile: Sendable {
     public var personalityAllowList: [UInt32]?
     /// PR_SET_MDWE: no memory that is writable and executable, ever (strict).
     public var denyWriteExecute = false
+    /// The built-in profiles' programs, generated from libseccomp's output ahead of time
+    /// (`BuiltinFilters`): loaded as they are, with no libseccomp work at launch.
+    var precompiled: BuiltinFilters.Program?
 
     public init(name: String, defaultAction: Action) {
         self.name = name
@@ -129,6 +132,7 @@ extension SeccompProfile {
         p.rules.append(Rule("socket", eperm, [.low32(0, 40)]))
         // Docker's personality values; anything else (READ_IMPLIES_EXEC…) is EPERM.
         p.personalityAllowList = [0x0, 0x8, 0x20000, 0x20008, 0xFFFF_FFFF]
+        p.precompiled = BuiltinFilters.default
         return p
     }
 
@@ -142,6 +146,7 @@ extension SeccompProfile {
         p.rules.append(Rule("mmap", eperm, [.bits(2, UInt64(PROT_WRITE | PROT_EXEC))]))
         p.rules.append(Rule("mprotect", eperm, [.bits(2, UInt64(PROT_EXEC))]))
         p.rules.append(Rule("pkey_mprotect", eperm, [.bits(2, UInt64(PROT_EXEC))]))
+        p.precompiled = BuiltinFilters.strict
         return p
     }
 }
@@ -150,7 +155,7 @@ extension SeccompProfile {
 public final class CompiledFilter: @unchecked Sendable {
     public let name: String
     public let denyWriteExecute: Bool
-    var programs: [[sock_filter]]
+    public internal(set) var programs: [[sock_filter]]
     /// How many rules were skipped because this kernel/libseccomp does not know the call.
     public let unknownSyscalls: [String]
 
@@ -179,9 +184,19 @@ public final class CompiledFilter: @unchecked Sendable {
 }
 
 extension SeccompProfile {
-    /// Builds the filter with libseccomp and exports it as BPF. Fails closed: any error
-    /// here means nothing is launched.
+    /// The filter to load: a built-in profile's precompiled programs, else libseccomp's
+    /// build of the rules. Fails closed: any error here means nothing is launched.
     public func compile() throws(StigmerError) -> CompiledFilter {
+        if let precompiled {
+            return CompiledFilter(name: name, denyWriteExecute: denyWriteExecute, programs: precompiled.programs,
+                                  unknownSyscalls: precompiled.unknownSyscalls)
+        }
+        return try compileWithLibseccomp()
+    }
+
+    /// Builds the filter with libseccomp and exports it as BPF (what `BuiltinFilters` was
+    /// generated from, and what a test compares it with).
+    public func compileWithLibseccomp() throws(StigmerError) -> CompiledFilter {
         guard let ctx = seccomp_init(defaultAction.raw) else {
             throw StigmerError(.notPermitted, "cannot build the seccomp filter \(quoted(name)) (seccomp_init failed); nothing was launched")
         }

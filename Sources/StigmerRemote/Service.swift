@@ -98,6 +98,11 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
                 // says neither whether it exists nor how large its context is.
                 let proof = FetchProof(executionID: id, recipientKey: recipient, serverKey: Array(message.serverPublicKey),
                                        time: message.time, names: message.names)
+                // A clock far off is said plainly: it tells nothing about any execution.
+                let now = Sys.now()
+                guard proof.skew(now: now) != nil else {
+                    throw RPCError(code: .permissionDenied, message: "the fetch was signed at \(Time.iso8601(message.time)), more than \(FetchProof.window) s from this server's clock (\(Time.iso8601(now))); check both clocks")
+                }
                 let signed = proof.verify(signature: Array(message.signature), publicKey: Array(message.tokenPublicKey), now: Sys.now())
                 let owner = try await store.executionID(forTokenHash: ExecutionToken.keyHash(Array(message.tokenPublicKey)))
                 guard signed, let owner, Tokens.equal(owner, id) else { throw Self.hidden }

@@ -1,3 +1,4 @@
+import Crypto
 import Testing
 import StigmerCore
 import StigmerSystem
@@ -102,5 +103,21 @@ struct DeliveryTests {
             #expect(throws: StigmerError.self) { try ContextTag.verify(tag, h, e, with: ring) }
         }
         #expect(throws: StigmerError.self) { try ContextTag.verify(nil, header, entries, with: ring) }
+    }
+
+    /// The launch path's own HMAC/HKDF give swift-crypto's bytes, and RFC 4231's.
+    @Test func hmacAndHkdfMatchSwiftCrypto() throws {
+        // RFC 4231, test case 1.
+        let key = [UInt8](repeating: 0x0b, count: 20)
+        let expected = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        #expect(Hex.encode(HMACSHA256.mac(key: key, Array("Hi There".utf8))) == expected)
+        for length in [0, 1, 32, 64, 65, 200] {
+            let k = (0..<length).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) }
+            let m = (0..<(length * 3)).map { UInt8(truncatingIfNeeded: $0) }
+            #expect(HMACSHA256.mac(key: k, m) == Array(HMAC<SHA256>.authenticationCode(for: m, using: SymmetricKey(data: k))))
+            let ours = k.withUnsafeBytes { HMACSHA256.hkdf(inputKeyMaterial: $0, salt: Array("salt".utf8), info: m) }
+            let theirs = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: k), salt: Array("salt".utf8), info: m, outputByteCount: 32)
+            #expect(ours == theirs.withUnsafeBytes { Array($0) })
+        }
     }
 }
