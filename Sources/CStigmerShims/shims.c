@@ -1,7 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -25,6 +29,65 @@
 
 int stigmer_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }
 int stigmer_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+// Drops a read-only mapping's pages that still match the file. With no anonymous page in
+// it, the whole range at once; else page by page from /proc/self/pagemap (bit 63: present,
+// bit 61: a file page), keeping every private copy (a relocated page made read-only).
+static long release_if_clean(int pagemap, unsigned long start, unsigned long end, int eligible, long anonymous_kb) {
+    if (!eligible || end <= start) return 0;
+    if (anonymous_kb == 0) return madvise((void *)start, end - start, MADV_DONTNEED) == 0 ? (long)(end - start) : 0;
+    if (pagemap < 0) return 0;
+    long page = sysconf(_SC_PAGESIZE), released = 0;
+    unsigned long run = 0;
+    for (unsigned long at = start; at <= end; at += (unsigned long)page) {
+        uint64_t entry = 0;
+        int clean = at < end && pread(pagemap, &entry, sizeof entry, (off_t)(at / (unsigned long)page * sizeof entry)) == sizeof entry
+                    && (entry >> 63 & 1) && (entry >> 61 & 1);
+        if (clean && !run) run = at;
+        if (!clean && run) {
+            if (madvise((void *)run, at - run, MADV_DONTNEED) == 0) released += (long)(at - run);
+            run = 0;
+        }
+    }
+    return released;
+}
+
+long stigmer_release_image(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = 0;
+    FILE *smaps = fopen("/proc/self/smaps", "re");
+    if (!smaps) return 0;
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    char line[PATH_MAX + 256];
+    long released = 0;
+    unsigned long start = 0, end = 0;
+    int eligible = 0;
+    long anonymous = -1;
+    while (fgets(line, sizeof line, smaps)) {
+        unsigned long s, e;
+        char perms[8];
+        int path = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &s, &e, perms, &path) >= 3 && strchr(line, '-') < strchr(line, ' ')) {
+            released += release_if_clean(pagemap, start, end, eligible, anonymous);
+            char *name = path ? line + path : line + strlen(line);
+            name[strcspn(name, "\n")] = 0;
+            start = s, end = e, anonymous = -1;
+            // The executable's read-only mappings (text, rodata) whose pages all still
+            // match the file: a relocated page (RELRO, made read-only after the loader
+            // wrote it) or any written page is the only copy of its data, and stays.
+            eligible = strcmp(name, exe) == 0 && perms[1] != 'w';
+        } else if (strncmp(line, "Anonymous:", 10) == 0) {
+            anonymous = strtol(line + 10, NULL, 10);
+        }
+    }
+    released += release_if_clean(pagemap, start, end, eligible, anonymous);
+    fclose(smaps);
+    if (pagemap >= 0) close(pagemap);
+    malloc_trim(0);
+    return released;
+}
 
 int stigmer_ignored_signals(sigset_t *ignored) {
     sigemptyset(ignored);

@@ -90,6 +90,7 @@ public enum Supervisor {
         }
 
         var idleAfterExit = 0
+        var released = false
         while status == nil || (open.contains(true) && idleAfterExit < 2) {
             var fds = [pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
             for (i, output) in outputs.enumerated() where open[i] {
@@ -99,6 +100,13 @@ public enum Supervisor {
             // the child has gone, output is drained until quiet.
             let hasPartial = streams.contains { !$0.pending.isEmpty }
             let timeout: Int32 = status != nil ? 50 : (hasPartial ? 20 : -1)
+            if !released && timeout < 0 {
+                // A resident supervisor (PID 1 for a container's life) keeps only what its
+                // loop touches: the launch path's pages of the executable go back to the
+                // page cache, just before the first wait (the loop's own code has run once).
+                released = true
+                _ = stigmer_release_image()
+            }
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 {
                 let e = Errno.current

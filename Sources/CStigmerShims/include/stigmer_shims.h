@@ -12,6 +12,10 @@
 
 int stigmer_set_dumpable(int dumpable);
 int stigmer_set_child_subreaper(void);
+// A supervisor, once its child runs, drops the pages of its own executable it touched while
+// launching (read-only mappings only; they fault back in from the page cache if needed) and
+// trims the heap. Returns how many bytes of mappings were released.
+long stigmer_release_image(void);
 // The signals whose disposition is SIG_IGN now (call first thing: what was inherited).
 int stigmer_ignored_signals(sigset_t *ignored);
 // Blocks every signal; the previous mask in *previous. 0 or -errno.
