@@ -57,8 +57,14 @@ public enum Placeholder {
         }
 
         while i < n {
+            // Literal text up to the next `$`, copied at once.
+            guard bytes[i] == UInt8(ascii: "$") else {
+                let next = bytes[i...].firstIndex(of: UInt8(ascii: "$")) ?? n
+                literal.append(contentsOf: bytes[i..<next])
+                i = next
+                continue
+            }
             let b = bytes[i]
-            guard b == UInt8(ascii: "$") else { literal.append(b); i += 1; continue }
             // `$${` is an escaped, literal `${`.
             if i + 2 < n, bytes[i + 1] == UInt8(ascii: "$"), bytes[i + 2] == UInt8(ascii: "{") {
                 literal.append(contentsOf: [UInt8(ascii: "$"), UInt8(ascii: "{")])
@@ -75,7 +81,10 @@ public enum Placeholder {
                 break
             }
             var body = bytes[(i + 2)..<close]
-            if body.starts(with: Array("env:".utf8)) { body = body.dropFirst(4) }
+            if body.count >= 4, body[body.startIndex] == UInt8(ascii: "e"), body[body.startIndex + 1] == UInt8(ascii: "n"),
+               body[body.startIndex + 2] == UInt8(ascii: "v"), body[body.startIndex + 3] == UInt8(ascii: ":") {
+                body = body.dropFirst(4)
+            }
             let nameEnd = body.firstIndex { !VariableName.isContinuation($0) } ?? body.endIndex
             let name = body[body.startIndex..<nameEnd]
             let rest = body[nameEnd...]
@@ -83,7 +92,7 @@ public enum Placeholder {
             var problem: Problem?
             if rest.isEmpty {
                 if !VariableName.isValid(utf8: name) { problem = .badName(column: column) }
-            } else if rest.starts(with: Array(":-".utf8)) {
+            } else if rest.count >= 2, rest[rest.startIndex] == UInt8(ascii: ":"), rest[rest.startIndex + 1] == UInt8(ascii: "-") {
                 let text = rest.dropFirst(2)
                 if !VariableName.isValid(utf8: name) {
                     problem = .badName(column: column)
@@ -166,6 +175,12 @@ public enum Placeholder {
         }
     }
 
+    /// Whether `text` holds a `$` at all (a scan of the string's own storage).
+    static func mayHoldReference(_ text: String) -> Bool {
+        var copy = text
+        return copy.withUTF8 { raw in raw.contains(UInt8(ascii: "$")) }
+    }
+
     static func containsOpen(_ bytes: ArraySlice<UInt8>) -> Bool {
         var previous: UInt8 = 0
         for b in bytes {
@@ -236,12 +251,51 @@ extension McpServerDefinition {
 
     /// Every problem across every templated field, against `lookup`.
     public func placeholderProblems(lookup: (String) -> String?) -> [LocatedProblem] {
+        check(lookup: lookup).problems
+    }
+
+    /// One pass over every templated field: its problems against `lookup` (as `resolve`
+    /// finds them, without building any output) and the names referred to, in order,
+    /// unique. A field's path is spelled out only when it has a problem.
+    public func check(lookup: (String) -> String?) -> (problems: [LocatedProblem], names: [String]) {
         var problems: [LocatedProblem] = []
-        for (field, template) in templatedFields {
-            if case .failure(let list) = Placeholder.resolve(template, lookup: lookup) {
-                problems += list.problems.map { LocatedProblem(server: name, field: field, problem: $0) }
+        var seen = Set<String>()
+        var names: [String] = []
+        forEachTemplate { field, template in
+            guard Placeholder.mayHoldReference(template) else { return }
+            let (segments, syntax) = Placeholder.parse(template)
+            var found = syntax
+            for case .reference(let name, let fallback, let column) in segments {
+                if seen.insert(name).inserted { names.append(name) }
+                if let value = lookup(name), !(fallback != nil && value.isEmpty) { continue }
+                if fallback == nil { found.append(.missing(name: name, column: column)) }
+            }
+            if !found.isEmpty {
+                let path = field()
+                problems += found.sorted { $0.column < $1.column }.map { LocatedProblem(server: name, field: path, problem: $0) }
             }
         }
-        return problems
+        return (problems, names)
+    }
+
+    /// Calls `body` with each templated field's path (built only when asked for) and text.
+    func forEachTemplate(_ body: (_ field: () -> String, _ template: String) -> Void) {
+        func pairs(_ prefix: String, _ list: [ConfigPair]) {
+            for pair in list { body({ "\(prefix).\(pair.key)" }, pair.value) }
+        }
+        switch transport {
+        case .stdio(let s):
+            body({ "command" }, s.command)
+            for (i, arg) in s.args.enumerated() { body({ "args[\(i)]" }, arg) }
+            pairs("env", s.env)
+            if let dir = s.workingDir { body({ "working_dir" }, dir) }
+        case .http(let h):
+            body({ "url" }, h.url)
+            pairs("headers", h.headers)
+            pairs("query_params", h.queryParams)
+        case .docker(let d):
+            for (i, arg) in d.args.enumerated() { body({ "args[\(i)]" }, arg) }
+            pairs("env", d.env)
+        }
     }
 }

@@ -128,7 +128,15 @@ struct JSONReader {
 
     mutating func string() throws(StigmerError) -> String {
         i += 1  // opening quote
-        var out: [UInt8] = []
+        // The common case, no escape: one copy, straight from the input.
+        var j = i
+        while j < bytes.count, bytes[j] != UInt8(ascii: "\""), bytes[j] != UInt8(ascii: "\\"), bytes[j] >= 0x20 { j += 1 }
+        if j < bytes.count, bytes[j] == UInt8(ascii: "\"") {
+            defer { i = j + 1 }
+            return String(decoding: bytes[i..<j], as: UTF8.self)
+        }
+        var out = Array(bytes[i..<j])
+        i = j
         while i < bytes.count {
             let b = bytes[i]
             switch b {

@@ -136,10 +136,10 @@ struct McpCommand: ParsableCommand {
             var problems: [LocatedProblem] = []
             var rows: [[String]] = []
             for s in servers {
-                let found = s.placeholderProblems(lookup: lookup)
+                let (found, names) = s.check(lookup: lookup)
                 problems += found
                 rows.append([s.name, s.transport.name, found.isEmpty ? "ok" : "\(found.count) problem\(found.count == 1 ? "" : "s")",
-                             s.referencedNames.joined(separator: " ")])
+                             names.joined(separator: " ")])
             }
             try Stdout.write(Table.render(["SERVER", "TYPE", "STATUS", "VARIABLES"], rows))
             if !problems.isEmpty { throw McpResolver.error(problems, file: mcp.config) }
