@@ -59,7 +59,7 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
         case .conflict: .alreadyExists
         case .notFound: .notFound
         case .unavailable, .ioError: .unavailable
-        case .notPermitted: .failedPrecondition
+        case .notPermitted: .permissionDenied  // a refusal (a failed integrity check, say): 77 at the client
         case .unresolved: .failedPrecondition
         case .notExecutable, .commandNotFound, .internalError: .internalError
         }
