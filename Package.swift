@@ -4,7 +4,7 @@ import PackageDescription
 // Dependencies point one way, downward (STYLE.md); each module sees only those above it:
 //   StigmerCore     model, merge, placeholders, env files, templates (no I/O, no Foundation)
 //   StigmerSystem   thin Glibc wrappers, control variables, locked memory (SecretBytes)
-//   StigmerCrypto   AES-GCM sealing, keys, HPKE delivery, the fetch frame
+//   StigmerCrypto   AES-GCM sealing, keys, HPKE delivery, execution tokens, integrity tags, the fetch frame
 //   StigmerManifests YAML/JSON documents, manifests, MCP configs, env files from disk
 //   StigmerStore    the Store protocol, in-memory and SQLite stores, where a store is
 //   StigmerEngine   apply, merge, contexts, opening values into SecretBytes
