@@ -21,12 +21,26 @@ public protocol AsyncStore: Sendable {
 }
 
 /// A synchronous store behind a lock. SQLite calls are short (under a millisecond), so
-/// holding a cooperative thread for one is cheaper than hopping to another thread.
+/// holding a cooperative thread for one is cheaper than hopping to another thread. With
+/// `readers` (read-only connections to the same SQLite file: WAL lets them read while the
+/// writer writes), reads take the first idle reader instead of queueing behind writes and
+/// each other; every read is one transaction, so it sees a whole write or none of it.
 public final class LockedStore: AsyncStore, @unchecked Sendable {
     let lock = Mutex(())
     let store: any Store
+    let readers: [Reader]
+    let next = Atomic<Int>(0)
 
-    public init(_ store: any Store) { self.store = store }
+    final class Reader: @unchecked Sendable {
+        let lock = Mutex(())
+        let store: any Store
+        init(_ store: any Store) { self.store = store }
+    }
+
+    public init(_ store: any Store, readers: [any Store] = []) {
+        self.store = store
+        self.readers = readers.map(Reader.init)
+    }
 
     func locked<T>(_ body: () throws(StigmerError) -> T) throws(StigmerError) -> T {
         let result: Result<T, StigmerError> = lock.withLock { _ in
@@ -35,18 +49,36 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
         return try result.get()
     }
 
+    /// `body` on an idle reader (the writer when there are none; a busy one, in turn, when
+    /// all are busy).
+    func reading<T>(_ body: (any Store) throws(StigmerError) -> T) throws(StigmerError) -> T {
+        guard !readers.isEmpty else { return try locked { () throws(StigmerError) -> T in try body(store) } }
+        return try withoutActuallyEscaping(body) { (body) throws(StigmerError) -> T in
+            let run = { (store: any Store) -> Result<T, StigmerError> in
+                do throws(StigmerError) { return .success(try body(store)) } catch { return .failure(error) }
+            }
+            let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            for k in 0..<readers.count {
+                let reader = readers[(start + k) % readers.count]
+                if let result = reader.lock.withLockIfAvailable({ _ in run(reader.store) }) { return try result.get() }
+            }
+            let reader = readers[start % readers.count]
+            return try reader.lock.withLock { _ in run(reader.store) }.get()
+        }
+    }
+
     public func apply(_ resources: [Resource]) async throws(StigmerError) { try locked { () throws(StigmerError) in try store.apply(resources) } }
-    public func environment(_ name: String) async throws(StigmerError) -> Environment? { try locked { () throws(StigmerError) in try store.environment(name) } }
-    public func environments() async throws(StigmerError) -> [Environment] { try locked { () throws(StigmerError) in try store.environments() } }
+    public func environment(_ name: String) async throws(StigmerError) -> Environment? { try reading { (s) throws(StigmerError) in try s.environment(name) } }
+    public func environments() async throws(StigmerError) -> [Environment] { try reading { (s) throws(StigmerError) in try s.environments() } }
     public func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteEnvironment(name) } }
-    public func agent(_ name: String) async throws(StigmerError) -> Agent? { try locked { () throws(StigmerError) in try store.agent(name) } }
-    public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? { try locked { () throws(StigmerError) in try store.instance(name) } }
+    public func agent(_ name: String) async throws(StigmerError) -> Agent? { try reading { (s) throws(StigmerError) in try s.agent(name) } }
+    public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? { try reading { (s) throws(StigmerError) in try s.instance(name) } }
     public func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError) {
         try locked { () throws(StigmerError) in try store.createContext(context, replace: replace) }
     }
-    public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try locked { () throws(StigmerError) in try store.context(executionID) } }
+    public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try reading { (s) throws(StigmerError) in try s.context(executionID) } }
     public func executionID(forTokenHash hash: String) async throws(StigmerError) -> String? {
-        try locked { () throws(StigmerError) -> String? in try store.executionID(forTokenHash: hash) }
+        try reading { (s) throws(StigmerError) -> String? in try s.executionID(forTokenHash: hash) }
     }
     public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
     public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }

@@ -41,8 +41,9 @@ public struct ServerConfiguration: Sendable {
 /// The stores the companion can open from a location string.
 public enum StoreFactory {
     /// Runs `body` with the store open (for PostgreSQL: with its client running and the
-    /// schema migrated), then shuts it down.
-    public static func with<T: Sendable>(_ location: String, logger: Logger,
+    /// schema migrated), then shuts it down. `readers`: read-only SQLite connections beside
+    /// the writer (the server's, so fetches do not queue behind one lock).
+    public static func with<T: Sendable>(_ location: String, logger: Logger, readers readerCount: Int = 0,
                                          _ body: @Sendable @escaping (any AsyncStore) async throws -> T) async throws(StigmerError) -> T {
         do {
             if StoreLocation.isPostgres(location) {
@@ -62,7 +63,12 @@ public enum StoreFactory {
             guard let sqlite = try SQLiteStore.open(path: location, create: true) else {
                 throw StigmerError(.unavailable, "cannot open the store \(quoted(StoreLocation.redacted(location)))")
             }
-            return try await body(LockedStore(sqlite))
+            // Readers once the writer has created and migrated the file.
+            var readers: [any Store] = []
+            for _ in 0..<readerCount {
+                if let reader = try SQLiteStore.open(path: location, create: false, readOnly: true) { readers.append(reader) }
+            }
+            return try await body(LockedStore(sqlite, readers: readers))
         } catch let error as StigmerError {
             throw error
         } catch {
@@ -92,7 +98,8 @@ public enum Server {
     }
 
     public static func run(_ config: ServerConfiguration, logger: Logger) async throws(StigmerError) {
-        try await StoreFactory.with(config.store, logger: logger) { store in
+        // One reader per core: fetches read in parallel, in WAL's consistent snapshots.
+        try await StoreFactory.with(config.store, logger: logger, readers: max(2, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) { store in
             let service = ExecutionContextService(store: store, auth: ServerAuth(operatorToken: config.operatorToken),
                                                   keys: config.keys, logger: logger, defaultTTL: config.defaultTTL)
             let security: HTTP2ServerTransport.Posix.TransportSecurity

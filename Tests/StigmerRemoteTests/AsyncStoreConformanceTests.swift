@@ -12,7 +12,7 @@ import StigmerStore
 /// SQLite stores (behind `LockedStore`) and PostgreSQL — a real server, which `make test`
 /// starts and names in STIGMER_TEST_POSTGRES_URL (each test gets a database of its own).
 enum AsyncStoreKind: String, CaseIterable, CustomStringConvertible {
-    case memory, sqlite, postgres
+    case memory, sqlite, sqliteReaders, postgres
     var description: String { rawValue }
 
     static var postgresURL: String? { getenv("STIGMER_TEST_POSTGRES_URL").map { String(cString: $0) } }
@@ -22,10 +22,15 @@ enum AsyncStoreKind: String, CaseIterable, CustomStringConvertible {
         switch self {
         case .memory:
             try await body(LockedStore(InMemoryStore()))
-        case .sqlite:
+        case .sqlite, .sqliteReaders:
             var template = Array("/tmp/stigmer-async-XXXXXX".utf8CString)
             let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-            try await body(LockedStore(try SQLiteStore.open(path: dir + "/stigmer.db", create: true)!))
+            let writer = try SQLiteStore.open(path: dir + "/stigmer.db", create: true)!
+            // The server's shape: reads on read-only connections beside the writer.
+            let readers: [any Store] = self == .sqlite ? [] : try (0..<3).map { _ in
+                try SQLiteStore.open(path: dir + "/stigmer.db", create: false, readOnly: true)!
+            }
+            try await body(LockedStore(writer, readers: readers))
         case .postgres:
             guard let base = Self.postgresURL else {
                 Issue.record("STIGMER_TEST_POSTGRES_URL is not set: run the suite with `make test`, which starts PostgreSQL")
@@ -158,6 +163,28 @@ struct AsyncStoreConformanceTests {
                 return wins
             }
             #expect(outcomes == 10)
+        }
+    }
+
+    /// Reads in parallel with writes: every read sees a whole context or none (WAL).
+    @Test(arguments: AsyncStoreKind.allCases)
+    func readsDuringWritesSeeWholeContexts(kind: AsyncStoreKind) async throws {
+        try await kind.with { store in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for i in 0..<30 { try await store.createContext(Self.context("rw-\(i % 3)"), replace: true) }
+                }
+                for _ in 0..<4 {
+                    group.addTask {
+                        for i in 0..<60 {
+                            if let read = try await store.context("rw-\(i % 3)") {
+                                #expect(read.data.names == ["Z", "T", "R"])
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
         }
     }
 }
