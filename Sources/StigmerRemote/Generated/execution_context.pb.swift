@@ -149,8 +149,11 @@ public nonisolated struct Stigmer_Exec_V1_VariableInfo: Sendable {
 ///
 /// An execution token is never sent: the request carries its public key and an Ed25519
 /// signature over ("stigmer-exec/v1 fetch", execution_id, recipient_public_key,
-/// server_public_key, time, names), each length-prefixed (u32 big-endian) or i64
-/// big-endian, within 300 s of the server's clock.
+/// server_public_key, time, count of names, names), made within 300 s of the server's
+/// clock.
+///
+/// The encoding (both messages): strings and bytes as a u32 big-endian length then the
+/// bytes; times and counts as i64 big-endian; is_secret as one byte, 0 or 1.
 public nonisolated struct Stigmer_Exec_V1_GetExecutionContextRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
