@@ -10,21 +10,10 @@ bin=$(realpath "${1:-dist/stigmer-exec}")
 baseline=${2:+$(realpath "$2")}
 command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
 
-# The home's ancestors decide the Landlock ruleset's size (one rule per entry beside the
-# way down): the work dir sits under ~/.cache, as a default ~/.stigmer sits under ~, not in a
-# crowded /tmp.
-mkdir -p "${BENCH_PARENT:=$HOME/.cache}"
-work=$(mktemp -d -p "$BENCH_PARENT" stigmer-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export STIGMER_HOME=$work/home
-unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE
-
-"$bin" key init 2>/dev/null
+. benchmarks/common.sh
+bench_context
 vars=()
-for i in $(seq -w 1 30); do echo "PLAIN_$i=value-$i-$(head -c 12 /dev/urandom | base64)"; done > "$work/plain.env"
-for i in $(seq -w 1 20); do echo "SECRET_$i=$(head -c 24 /dev/urandom | base64)"; done > "$work/secret.env"
 mapfile -t vars < <(cat "$work/plain.env" "$work/secret.env")
-"$bin" context create --execution-id bench --env-file "$work/plain.env" --secret-file "$work/secret.env" 2>/dev/null
 
 # Same variables reach /bin/true either way (checked once, not timed).
 diff <("$bin" run --execution-id bench --clean-env -- /usr/bin/env | grep -E '^(PLAIN|SECRET)_' | sort) \
@@ -34,7 +23,7 @@ diff <("$bin" run --execution-id bench --clean-env -- /usr/bin/env | grep -E '^(
 basehome=$work/basehome
 if [ -n "$baseline" ]; then
     STIGMER_HOME=$basehome "$baseline" key init 2>/dev/null
-    STIGMER_HOME=$basehome "$baseline" context create --execution-id bench --env-file "$work/plain.env" --secret-file "$work/secret.env" 2>/dev/null
+    STIGMER_HOME=$basehome bench_context "$baseline"
 fi
 
 runs=${RUNS:-500}

@@ -8,14 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-dist/stigmer-exec}")
 command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
-mkdir -p "${BENCH_PARENT:=$HOME/.cache}"
-work=$(mktemp -d -p "$BENCH_PARENT" stigmer-scaling.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export STIGMER_HOME=$work/home
-unset STIGMER_ENCRYPTION_KEY STIGMER_EXECUTION_ID STIGMER_STORE
-"$bin" key init 2>/dev/null
-for i in $(seq 0 99); do echo "VAR_$i=value-$i"; done > "$work/vars.env"
-"$bin" context create --execution-id bench --env-file "$work/vars.env" 2>/dev/null
+. benchmarks/common.sh
+bench_vars_context
 
 python3 - "$work" <<'PY'
 import json, sys

@@ -215,35 +215,11 @@ public struct LocatedProblem: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension McpServerDefinition {
-    /// Every templated field of this server, with its path: the fields DESIGN.md §4 applies
-    /// placeholders to (never keys or server names).
-    public var templatedFields: [(field: String, template: String)] {
-        var out: [(String, String)] = []
-        func pairs(_ prefix: String, _ list: [ConfigPair]) {
-            for pair in list { out.append(("\(prefix).\(pair.key)", pair.value)) }
-        }
-        switch transport {
-        case .stdio(let s):
-            out.append(("command", s.command))
-            for (i, arg) in s.args.enumerated() { out.append(("args[\(i)]", arg)) }
-            pairs("env", s.env)
-            if let dir = s.workingDir { out.append(("working_dir", dir)) }
-        case .http(let h):
-            out.append(("url", h.url))
-            pairs("headers", h.headers)
-            pairs("query_params", h.queryParams)
-        case .docker(let d):
-            for (i, arg) in d.args.enumerated() { out.append(("args[\(i)]", arg)) }
-            pairs("env", d.env)
-        }
-        return out
-    }
-
     /// The context names this server refers to, in order, unique (its least-privilege set).
     public var referencedNames: [String] {
         var seen = Set<String>()
         var out: [String] = []
-        for (_, template) in templatedFields {
+        forEachTemplate { _, template in
             for name in Placeholder.references(in: template) where seen.insert(name).inserted { out.append(name) }
         }
         return out
@@ -278,7 +254,8 @@ extension McpServerDefinition {
         return (problems, names)
     }
 
-    /// Calls `body` with each templated field's path (built only when asked for) and text.
+    /// Calls `body` with each templated field — the fields DESIGN.md §4 applies placeholders
+    /// to (never keys or server names) — its path (built only when asked for) and text.
     func forEachTemplate(_ body: (_ field: () -> String, _ template: String) -> Void) {
         func pairs(_ prefix: String, _ list: [ConfigPair]) {
             for pair in list { body({ "\(prefix).\(pair.key)" }, pair.value) }

@@ -20,10 +20,7 @@ public struct EncryptionKey: Sendable, Redacted {
         var hasher = SHA256()
         hasher.update(data: Array("stigmer-exec/key-id".utf8) + [0])
         key.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in hasher.finalize().prefix(8) { out += [hex[Int(byte >> 4)], hex[Int(byte & 15)]] }
-        return String(decoding: out, as: UTF8.self)
+        return Hex.encode(hasher.finalize().prefix(8))
     }
 
     /// A new random key (BoringSSL's RNG, backed by getrandom).

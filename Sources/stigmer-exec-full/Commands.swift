@@ -259,7 +259,7 @@ struct Fetch: AsyncParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
     @Option(name: .customLong("execution-id")) var executionID: String
     @Option(help: "The launcher's X25519 public key, base64.") var recipient: String?
-    @Option(name: .customLong("name"), help: "Fetch only this variable (repeatable; none: all).") var names: [String] = []
+    @Option(name: .customLong("name"), help: "With --server, fetch only this variable (repeatable; none: all). A PostgreSQL fetch hands over every row, for the context's tag.") var names: [String] = []
     @Option(name: .customLong("store-fd"), help: "Read the store location from this descriptor (then close it).") var storeFD: Int32?
 
     func run() async throws {

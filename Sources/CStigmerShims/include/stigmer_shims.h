@@ -1,7 +1,9 @@
 #ifndef STIGMER_SHIMS_H
 #define STIGMER_SHIMS_H
-// Only what Swift cannot express: variadic prctl, and the steps between fork and execve,
-// where only async-signal-safe C may run. Every symbol carries the stigmer_ prefix.
+// Only what Swift cannot express: variadic prctl, the steps between fork and execve,
+// where only async-signal-safe C may run, and the supervisor's release of its own pages
+// (which must not fault in the Swift code it is dropping). Every symbol carries the
+// stigmer_ prefix.
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
