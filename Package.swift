@@ -44,6 +44,8 @@ let package = Package(
             name: "StigmerCrypto",
             dependencies: [
                 "StigmerCore", "StigmerSystem",
+                // Also reached: its C module CCryptoBoringSSL (not a product of its own), for
+                // SHA-256 and AES-GCM opens on the launch path (BoringSSL.swift).
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

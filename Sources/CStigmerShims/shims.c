@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -11,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -61,16 +63,26 @@ long stigmer_release_image(void) {
     if (!smaps) return 0;
     int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     char line[PATH_MAX + 256];
-    long released = 0;
+    // The ranges are collected first and released last: code that runs after a release
+    // (the smaps parsing, stdio, malloc_trim) would fault its pages straight back in, with
+    // the kernel's fault-around mapping 64 kB for each.
+    struct { unsigned long start, end; long anonymous; } ranges[16];
+    int count = 0;
     unsigned long start = 0, end = 0;
     int eligible = 0;
     long anonymous = -1;
-    while (fgets(line, sizeof line, smaps)) {
+    for (int more = 1; more;) {
+        more = fgets(line, sizeof line, smaps) != NULL;
         unsigned long s, e;
         char perms[8];
         int path = 0;
-        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &s, &e, perms, &path) >= 3 && strchr(line, '-') < strchr(line, ' ')) {
-            released += release_if_clean(pagemap, start, end, eligible, anonymous);
+        int header = more && sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &s, &e, perms, &path) >= 3 && strchr(line, '-') < strchr(line, ' ');
+        if (header || !more) {
+            if (eligible && end > start && count < 16) {
+                ranges[count].start = start, ranges[count].end = end, ranges[count].anonymous = anonymous;
+                count++;
+            }
+            if (!more) break;
             char *name = path ? line + path : line + strlen(line);
             name[strcspn(name, "\n")] = 0;
             start = s, end = e, anonymous = -1;
@@ -82,18 +94,54 @@ long stigmer_release_image(void) {
             anonymous = strtol(line + 10, NULL, 10);
         }
     }
-    released += release_if_clean(pagemap, start, end, eligible, anonymous);
     fclose(smaps);
-    if (pagemap >= 0) close(pagemap);
     malloc_trim(0);
+    long released = 0;
+    for (int i = 0; i < count; i++) released += release_if_clean(pagemap, ranges[i].start, ranges[i].end, 1, ranges[i].anonymous);
+    if (pagemap >= 0) close(pagemap);
     return released;
+}
+
+// The ignored signals, from /proc/self/status's SigIgn (bit n-1: signal n): one read
+// instead of a sigaction call per signal (~64 system calls). Async-signal-safe: raw
+// open/read, no stdio, no allocation. Returns 0, or -1 when /proc cannot tell (not mounted).
+static int ignored_mask(uint64_t *mask) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[8192];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    const char *p = strstr(buf, "\nSigIgn:");
+    if (!p) return -1;
+    p += 8;
+    while (*p == ' ' || *p == '\t') p++;
+    uint64_t v = 0;
+    int digits = 0;
+    for (;; p++, digits++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+        if (d < 0) break;
+        v = v << 4 | (uint64_t)d;
+    }
+    if (digits == 0) return -1;
+    *mask = v;
+    return 0;
+}
+
+static int is_ignored(int sig, uint64_t mask, int have_mask) {
+    if (have_mask) return sig <= 64 && (mask >> (sig - 1) & 1);
+    struct sigaction sa;
+    return sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
 }
 
 int stigmer_ignored_signals(sigset_t *ignored) {
     sigemptyset(ignored);
+    uint64_t mask = 0;
+    int have_mask = ignored_mask(&mask) == 0;
     for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) sigaddset(ignored, sig);
+        if (is_ignored(sig, mask, have_mask)) sigaddset(ignored, sig);
     }
     return 0;
 }
@@ -149,6 +197,68 @@ int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access) {
     return syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0) == 0 ? 0 : -errno;
 }
 
+// Is path[0..len) a strict ancestor of one of the protected paths?
+static int landlock_is_ancestor(const char *path, size_t len, const char *const *paths, int count) {
+    for (int i = 0; i < count; i++) {
+        size_t n = strlen(paths[i]);
+        if (n > len && memcmp(paths[i], path, len) == 0 && (len == 1 || paths[i][len] == '/')) return 1;
+    }
+    return 0;
+}
+
+static int landlock_is_protected(const char *path, const char *const *paths, int count) {
+    for (int i = 0; i < count; i++) if (strcmp(paths[i], path) == 0) return 1;
+    return 0;
+}
+
+// Grants every entry of the directory `path` (a buffer of PATH_MAX, holding len bytes),
+// except the protected paths, and walks down the ancestors of protected paths instead of
+// granting them. Symlinks are not granted: what they point to is judged by its own place.
+// A directory we cannot read grants nothing beneath it (more closed, not less).
+static int landlock_walk(int ruleset, char *path, size_t len, const char *const *paths, int count,
+                         uint64_t dir_access, uint64_t file_access) {
+    DIR *dir = opendir(path);
+    if (!dir) return 0;
+    int dfd = dirfd(dir), rules = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        // The entry's path, in the buffer after the directory's: "/name" or "DIR/name".
+        size_t n = strlen(name), at = len == 1 ? 1 : len + 1, end = len == 1 ? 1 : len;
+        // Longer than any resolved path: neither protected nor on the way to one.
+        if (at + n < PATH_MAX) {
+            if (len != 1) path[len] = '/';
+            memcpy(path + at, name, n + 1);
+            int skip = landlock_is_protected(path, paths, count);
+            if (!skip && landlock_is_ancestor(path, at + n, paths, count)) {
+                rules += landlock_walk(ruleset, path, at + n, paths, count, dir_access, file_access);
+                skip = 1;
+            }
+            path[end] = 0;
+            if (skip) continue;
+        }
+        unsigned char type = entry->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISLNK(st.st_mode) ? DT_LNK : DT_REG;
+        }
+        if (type == DT_LNK) continue;
+        int fd = openat(dfd, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        if (stigmer_landlock_allow(ruleset, fd, type == DT_DIR ? dir_access : file_access) == 0) rules++;
+        close(fd);
+    }
+    closedir(dir);
+    return rules;
+}
+
+int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access) {
+    char path[PATH_MAX] = "/";
+    return landlock_walk(ruleset, path, 1, paths, count, dir_access, file_access);
+}
+
 // Async-signal-safe only: plain syscalls, no allocation, no locks.
 static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const char **step) {
     if (spawned && l->new_process_group) {
@@ -175,14 +285,17 @@ static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const ch
         // execve resets handlers by itself; what the launcher ignored that it had not
         // inherited ignored goes back to default. Inherited ignores stay (nohup, tini's
         // sigconf): a child of `nohup stigmer-exec run` ignores SIGHUP as it would under env.
+        uint64_t mask = 0;
+        int have_mask = ignored_mask(&mask) == 0;
         for (int sig = 1; sig < _NSIG; sig++) {
             if (sig == SIGKILL || sig == SIGSTOP) continue;
+            if (!is_ignored(sig, mask, have_mask)) continue;
+            if (l->inherited_ignored && sigismember(l->inherited_ignored, sig) == 1) continue;
             struct sigaction sa;
-            if (sigaction(sig, NULL, &sa) != 0) continue;  // glibc-reserved numbers
-            if (sa.sa_handler != SIG_IGN || (l->inherited_ignored && sigismember(l->inherited_ignored, sig) == 1)) continue;
             memset(&sa, 0, sizeof sa);
             sa.sa_handler = SIG_DFL;
-            if (sigaction(sig, &sa, NULL) != 0) return -errno;
+            // EINVAL: a number glibc keeps for itself (its thread signals), left alone.
+            if (sigaction(sig, &sa, NULL) != 0 && errno != EINVAL) return -errno;
         }
         sigset_t none;
         sigemptyset(&none);

@@ -74,6 +74,40 @@ public struct LaunchArguments: Equatable {
         return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: spec, hardening: hardening, logger: logger)
     }
 
+    /// `mcp check`: every placeholder of the config (or of `--server`) against the stored
+    /// context's names — no value is opened — as a table of names; 78 lists every problem.
+    public func mcpCheck() throws(StigmerError) {
+        let logger = try settings.logger()
+        guard let id = resolvedExecutionID else { throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)") }
+        try Engine.checkExecutionID(id)
+        guard let file = config else { throw .usage("give --config FILE") }
+        let config = try Loader.mcpConfig(path: file)
+        var servers = config.servers
+        if let mcpServer {
+            guard let one = config.server(named: mcpServer) else {
+                throw .notFound("server \(quoted(mcpServer)) is not in \(file); it has: \(config.servers.map(\.name).joined(separator: ", "))")
+            }
+            servers = [one]
+        }
+        let location = StoreLocation(store)
+        location.warnIfPasswordInArgv()
+        let store = try location.open(home: try settings.resolvedHome(), create: false, readOnly: true)
+        let context = try settings.engine(store, logger).storedContext(id)
+        // Existence is all a check needs: no value is opened. (A fallback covers an empty
+        // value as well as a missing one.)
+        let lookup: (String) -> String? = { context.data[$0] == nil ? nil : "x" }
+        var problems: [LocatedProblem] = []
+        var rows: [[String]] = []
+        for s in servers {
+            let (found, names) = s.check(lookup: lookup)
+            problems += found
+            rows.append([s.name, s.transport.name, found.isEmpty ? "ok" : "\(found.count) problem\(found.count == 1 ? "" : "s")",
+                         names.joined(separator: " ")])
+        }
+        try Stdout.write(Table.render(["SERVER", "TYPE", "STATUS", "VARIABLES"], rows))
+        if !problems.isEmpty { throw McpResolver.error(problems, file: file) }
+    }
+
     // MARK: the flag table
 
     /// A flag of `run` or `mcp run`: its name, whether it takes a value, and where it goes.
@@ -96,13 +130,17 @@ public struct LaunchArguments: Equatable {
         return fd
     }
 
-    /// Flags both commands take.
-    public static let commonFlags: [Flag] = [
+    /// Where the context is: every command that reads one takes these.
+    static let contextFlags: [Flag] = [
         Flag("--home") { $0.settings.home = $1; return true },
         Flag("--key-fd") { guard let fd = descriptor($1) else { return false }; $0.settings.keyFD = fd; return true },
         Flag("--log-level") { guard let level = Logger.Level(rawValue: $1) else { return false }; $0.settings.logLevel = level; return true },
         Flag("--store") { $0.store = $1; return true },
         Flag("--execution-id") { $0.executionID = $1; return true },
+    ]
+
+    /// Flags both launch commands take.
+    public static let commonFlags: [Flag] = contextFlags + [
         Flag("--seccomp") { $0.hardening.seccomp = $1; return true },
         Flag("--memory-limit") { $0.hardening.memoryLimit = $1; return true },
         Flag("--allow-core-dumps", value: false) { a, _ in a.hardening.allowCoreDumps = true; return true },
@@ -146,11 +184,17 @@ public struct LaunchArguments: Equatable {
         Flag("--context-server") { $0.remote.server = $1; return true },
     ]
 
+    /// `mcp check` launches nothing: the context's flags, the config and one server.
+    public static let mcpCheckFlags: [Flag] = contextFlags + [
+        Flag("--config") { $0.config = $1; return true },
+        Flag("--server") { $0.mcpServer = $1; return true },
+    ]
+
     /// The hot path's own parser: ArgumentParser's first reflection-driven parse costs
     /// ~2 ms in a binary this size. Anything it does not take — help, a typo, a bad value,
     /// a missing command — returns nil, and ArgumentParser parses the same argv to give its
     /// usual message. `run` needs `-- COMMAND`; `mcp run` must not have one.
-    public static func fastParse(_ args: ArraySlice<String>, flags: [Flag], needsCommand: Bool) -> LaunchArguments? {
+    public static func fastParse(_ args: ArraySlice<String>, flags: [Flag], needsCommand: Bool, needsServer: Bool = true) -> LaunchArguments? {
         var request = LaunchArguments()
         var i = args.startIndex
         while i < args.endIndex {
@@ -185,7 +229,7 @@ public struct LaunchArguments: Equatable {
             guard !request.command.isEmpty else { return nil }
             do { try request.runtime.check(); try request.sources.check() } catch { return nil }
         } else {
-            guard request.config != nil, request.mcpServer != nil else { return nil }
+            guard request.config != nil, request.mcpServer != nil || !needsServer else { return nil }
         }
         if let limit = request.hardening.memoryLimit, (try? HardeningSpec.size(limit)) == nil { return nil }
         return request

@@ -83,8 +83,9 @@ public struct RunArguments: ParsableArguments {
     }
 }
 
-/// `stigmer-exec mcp run`'s arguments, for ArgumentParser.
-public struct McpRunArguments: ParsableArguments {
+/// What every `mcp` launch or check reads: where the context is, which execution, which
+/// config.
+public struct McpSourceOptions: ParsableArguments {
     public init() {}
 
     @OptionGroup public var global: GlobalOptions
@@ -95,6 +96,23 @@ public struct McpRunArguments: ParsableArguments {
 
     @Option(help: ArgumentHelp("The MCP config: an mcpServers JSON file (Claude Desktop, Cursor…) or an Agent/McpServer manifest.", valueName: "FILE"))
     public var config: String
+
+    /// These options as plain values.
+    public var arguments: LaunchArguments {
+        var a = LaunchArguments()
+        a.settings = global.settings
+        a.store = storeOptions.store
+        a.executionID = executionID
+        a.config = config
+        return a
+    }
+}
+
+/// `stigmer-exec mcp run`'s arguments, for ArgumentParser.
+public struct McpRunArguments: ParsableArguments {
+    public init() {}
+
+    @OptionGroup public var source: McpSourceOptions
 
     @Option(help: ArgumentHelp("The server's name in the config.", valueName: "NAME"))
     public var server: String
@@ -116,15 +134,28 @@ public struct McpRunArguments: ParsableArguments {
     }
 
     public var arguments: LaunchArguments {
-        var a = LaunchArguments()
-        a.settings = global.settings
-        a.store = storeOptions.store
-        a.executionID = executionID
-        a.config = config
+        var a = source.arguments
         a.mcpServer = server
         a.hardening = hardening.spec
         a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
                                 allowPlaintext: allowPlaintext, serverKey: serverKey)
+        return a
+    }
+}
+
+/// `stigmer-exec mcp check`'s arguments, for ArgumentParser (the fast path parses the same
+/// names by `LaunchArguments.mcpCheckFlags`).
+public struct McpCheckArguments: ParsableArguments {
+    public init() {}
+
+    @OptionGroup public var source: McpSourceOptions
+
+    @Option(help: ArgumentHelp("Check only this server.", valueName: "NAME"))
+    public var server: String?
+
+    public var arguments: LaunchArguments {
+        var a = source.arguments
+        a.mcpServer = server
         return a
     }
 }

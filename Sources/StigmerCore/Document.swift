@@ -50,19 +50,39 @@ public struct Document: Sendable {
 /// error names `file:line:column: path: problem`.
 public struct Field: Sendable {
     public let node: Document
-    public let path: String
     public let file: String
+    /// The path is spelled out only when asked (an error, a problem): a 10,000-element
+    /// list does not build 10,000 strings to decode cleanly.
+    let parent: String
+    let step: Step
+
+    enum Step: Sendable {
+        case whole
+        case key(String)
+        case index(Int)
+    }
 
     public init(root: Document, file: String) {
-        self.node = root
-        self.path = ""
-        self.file = file
+        self.init(node: root, path: "", file: file)
     }
 
     init(node: Document, path: String, file: String) {
+        self.init(node: node, parent: path, step: .whole, file: file)
+    }
+
+    init(node: Document, parent: String, step: Step, file: String) {
         self.node = node
-        self.path = path
+        self.parent = parent
+        self.step = step
         self.file = file
+    }
+
+    public var path: String {
+        switch step {
+        case .whole: parent
+        case .key(let key): parent.isEmpty ? key : "\(parent).\(key)"
+        case .index(let index): "\(parent)[\(index)]"
+        }
     }
 
     /// An error located at this field. Messages never include the field's value: it may be
@@ -75,11 +95,11 @@ public struct Field: Sendable {
     }
 
     public func child(_ key: String, _ node: Document) -> Field {
-        Field(node: node, path: path.isEmpty ? key : "\(path).\(key)", file: file)
+        Field(node: node, parent: path, step: .key(key), file: file)
     }
 
     public func element(_ index: Int, _ node: Document) -> Field {
-        Field(node: node, path: "\(path)[\(index)]", file: file)
+        Field(node: node, parent: path, step: .index(index), file: file)
     }
 
     public var isNull: Bool {
@@ -96,7 +116,9 @@ public struct Field: Sendable {
 
     public func sequence() throws(StigmerError) -> [Field] {
         switch node.kind {
-        case .sequence(let items): return items.enumerated().map { element($0.offset, $0.element) }
+        case .sequence(let items):
+            let here = path
+            return items.enumerated().map { Field(node: $0.element, parent: here, step: .index($0.offset), file: file) }
         case .null: return []
         default: throw error("expected a list, found \(node.kindName)")
         }

@@ -38,33 +38,39 @@ public struct EnvironmentValue: Sendable, Equatable, Redacted {
 /// `Value` carries no protocol requirement on purpose: a generic parameter with one makes
 /// the runtime check the conformance when the type is first instantiated, which scans
 /// every conformance record of the binary (~0.1 ms each on the launch path).
+/// Inlinable: its clients (store, engine, launch) then use it specialized for their value
+/// type. Unspecialized, every access looked its dictionary's metadata up at run time — a
+/// tenth of a launch's instructions (callgrind, benchmarks/RESULTS.md).
 public struct Variables<Value: Sendable>: Sendable {
-    public private(set) var names: [String] = []
-    private var values: [String: Value] = [:]
+    @usableFromInline var order: [String] = []
+    @usableFromInline var values: [String: Value] = [:]
 
-    public init() {}
+    /// The names in declaration order.
+    @inlinable public var names: [String] { order }
 
-    public subscript(name: String) -> Value? {
+    @inlinable public init() {}
+
+    @inlinable public subscript(name: String) -> Value? {
         get { values[name] }
         set {
             if let newValue {
-                if values.updateValue(newValue, forKey: name) == nil { names.append(name) }
+                if values.updateValue(newValue, forKey: name) == nil { order.append(name) }
             } else if values.removeValue(forKey: name) != nil {
-                names.removeAll { $0 == name }
+                order.removeAll { $0 == name }
             }
         }
     }
 
-    public var count: Int { names.count }
-    public var isEmpty: Bool { names.isEmpty }
+    @inlinable public var count: Int { names.count }
+    @inlinable public var isEmpty: Bool { names.isEmpty }
 
     /// Entries in declaration order.
-    public var entries: [(name: String, value: Value)] {
+    @inlinable public var entries: [(name: String, value: Value)] {
         names.map { ($0, values[$0]!) }
     }
 
     /// Entries sorted by name, for stable output.
-    public var sortedEntries: [(name: String, value: Value)] {
+    @inlinable public var sortedEntries: [(name: String, value: Value)] {
         names.sorted().map { ($0, values[$0]!) }
     }
 }

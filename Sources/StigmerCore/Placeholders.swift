@@ -39,83 +39,109 @@ public enum Placeholder {
         }
     }
 
+    /// The grammar, in one pass over `bytes` and without building anything: `literal` gets
+    /// each run of input taken as it is (the `${` of a `$${`, a lone `$`, a placeholder with a
+    /// problem), `reference` each well-formed reference — its name's and fallback's byte
+    /// ranges and its column. Returns every syntax problem. `parse` builds segments on it;
+    /// `mcp check` only looks names up.
+    public static func scan(_ bytes: UnsafeBufferPointer<UInt8>, literal: (Range<Int>) -> Void,
+                            reference: (_ name: Range<Int>, _ fallback: Range<Int>?, _ column: Int) -> Void) -> [Problem] {
+        var problems: [Problem] = []
+        var i = 0
+        let n = bytes.count
+        // Columns (Unicode scalars, 1-based) of increasing indexes: each byte counted once.
+        var counted = 0, column = 1
+        func columnAt(_ target: Int) -> Int {
+            while counted < target {
+                if bytes[counted] & 0xC0 != 0x80 { column += 1 }
+                counted += 1
+            }
+            return column
+        }
+        func find(_ byte: UInt8, from: Int, to: Int) -> Int? {
+            var j = from
+            while j < to { if bytes[j] == byte { return j }; j += 1 }
+            return nil
+        }
+        while i < n {
+            // Literal text up to the next `$`, at once.
+            guard bytes[i] == UInt8(ascii: "$") else {
+                let next = find(UInt8(ascii: "$"), from: i, to: n) ?? n
+                literal(i..<next)
+                i = next
+                continue
+            }
+            // `$${` is an escaped, literal `${`.
+            if i + 2 < n, bytes[i + 1] == UInt8(ascii: "$"), bytes[i + 2] == UInt8(ascii: "{") {
+                literal((i + 1)..<(i + 3))
+                i += 3
+                continue
+            }
+            guard i + 1 < n, bytes[i + 1] == UInt8(ascii: "{") else { literal(i..<(i + 1)); i += 1; continue }
+
+            let at = columnAt(i)
+            guard let close = find(UInt8(ascii: "}"), from: i + 2, to: n) else {
+                // Nothing after this can be interpreted reliably.
+                problems.append(.unterminated(column: at))
+                literal(i..<n)
+                break
+            }
+            var nameStart = i + 2
+            if close - nameStart >= 4, bytes[nameStart] == UInt8(ascii: "e"), bytes[nameStart + 1] == UInt8(ascii: "n"),
+               bytes[nameStart + 2] == UInt8(ascii: "v"), bytes[nameStart + 3] == UInt8(ascii: ":") {
+                nameStart += 4
+            }
+            var nameEnd = nameStart
+            while nameEnd < close, VariableName.isContinuation(bytes[nameEnd]) { nameEnd += 1 }
+            let validName = VariableName.isValid(utf8: UnsafeBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
+            var fallback: Range<Int>?
+            var problem: Problem?
+            if nameEnd == close {
+                if !validName { problem = .badName(column: at) }
+            } else if close - nameEnd >= 2, bytes[nameEnd] == UInt8(ascii: ":"), bytes[nameEnd + 1] == UInt8(ascii: "-") {
+                let text = (nameEnd + 2)..<close
+                if !validName {
+                    problem = .badName(column: at)
+                } else if containsOpen(UnsafeBufferPointer(rebasing: bytes[text])) {
+                    problem = .unsupported(column: at)  // no nesting in fallbacks
+                } else {
+                    fallback = text
+                }
+            } else if nameStart == nameEnd || validName {
+                // ${A%b}, ${A:?x}, ${#A}, ${A/x/y}, ${!A}, ${$(cmd)}: shell forms we refuse
+                // rather than half-implement.
+                problem = .unsupported(column: at)
+            } else {
+                problem = .badName(column: at)
+            }
+            if let problem {
+                problems.append(problem)
+                literal(i..<(close + 1))
+            } else {
+                reference(nameStart..<nameEnd, fallback, at)
+            }
+            i = close + 1
+        }
+        return problems
+    }
+
     /// Splits a template into literals and references, reporting every syntax problem.
     public static func parse(_ text: String) -> (segments: [Segment], problems: [Problem]) {
         let bytes = Array(text.utf8)
         var segments: [Segment] = []
-        var problems: [Problem] = []
         var literal: [UInt8] = []
-        var i = 0
-        let n = bytes.count
-        var columns = ScalarColumns(bytes)
-
         func flush() {
             if !literal.isEmpty {
                 segments.append(.literal(String(decoding: literal, as: UTF8.self)))
                 literal.removeAll(keepingCapacity: true)
             }
         }
-
-        while i < n {
-            // Literal text up to the next `$`, copied at once.
-            guard bytes[i] == UInt8(ascii: "$") else {
-                let next = bytes[i...].firstIndex(of: UInt8(ascii: "$")) ?? n
-                literal.append(contentsOf: bytes[i..<next])
-                i = next
-                continue
-            }
-            let b = bytes[i]
-            // `$${` is an escaped, literal `${`.
-            if i + 2 < n, bytes[i + 1] == UInt8(ascii: "$"), bytes[i + 2] == UInt8(ascii: "{") {
-                literal.append(contentsOf: [UInt8(ascii: "$"), UInt8(ascii: "{")])
-                i += 3
-                continue
-            }
-            guard i + 1 < n, bytes[i + 1] == UInt8(ascii: "{") else { literal.append(b); i += 1; continue }
-
-            let column = columns.at(i)
-            guard let close = bytes[(i + 2)...].firstIndex(of: UInt8(ascii: "}")) else {
-                // Nothing after this can be interpreted reliably.
-                problems.append(.unterminated(column: column))
-                literal.append(contentsOf: bytes[i...])
-                break
-            }
-            var body = bytes[(i + 2)..<close]
-            if body.count >= 4, body[body.startIndex] == UInt8(ascii: "e"), body[body.startIndex + 1] == UInt8(ascii: "n"),
-               body[body.startIndex + 2] == UInt8(ascii: "v"), body[body.startIndex + 3] == UInt8(ascii: ":") {
-                body = body.dropFirst(4)
-            }
-            let nameEnd = body.firstIndex { !VariableName.isContinuation($0) } ?? body.endIndex
-            let name = body[body.startIndex..<nameEnd]
-            let rest = body[nameEnd...]
-            var fallback: String?
-            var problem: Problem?
-            if rest.isEmpty {
-                if !VariableName.isValid(utf8: name) { problem = .badName(column: column) }
-            } else if rest.count >= 2, rest[rest.startIndex] == UInt8(ascii: ":"), rest[rest.startIndex + 1] == UInt8(ascii: "-") {
-                let text = rest.dropFirst(2)
-                if !VariableName.isValid(utf8: name) {
-                    problem = .badName(column: column)
-                } else if text.contains(UInt8(ascii: "$")) && containsOpen(text) {
-                    problem = .unsupported(column: column)  // no nesting in fallbacks
-                } else {
-                    fallback = String(decoding: text, as: UTF8.self)
-                }
-            } else if name.isEmpty || VariableName.isValid(utf8: name) {
-                // ${A%b}, ${A:?x}, ${#A}, ${A/x/y}, ${!A}, ${$(cmd)}: shell forms we refuse
-                // rather than half-implement.
-                problem = .unsupported(column: column)
-            } else {
-                problem = .badName(column: column)
-            }
-            if let problem {
-                problems.append(problem)
-                literal.append(contentsOf: bytes[i...close])
-            } else {
+        let problems = bytes.withUnsafeBufferPointer { buffer in
+            scan(buffer, literal: { literal.append(contentsOf: buffer[$0]) }, reference: { name, fallback, column in
                 flush()
-                segments.append(.reference(name: String(decoding: name, as: UTF8.self), fallback: fallback, column: column))
-            }
-            i = close + 1
+                segments.append(.reference(name: String(decoding: buffer[name], as: UTF8.self),
+                                           fallback: fallback.map { String(decoding: buffer[$0], as: UTF8.self) }, column: column))
+            })
         }
         flush()
         return (segments, problems)
@@ -159,29 +185,7 @@ public enum Placeholder {
         text.replacing("${", with: "$${")
     }
 
-    /// Columns (Unicode scalars, 1-based) of increasing indexes: each byte is counted once,
-    /// so a value with many placeholders is scanned in linear time.
-    struct ScalarColumns {
-        let bytes: [UInt8]
-        var index = 0
-        var column = 1
-
-        init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-        mutating func at(_ target: Int) -> Int {
-            for b in bytes[index..<target] where b & 0xC0 != 0x80 { column += 1 }
-            index = target
-            return column
-        }
-    }
-
-    /// Whether `text` holds a `$` at all (a scan of the string's own storage).
-    static func mayHoldReference(_ text: String) -> Bool {
-        var copy = text
-        return copy.withUTF8 { raw in raw.contains(UInt8(ascii: "$")) }
-    }
-
-    static func containsOpen(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func containsOpen(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var previous: UInt8 = 0
         for b in bytes {
             if previous == UInt8(ascii: "$") && (b == UInt8(ascii: "{") || b == UInt8(ascii: "(")) { return true }
@@ -235,20 +239,37 @@ extension McpServerDefinition {
     /// unique. A field's path is spelled out only when it has a problem.
     public func check(lookup: (String) -> String?) -> (problems: [LocatedProblem], names: [String]) {
         var problems: [LocatedProblem] = []
-        var seen = Set<String>()
+        // Each name is looked up once: whether it resolves, and whether it may be empty.
+        var known: [String: (set: Bool, nonEmpty: Bool)] = [:]
+        known.reserveCapacity(64)
         var names: [String] = []
+        // One hash per reference: the slot is found once, and filled when new.
+        func state(_ slot: inout (set: Bool, nonEmpty: Bool)?, _ name: String) -> (set: Bool, nonEmpty: Bool) {
+            if let known = slot { return known }
+            let value = lookup(name)
+            let fresh = (set: value != nil, nonEmpty: value.map { !$0.isEmpty } ?? false)
+            slot = fresh
+            names.append(name)
+            return fresh
+        }
         forEachTemplate { field, template in
-            guard Placeholder.mayHoldReference(template) else { return }
-            let (segments, syntax) = Placeholder.parse(template)
-            var found = syntax
-            for case .reference(let name, let fallback, let column) in segments {
-                if seen.insert(name).inserted { names.append(name) }
-                if let value = lookup(name), !(fallback != nil && value.isEmpty) { continue }
-                if fallback == nil { found.append(.missing(name: name, column: column)) }
+            var text = template
+            var found: [Placeholder.Problem] = text.withUTF8 { bytes in
+                var missing: [Placeholder.Problem] = []
+                var syntax = Placeholder.scan(bytes, literal: { _ in }, reference: { range, fallback, column in
+                    let name = String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+                    let found = state(&known[name], name)
+                    // As `resolve`: a value wins unless a fallback is given and the value is empty.
+                    if found.set && (fallback == nil || found.nonEmpty) { return }
+                    if fallback == nil { missing.append(.missing(name: name, column: column)) }
+                })
+                syntax += missing
+                return syntax
             }
             if !found.isEmpty {
+                found.sort { $0.column < $1.column }
                 let path = field()
-                problems += found.sorted { $0.column < $1.column }.map { LocatedProblem(server: name, field: path, problem: $0) }
+                problems += found.map { LocatedProblem(server: name, field: path, problem: $0) }
             }
         }
         return (problems, names)

@@ -1,24 +1,25 @@
-import Crypto
 import StigmerSystem
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869) written out over swift-crypto's
-/// concrete `SHA256`. swift-crypto's generic `HMAC<SHA256>` and `HKDF<SHA256>` instantiate
+/// HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869) written out over BoringSSL's SHA-256
+/// (`SHA256Hasher`). swift-crypto's generic `HMAC<SHA256>` and `HKDF<SHA256>` instantiate
 /// generic metadata and look up protocol conformances at run time on first use: 1.4 M
 /// instructions of a launch's 4.6 M (callgrind), for checking one context's tag. The same
 /// bytes as swift-crypto's (a unit test compares them, and RFC 4231's vectors).
 struct HMACSHA256 {
-    var inner = SHA256()
+    var inner = SHA256Hasher()
     var outerPad = [UInt8](repeating: 0x5c, count: 64)
 
     init(key: UnsafeRawBufferPointer) {
         var block = [UInt8](repeating: 0, count: 64)
         if key.count > 64 {
-            var h = SHA256()
-            h.update(bufferPointer: key)
-            h.finalize().withUnsafeBytes { digest in for i in 0..<digest.count { block[i] = digest[i] } }
+            var h = SHA256Hasher()
+            h.update(key)
+            var digest = h.finalize()
+            for i in 0..<digest.count { block[i] = digest[i] }
+            digest.wipe()
         } else {
             for i in 0..<key.count { block[i] = key[i] }
         }
@@ -27,23 +28,21 @@ struct HMACSHA256 {
             innerPad[i] ^= block[i]
             outerPad[i] ^= block[i]
         }
-        innerPad.withUnsafeBytes { inner.update(bufferPointer: $0) }
+        inner.update(innerPad)
         block.wipe()
         innerPad.wipe()
     }
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) { inner.update(bufferPointer: bytes) }
+    mutating func update(_ bytes: UnsafeRawBufferPointer) { inner.update(bytes) }
 
-    mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { inner.update(bufferPointer: $0) } }
+    mutating func update(_ bytes: [UInt8]) { inner.update(bytes) }
 
     consuming func finalize() -> [UInt8] {
-        var innerDigest = [UInt8](repeating: 0, count: 32)
-        inner.finalize().withUnsafeBytes { d in for i in 0..<32 { innerDigest[i] = d[i] } }
-        var outer = SHA256()
-        outerPad.withUnsafeBytes { outer.update(bufferPointer: $0) }
-        innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
-        var out = [UInt8](repeating: 0, count: 32)
-        outer.finalize().withUnsafeBytes { d in for i in 0..<32 { out[i] = d[i] } }
+        var innerDigest = inner.finalize()
+        var outer = SHA256Hasher()
+        outer.update(outerPad)
+        outer.update(innerDigest)
+        let out = outer.finalize()
         outerPad.wipe()
         innerDigest.wipe()
         return out

@@ -17,9 +17,9 @@ public struct EncryptionKey: Sendable, Redacted {
     /// Computed when asked, not at load: the launch path opens with a single key first
     /// and needs the id only to explain a failure (SHA-256's first use costs ~0.1 ms).
     public var id: String {
-        var hasher = SHA256()
-        hasher.update(data: Array("stigmer-exec/key-id".utf8) + [0])
-        key.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        var hasher = SHA256Hasher()
+        hasher.update(Array("stigmer-exec/key-id".utf8) + [0])
+        key.withUnsafeBytes { hasher.update($0) }
         return Hex.encode(hasher.finalize().prefix(8))
     }
 

@@ -31,7 +31,13 @@ public struct Binding: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var associatedData: [UInt8] {
-        Array("stigmer-exec/v1".utf8) + [0] + Array(scope.utf8) + [0] + Array(name.utf8)
+        var out = Array("stigmer-exec/v1".utf8)
+        out.reserveCapacity(out.count + scope.utf8.count + name.utf8.count + 2)
+        out.append(0)
+        out.append(contentsOf: scope.utf8)
+        out.append(0)
+        out.append(contentsOf: name.utf8)
+        return out
     }
 
     public var description: String { "\(name) in \(scope)" }
@@ -84,8 +90,8 @@ public enum Sealer {
     public static func open(_ sealed: String, for binding: Binding, with ring: KeyRing, candidates: [Binding] = [],
                             into out: inout SecretBytes, as name: String? = nil, isSecret: Bool = true,
                             allowLegacy: Bool = true) throws(StigmerError) {
-        var plaintext = try openData(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: allowLegacy)
-        defer { plaintext.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } } }
+        var plaintext = try openBytes(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: allowLegacy)
+        defer { plaintext.wipe() }
         let result = plaintext.withUnsafeBytes { raw in catching { () throws(StigmerError) in try out.append(name ?? binding.name, isSecret: isSecret, raw) } }
         try result.get()
     }
@@ -93,20 +99,22 @@ public enum Sealer {
     /// Checks that a sealed value opens with its binding (apply, plan); the plaintext is
     /// wiped at once.
     public static func check(_ sealed: String, for binding: Binding, with ring: KeyRing, candidates: [Binding] = []) throws(StigmerError) {
-        var plaintext = try openData(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: true)
-        plaintext.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } }
+        var plaintext = try openBytes(sealed, for: binding, with: ring, candidates: candidates, allowLegacy: true)
+        plaintext.wipe()
     }
 
     /// AES-GCM's own output buffer: the one transient heap copy of a plaintext, which
     /// every caller wipes at once.
-    static func openData(_ sealed: String, for binding: Binding, with ring: KeyRing,
-                         candidates: [Binding], allowLegacy: Bool) throws(StigmerError) -> Data {
-        if sealed.hasPrefix("v1:") {
-            let parts = sealed.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3, !parts[1].isEmpty, let payload = Base64.decode(parts[2]) else {
+    static func openBytes(_ sealed: String, for binding: Binding, with ring: KeyRing,
+                          candidates: [Binding], allowLegacy: Bool) throws(StigmerError) -> [UInt8] {
+        let text = Array(sealed.utf8)
+        if text.starts(with: [0x76, 0x31, 0x3A]) {  // "v1:"
+            // v1:<key-id>:<base64>, split by hand: the generic `split` costs more than the open.
+            let colon = text[3...].firstIndex(of: 0x3A) ?? text.count
+            guard colon > 3, colon < text.count, let payload = Base64.decode(array: Array(text[(colon + 1)...])) else {
                 throw .data("sealed value for \(binding) is malformed; expected v1:<key-id>:<base64>, as `stigmer-exec key seal` prints")
             }
-            let keyID = String(parts[1])
+            let keyID = String(decoding: text[3..<colon], as: UTF8.self)
             guard payload.count >= nonceSize + tagSize else {
                 throw .notPermitted("sealed value for \(binding) is too short to be AES-GCM output; it was truncated or tampered with — refusing to use it")
             }
@@ -124,7 +132,7 @@ public enum Sealer {
             }
             for other in candidates where other != binding {
                 if var wrong = tryOpen(payload, key, other.associatedData) {
-                    wrong.withUnsafeMutableBytes { raw in if let base = raw.baseAddress { explicit_bzero(base, raw.count) } }
+                    wrong.wipe()
                     throw .notPermitted("sealed value for \(binding) was sealed for \(other); a sealed value cannot be moved — seal it again with `stigmer-exec key seal --scope \(binding.scope) --name \(binding.name)`")
                 }
             }
@@ -152,8 +160,7 @@ public enum Sealer {
         .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
     }
 
-    static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> Data? {
-        guard let box = try? AES.GCM.SealedBox(combined: payload) else { return nil }
-        return try? AES.GCM.open(box, using: key.key, authenticating: associatedData)
+    static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {
+        key.key.withUnsafeBytes { AESGCM.open(key: $0, combined: payload, associatedData: associatedData) }
     }
 }

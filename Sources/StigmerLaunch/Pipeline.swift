@@ -92,7 +92,7 @@ public enum Launch {
         }
         // 6, prepared first: the Landlock ruleset that keeps the child out of our home,
         //    store and token files, also before anything is opened.
-        let isolation = try Isolation.build(protecting: protectedPaths(plan), policy: plan.hardening.isolation) { log.debug("\($0)") }
+        let isolation = try Isolation.build(protecting: protectedPaths(plan), policy: plan.hardening.isolation) { log.debug("\($0())") }
         if let ruleset = isolation.ruleset { hardening.landlockRuleset = ruleset }
         // 2-3. Only the names this launch needs, decrypted straight into locked memory
         //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.

@@ -5,7 +5,8 @@ import StigmerCore
 /// keys are an error: which one wins differs between readers, and that is how a reviewed
 /// value gets silently replaced.
 struct JSONReader {
-    let bytes: [UInt8]
+    /// The text's own UTF-8 storage (no copy), valid for `document`'s call.
+    let bytes: UnsafeBufferPointer<UInt8>
     let file: String
     var i = 0
     var line = 1
@@ -16,19 +17,24 @@ struct JSONReader {
     var countedTo = 0
     var countedColumn = 1
 
-    init(_ text: String, file: String) {
-        bytes = Array(text.utf8)
+    init(_ bytes: UnsafeBufferPointer<UInt8>, file: String) {
+        self.bytes = bytes
         self.file = file
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3; lineStart = 3 }
     }
 
     static func document(_ text: String, file: String) throws(StigmerError) -> Document {
-        var reader = JSONReader(text, file: file)
-        reader.skipSpace()
-        let doc = try reader.value()
-        reader.skipSpace()
-        guard reader.i == reader.bytes.count else { throw reader.error("unexpected text after the JSON value") }
-        return doc
+        var text = text
+        return try text.withUTF8 { bytes in
+            Result { () throws(StigmerError) in
+                var reader = JSONReader(bytes, file: file)
+                reader.skipSpace()
+                let doc = try reader.value()
+                reader.skipSpace()
+                guard reader.i == reader.bytes.count else { throw reader.error("unexpected text after the JSON value") }
+                return doc
+            }
+        }.get()
     }
 
     /// The column of `i`: Unicode scalars from the line start, as libyaml counts.
@@ -130,7 +136,11 @@ struct JSONReader {
         i += 1  // opening quote
         // The common case, no escape: one copy, straight from the input.
         var j = i
-        while j < bytes.count, bytes[j] != UInt8(ascii: "\""), bytes[j] != UInt8(ascii: "\\"), bytes[j] >= 0x20 { j += 1 }
+        while j < bytes.count {
+            let b = bytes[j]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { break }
+            j += 1
+        }
         if j < bytes.count, bytes[j] == UInt8(ascii: "\"") {
             defer { i = j + 1 }
             return String(decoding: bytes[i..<j], as: UTF8.self)

@@ -11,6 +11,8 @@ import StigmerSystem
 public final class SQLiteStore: Store {
     public static let fileName = "stigmer.db"
     static let busyTimeoutMilliseconds = 5000
+    /// What a WAL is cut back to after a checkpoint resets it (and to zero on the last close).
+    static let walSizeLimit = 4 << 20
 
     /// Each migration moves the schema from version N to N+1. Never edit one that shipped.
     static let migrations: [String] = [
@@ -96,6 +98,13 @@ public final class SQLiteStore: Store {
         var persist: Int32 = 1
         sqlite3_file_control(connection.db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist)
         try connection.exec("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds); PRAGMA secure_delete = ON", "opening")
+        if !readOnly {
+            // With a persistent WAL, a limit makes the last writer's close truncate the WAL
+            // to zero bytes after its checkpoint. Left whole, every launch (the first
+            // connection to open the file) re-reads and re-checksums all of its frames to
+            // rebuild the index.
+            try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)", "opening")
+        }
         if readOnly {
             let version = try userVersion()
             guard version == Self.migrations.count else {

@@ -38,6 +38,11 @@ struct StigmerExec: ParsableCommand {
                let arguments = LaunchArguments.fastParse(args[3...], flags: LaunchArguments.mcpRunFlags, needsCommand: false) {
                 try Launch.run(try arguments.mcpPlan())
             }
+            if args.count > 3, args[1] == "mcp", args[2] == "check",
+               let arguments = LaunchArguments.fastParse(args[3...], flags: LaunchArguments.mcpCheckFlags, needsCommand: false, needsServer: false) {
+                try arguments.mcpCheck()
+                Glibc.exit(0)
+            }
             var command = try parseAsRoot()
             try command.run()
         } catch {

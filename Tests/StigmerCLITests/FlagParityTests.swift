@@ -3,7 +3,7 @@ import Testing
 @testable import StigmerCLI
 import StigmerLaunch
 
-/// The hot path parses `run` and `mcp run` by hand (ArgumentParser's first parse costs ~2 ms
+/// The hot path parses `run`, `mcp run` and `mcp check` by hand (ArgumentParser's first parse costs ~2 ms
 /// in the launcher). These prove the two parsers agree: same flags, and for every argv the
 /// fast path accepts, the same result; what ArgumentParser refuses, the fast path refuses.
 @Suite("Flag parity: fast parser and ArgumentParser")
@@ -18,6 +18,10 @@ struct FlagParityTests {
 
     @Test func mcpRunTableHasEveryFlag() {
         #expect(Set(LaunchArguments.mcpRunFlags.map(\.name)) == Self.flags(inHelp: McpRunArguments.helpMessage(columns: 400)))
+    }
+
+    @Test func mcpCheckTableHasEveryFlag() {
+        #expect(Set(LaunchArguments.mcpCheckFlags.map(\.name)) == Self.flags(inHelp: McpCheckArguments.helpMessage(columns: 400)))
     }
 
     /// A valid value for each flag that takes one.
@@ -68,6 +72,19 @@ struct FlagParityTests {
         + [["--env", "A=1"], ["--env", "A=1", "--"], ["--", "--"], ["--mask-output", "--init", "--", "a=b"]]
     static let mcpCases = cases(LaunchArguments.mcpRunFlags, tail: ["--config", "/c.json", "--server", "s"])
         + [["--config", "/c.json"], ["--server", "s", "--config", "/c", "--", "x"]]
+
+    static let mcpCheckCases = cases(LaunchArguments.mcpCheckFlags, tail: ["--config", "/c.json"])
+        + [["--server", "s"], ["--config", "/c", "--", "x"], ["--config", "/c", "--init"]]
+
+    @Test(arguments: mcpCheckCases)
+    func mcpCheckAgrees(_ argv: [String]) {
+        let fast = LaunchArguments.fastParse(argv[...], flags: LaunchArguments.mcpCheckFlags, needsCommand: false, needsServer: false)
+        let slow = try? McpCheckArguments.parse(argv).arguments
+        if let fast {
+            #expect(slow != nil, "the fast parser accepted what ArgumentParser refuses: \(argv)")
+            #expect(fast == slow, "\(argv)")
+        }
+    }
 
     @Test(arguments: runCases)
     func runAgrees(_ argv: [String]) {

@@ -120,4 +120,28 @@ struct DeliveryTests {
             #expect(ours == theirs.withUnsafeBytes { Array($0) })
         }
     }
+
+    /// BoringSSL's SHA-256 and AES-256-GCM, called directly, agree with swift-crypto: the
+    /// same digests, and every swift-crypto seal opens; a flipped bit, a wrong associated
+    /// data or key, or a short input never does.
+    @Test func boringSSLPrimitivesMatchSwiftCrypto() throws {
+        for length in [0, 1, 55, 56, 63, 64, 65, 1000] {
+            let m = (0..<length).map { UInt8(truncatingIfNeeded: $0 * 13 + 5) }
+            var h = SHA256Hasher()
+            h.update(Array(m.prefix(length / 2)))
+            h.update(Array(m.dropFirst(length / 2)))
+            #expect(h.finalize() == Array(SHA256.hash(data: m)))
+            let key = SymmetricKey(size: .bits256)
+            let ad = Array("stigmer-exec/v1\u{0}scope\u{0}NAME".utf8)
+            let combined = Array(try AES.GCM.seal(m, using: key, authenticating: ad).combined!)
+            let opened = key.withUnsafeBytes { AESGCM.open(key: $0, combined: combined, associatedData: ad) }
+            #expect(opened == m)
+            var flipped = combined
+            flipped[flipped.count / 2] ^= 1
+            #expect(key.withUnsafeBytes { AESGCM.open(key: $0, combined: flipped, associatedData: ad) } == nil)
+            #expect(key.withUnsafeBytes { AESGCM.open(key: $0, combined: combined, associatedData: ad + [0]) } == nil)
+            #expect(SymmetricKey(size: .bits256).withUnsafeBytes { AESGCM.open(key: $0, combined: combined, associatedData: ad) } == nil)
+            #expect(key.withUnsafeBytes { AESGCM.open(key: $0, combined: Array(combined.prefix(27)), associatedData: ad) } == nil)
+        }
+    }
 }

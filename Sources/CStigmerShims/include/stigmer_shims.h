@@ -57,6 +57,10 @@ int stigmer_landlock_abi(void);
 int stigmer_landlock_create(uint64_t handled_fs);
 // Allows `access` beneath the file or directory open at parent_fd (O_PATH). 0 or -errno.
 int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access);
+// Allows everything around the protected paths (absolute, resolved): every entry of each
+// of their ancestor directories, from /, except the way down to a protected path —
+// directories with dir_access, the rest with file_access. Returns the rules added.
+int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access);
 
 // Runs the steps in this process and execve's. Returns only on failure: -errno, with
 // *failed_step naming the step (a static string).

@@ -112,37 +112,9 @@ struct McpCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check that every placeholder of the config resolves against the context; print names, never values.")
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var storeOptions: StoreOptions
-        @OptionGroup var mcp: McpOptions
-        @Option(help: ArgumentHelp("Check only this server.", valueName: "NAME")) var server: String?
+        @OptionGroup var options: McpCheckArguments
 
-        func run() throws {
-            let logger = try global.logger()
-            let id = try mcp.executionID()
-            let config = try Loader.mcpConfig(path: mcp.config)
-            var servers = config.servers
-            if let server {
-                guard let one = config.server(named: server) else {
-                    throw StigmerError.notFound("server \(quoted(server)) is not in \(mcp.config); it has: \(config.servers.map(\.name).joined(separator: ", "))")
-                }
-                servers = [one]
-            }
-            let store = try storeOptions.open(home: try global.resolvedHome(), create: false, readOnly: true)
-            let context = try global.engine(store, logger).storedContext(id)
-            // Existence is all a check needs: no value is opened. (A fallback covers an
-            // empty value as well as a missing one.)
-            let lookup: (String) -> String? = { context.data[$0] == nil ? nil : "x" }
-            var problems: [LocatedProblem] = []
-            var rows: [[String]] = []
-            for s in servers {
-                let (found, names) = s.check(lookup: lookup)
-                problems += found
-                rows.append([s.name, s.transport.name, found.isEmpty ? "ok" : "\(found.count) problem\(found.count == 1 ? "" : "s")",
-                             names.joined(separator: " ")])
-            }
-            try Stdout.write(Table.render(["SERVER", "TYPE", "STATUS", "VARIABLES"], rows))
-            if !problems.isEmpty { throw McpResolver.error(problems, file: mcp.config) }
-        }
+        /// The same as the fast path (`LaunchArguments.mcpCheck`), from ArgumentParser's values.
+        func run() throws { try options.arguments.mcpCheck() }
     }
 }
