@@ -16,11 +16,18 @@ public struct LockedRegion: ~Copyable {
     public let capacity: Int
     public let kind: Kind
 
+    /// The context server sets this off before it serves: each `memfd_secret` area is taken
+    /// out of the kernel's direct map and put back when it ends, and both flush every
+    /// core's TLB (an IPI each) — per fetch, that was a tenth of the server's CPU
+    /// (benchmarks/RESULTS.md). Its plaintexts then live in locked, dump-excluded memory, as
+    /// on a kernel without `memfd_secret`; the launcher keeps it on.
+    nonisolated(unsafe) public static var prefersSecretMemory = true
+
     public init(capacity requested: Int) throws(StigmerError) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let size = max(page, (requested + page - 1) / page * page)
         capacity = size
-        let fd = stigmer_memfd_secret()
+        let fd = Self.prefersSecretMemory ? stigmer_memfd_secret() : -1
         if fd >= 0 {
             defer { Sys.close(fd) }
             guard ftruncate(fd, off_t(size)) == 0 else {

@@ -42,6 +42,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = try global.logger()
+        LockedRegion.prefersSecretMemory = false  // per-fetch TLB shootdowns; see LockedRegion
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw StigmerError.usage("invalid --listen \(quoted(listen)); expected HOST:PORT, e.g. 127.0.0.1:7443")
         }
