@@ -31,6 +31,13 @@ public struct LaunchArguments: Equatable {
     /// `--execution-id`, else `STIGMER_EXECUTION_ID` (empty: unset).
     public var resolvedExecutionID: String? { ControlVariable.executionID.or(executionID) }
 
+    /// The execution id, required and well-formed (`mcp check`, `mcp wrap`).
+    public func checkedExecutionID() throws(StigmerError) -> String {
+        guard let id = resolvedExecutionID else { throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)") }
+        try Engine.checkExecutionID(id)
+        return id
+    }
+
     /// Where the context is; warns (once, here) when `--store` carries a password.
     func contextLocation() -> ContextLocation {
         var location = ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
@@ -78,8 +85,7 @@ public struct LaunchArguments: Equatable {
     /// context's names — no value is opened — as a table of names; 78 lists every problem.
     public func mcpCheck() throws(StigmerError) {
         let logger = try settings.logger()
-        guard let id = resolvedExecutionID else { throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)") }
-        try Engine.checkExecutionID(id)
+        let id = try checkedExecutionID()
         guard let file = config else { throw .usage("give --config FILE") }
         let config = try Loader.mcpConfig(path: file)
         var servers = config.servers

@@ -63,11 +63,7 @@ public struct Field: Sendable {
     }
 
     public init(root: Document, file: String) {
-        self.init(node: root, path: "", file: file)
-    }
-
-    init(node: Document, path: String, file: String) {
-        self.init(node: node, parent: path, step: .whole, file: file)
+        self.init(node: root, parent: "", step: .whole, file: file)
     }
 
     init(node: Document, parent: String, step: Step, file: String) {
@@ -221,8 +217,7 @@ public struct FieldMap: Sendable {
     /// An error located at a key itself (a bad name, an unknown field), not at its value.
     public func keyError(_ key: String, _ problem: String) -> StigmerError {
         guard let entry = entries.first(where: { $0.key == key }) else { return field.error(problem) }
-        let at = Field(node: Document(.null, line: entry.keyLine, column: entry.keyColumn),
-                       path: field.path.isEmpty ? key : "\(field.path).\(key)", file: field.file)
+        let at = field.child(key, Document(.null, line: entry.keyLine, column: entry.keyColumn))
         return at.error(problem)
     }
 

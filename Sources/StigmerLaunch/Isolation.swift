@@ -61,8 +61,12 @@ public struct Isolation {
         guard ruleset >= 0 else {
             throw StigmerError(.notPermitted, "cannot create a Landlock ruleset; nothing was launched", cause: Errno(-ruleset).description)
         }
-        var pointers = paths.map { strdup($0) }
+        var pointers = paths.compactMap { strdup($0) }
         defer { for p in pointers { free(p) } }
+        // Out of memory: a path left out would be left open to the child.
+        guard pointers.count == paths.count else {
+            throw .notPermitted("cannot build the Landlock ruleset (out of memory); nothing was launched")
+        }
         let rules = pointers.withUnsafeMutableBufferPointer { buffer in
             buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) {
                 stigmer_landlock_around(ruleset, $0.baseAddress, Int32($0.count), all, all & fileRights)

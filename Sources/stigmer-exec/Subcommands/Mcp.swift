@@ -11,23 +11,6 @@ import StigmerSystem
 import Glibc
 #endif
 
-/// Options shared by `mcp wrap` and `mcp check`.
-struct McpOptions: ParsableArguments {
-    @Option(name: .customLong("execution-id"), help: ArgumentHelp("The execution whose context to use. Default: $STIGMER_EXECUTION_ID.", valueName: "ID"))
-    var executionIDOption: String?
-
-    @Option(help: ArgumentHelp("The MCP config: an mcpServers JSON file (Claude Desktop, Cursor…) or an Agent/McpServer manifest.", valueName: "FILE"))
-    var config: String
-
-    func executionID() throws(StigmerError) -> String {
-        guard let id = ControlVariable.executionID.or(executionIDOption) else {
-            throw .usage("give --execution-id ID (or set STIGMER_EXECUTION_ID)")
-        }
-        try Engine.checkExecutionID(id)
-        return id
-    }
-}
-
 struct McpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp",
@@ -57,9 +40,7 @@ struct McpCommand: ParsableCommand {
                 directory with an MCP client's bare environment.
                 """)
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var storeOptions: StoreOptions
-        @OptionGroup var mcp: McpOptions
+        @OptionGroup var source: McpSourceOptions
         @Option(name: .customLong("context-server"), help: ArgumentHelp("The wrapped servers fetch from this grpc[s]://HOST:PORT. Default: $STIGMER_SERVER.", valueName: "URL"))
         var contextServer: String?
         @Option(name: .customLong("token-file"), help: ArgumentHelp("The wrapped servers read their execution token from this file.", valueName: "FILE"))
@@ -68,15 +49,15 @@ struct McpCommand: ParsableCommand {
         var tlsCA: String?
 
         func run() throws {
-            _ = try global.logger()
-            let id = try mcp.executionID()
-            let (document, config) = try Loader.mcpConfigDocument(text: try Loader.text(mcp.config), file: mcp.config)
-            var args = ["--home", try Self.absolute(try global.resolvedHome().path, mustExist: false)]
+            _ = try source.global.logger()
+            let id = try source.arguments.checkedExecutionID()
+            let (document, config) = try Loader.mcpConfigDocument(text: try Loader.text(source.config), file: source.config)
+            var args = ["--home", try Self.absolute(try source.global.resolvedHome().path, mustExist: false)]
             var env: [(String, String)] = []
-            if let store = storeOptions.location.location {
+            if let store = source.storeOptions.location.location {
                 // A PostgreSQL URL may hold a password: it goes in the entry's env, never in
                 // an argv (readable by every user in /proc).
-                if let path = storeOptions.location.sqlitePath {
+                if let path = source.storeOptions.location.sqlitePath {
                     args += ["--store", try Self.absolute(path, mustExist: false)]
                 } else {
                     env.append((ControlVariable.store.rawValue, store))
@@ -86,7 +67,7 @@ struct McpCommand: ParsableCommand {
             if let tokenFile { args += ["--token-file", try Self.absolute(tokenFile, mustExist: true)] }
             if let tlsCA { args += ["--tls-ca", try Self.absolute(tlsCA, mustExist: true)] }
             let wrapped = McpWrap.wrap(document, form: config.form, launcher: try Companion.selfPath(),
-                                       config: try Self.absolute(mcp.config, mustExist: true), executionID: id,
+                                       config: try Self.absolute(source.config, mustExist: true), executionID: id,
                                        extraArgs: args, extraEnv: env)
             try Stdout.write(JSONWriter.write(wrapped) + "\n")
         }
