@@ -51,11 +51,13 @@ demo:
 # The launcher's code is laid out for the launch: function sections, and lld placing the
 # functions one launch runs (scripts/launch.order, from scripts/generate-launch-order.sh)
 # side by side — fewer pages touched, so fewer page faults and less to unmap at execve.
-LAUNCHER_FLAGS := -Xswiftc -static-executable -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections \
+LAUNCHER_FLAGS := -Xswiftc -static-executable -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors -Xcc -ffunction-sections \
 	-Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/scripts/launch.order -Xlinker --no-warn-symbol-ordering
 
 launcher:
 	@scripts/deps.sh build
+	@# SwiftPM does not know the order file as an input: relink when it changed.
+	@if [ scripts/launch.order -nt .build-static/release/stigmer-exec ]; then rm -f .build-static/release/stigmer-exec; fi
 	$(SWIFT) build -c release $(LAUNCHER_FLAGS) --scratch-path .build-static --product stigmer-exec
 
 release: launcher

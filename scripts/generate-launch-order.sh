@@ -28,7 +28,7 @@ import glob, re, sys
 names, seen = [], set()
 extra = ("stigmer_landlock_around landlock_walk landlock_is_ancestor landlock_is_protected "
          "stigmer_landlock_allow stigmer_landlock_create stigmer_landlock_abi stigmer_exec stigmer_prepare "
-         "__opendir opendir_tail __alloc_dir __readdir64 __closedir __getdents64").split()
+         "landlock_fds_close syscall __open64 __libc_open64 __openat64 __libc_openat64 __close").split()
 for path in sorted(glob.glob(sys.argv[1] + "/cg.out.*")):
     for line in open(path):
         m = re.match(r"^c?fn=\(\d+\) (.+?)('\d+)?$", line.rstrip("\n"))  # 'N: callgrind's recursion depth

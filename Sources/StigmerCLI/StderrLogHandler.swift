@@ -26,8 +26,17 @@ public struct StderrLogHandler: LogHandler {
 }
 
 public enum Log {
+    /// Set by the companion, whose libraries log through `LoggingSystem`: theirs then get
+    /// this handler and level too. The launcher's logger is made directly; bootstrapping
+    /// the global system (its boxes, locks and generic metadata) cost more than the rest of
+    /// its logging on every launch.
+    nonisolated(unsafe) public static var bootstrapsSystem = false
+
     /// Configured once, from `--log-level` or `STIGMER_LOG_LEVEL` (default: warning).
     public static func bootstrap(_ level: Logger.Level) -> Logger {
+        guard bootstrapsSystem else {
+            return Logger(label: "stigmer-exec") { _ in StderrLogHandler(logLevel: level) }
+        }
         LoggingSystem.bootstrap { _ in StderrLogHandler(logLevel: level) }
         return Logger(label: "stigmer-exec")
     }

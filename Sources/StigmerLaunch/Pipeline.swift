@@ -81,6 +81,7 @@ public enum Launch {
         // What we inherited as ignored stays ignored in the child (nohup), read before
         // anything here could change it.
         let inheritedSignals = InheritedSignals()
+        SQLiteStore.configureShortLived()
         // Nonsense is refused before anything is opened.
         try check(plan)
         // 6, prepared first: the filter and limits are built before anything is opened;

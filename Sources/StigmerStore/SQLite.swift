@@ -7,9 +7,16 @@ final class SQLiteConnection {
     let db: OpaquePointer
     let path: String
 
-    init(path: String, flags: Int32) throws(StigmerError) {
+    /// `uri`: query parameters (`key=value&…`) for SQLite; the path is then given as a
+    /// `file:` URI with its own `%`, `?` and `#` escaped.
+    init(path: String, flags: Int32, uri query: String? = nil) throws(StigmerError) {
         var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let rc: Int32
+        if let query {
+            rc = sqlite3_open_v2(Self.fileURI(path, query: query), &handle, flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, nil)
+        } else {
+            rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        }
         guard rc == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "code \(rc)"
             if let handle { sqlite3_close_v2(handle) }
@@ -21,6 +28,22 @@ final class SQLiteConnection {
     }
 
     deinit { sqlite3_close_v2(db) }
+
+    /// `file:` URI for `path` (RFC 3986 as SQLite reads it): an absolute path gets an empty
+    /// authority (`file:///…`), so a path starting with `//` is not taken for a host.
+    static func fileURI(_ path: String, query: String) -> String {
+        var out = Array((path.hasPrefix("/") ? "file://" : "file:").utf8)
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"):
+                out.append(UInt8(ascii: "%"))
+                out += String(byte, radix: 16, uppercase: true).utf8
+            default:
+                out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self) + "?" + query
+    }
 
     enum Value {
         case text(String)

@@ -13,6 +13,8 @@ public final class SQLiteStore: Store {
     static let busyTimeoutMilliseconds = 5000
     /// What a WAL is cut back to after a checkpoint resets it (and to zero on the last close).
     static let walSizeLimit = 4 << 20
+    /// How much of the file a read-only connection maps instead of reading.
+    static let readMapLimit = 64 << 20
 
     /// Each migration moves the schema from version N to N+1. Never edit one that shipped.
     static let migrations: [String] = [
@@ -67,6 +69,15 @@ public final class SQLiteStore: Store {
 
     let connection: SQLiteConnection
 
+    /// For a single-threaded process that reads the store once and leaves (the launch):
+    /// SQLite without mutexes, memory statistics, and the lookaside buffer and page-cache
+    /// bulk it would otherwise set up, and fault in, at open. Call before any store is
+    /// opened, and only where no other thread will use SQLite; after an open it changes
+    /// nothing.
+    public static func configureShortLived() {
+        _ = stigmer_sqlite3_configure_short_lived()
+    }
+
     /// Opens (and, when `create`, creates) the store at `path`. A missing file without
     /// `create` is `nil`: nothing has been stored yet. `readOnly` is for the launch path:
     /// such a connection never writes, migrates or checkpoints (no fsync on close).
@@ -92,7 +103,17 @@ public final class SQLiteStore: Store {
     }
 
     init(path: String, readOnly: Bool = false) throws(StigmerError) {
-        connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
+        if readOnly && access(path + "-shm", F_OK) == 0 {
+            // The launch path, usually the only connection to the file: with the WAL index
+            // opened read-only SQLite does not rebuild it (truncate, extend, eight writes,
+            // map) but reads the database directly when the WAL is empty, and builds the
+            // index in its own memory when it is not. With a writer or server attached it
+            // uses their index. SQLite's "readonly_shm" (walformat.html, read-only WAL); it
+            // needs the -shm file to exist, which a persistent WAL keeps.
+            connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY, uri: "readonly_shm=1")
+        } else {
+            connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
+        }
         // Keep -wal and -shm between connections: otherwise every launch creates and the
         // last one unlinks both files, which costs more than the whole query.
         var persist: Int32 = 1
@@ -106,6 +127,9 @@ public final class SQLiteStore: Store {
             try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)", "opening")
         }
         if readOnly {
+            // Pages straight from the page cache, not copied into buffers of SQLite's own
+            // (a fault per buffer page). Ciphertext only; the file is ours (0600).
+            try connection.exec("PRAGMA mmap_size = \(Self.readMapLimit)", "opening")
             let version = try userVersion()
             guard version == Self.migrations.count else {
                 throw StigmerError(.unavailable, "the store \(quoted(path)) has schema version \(version), this stigmer-exec expects \(Self.migrations.count); run a writing command (e.g. `stigmer-exec context gc`) to migrate it, or upgrade stigmer-exec")

@@ -25,6 +25,8 @@ struct StigmerExecFull: AsyncParsableCommand {
             // holds a key, a token or sealed values: not dumpable, no core, from here on.
             try SelfProtection.begin()
             try SelfProtection.finish()
+            // NIO, gRPC and PostgreSQL log through LoggingSystem: same handler and level.
+            Log.bootstrapsSystem = true
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
