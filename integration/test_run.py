@@ -14,6 +14,8 @@ import re
 import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -289,6 +291,52 @@ def test_db_wal_and_key_modes_while_wal_is_pinned(home, examples):
     finally:
         reader.execute("ROLLBACK")
         reader.close()
+
+
+def test_launch_reads_a_wal_left_by_a_killed_writer(home):
+    """The launch opens the WAL index read-only (SQLite's readonly_shm): alone on the file it
+    reads the database directly when the WAL is empty, and indexes the WAL in its own
+    memory when it is not. Here a process pins a snapshot, a context is written behind it
+    (its frames stay in the WAL) and the pinning process is SIGKILLed: no connection is
+    left, the WAL still holds the context, and the launch must see it."""
+    key_init(home)
+    simple_context(home, "wal-0", new_canary())
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3,sys,time\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN'); c.execute('SELECT count(*) FROM contexts').fetchone()\n"
+         "print('pinned', flush=True); time.sleep(60)", str(home / DB)],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"pinned\n"
+        canary = new_canary()
+        simple_context(home, "wal-1", canary)
+    finally:
+        holder.kill()
+        holder.wait()
+    wal = home / (DB + "-wal")
+    assert wal.stat().st_size > 0 and (home / (DB + "-shm")).is_file()
+    env = child_env_json(run(["run", "--execution-id", "wal-1", "--", sys.executable, "-c", PRINT_ENV, "CTX_SECRET"], home))
+    assert env == {"CTX_SECRET": canary.decode()}
+    # A writer afterwards recovers the WAL as usual, and launches still read.
+    simple_context(home, "wal-2", canary)
+    env = child_env_json(run(["run", "--execution-id", "wal-2", "--", sys.executable, "-c", PRINT_ENV, "CTX_PLAIN"], home))
+    assert env == {"CTX_PLAIN": "plain"}
+
+
+def test_store_path_with_uri_characters(tmp_path, bin_path):
+    """The read-only open names the store as a file: URI; a home whose path holds ?, # and
+    % (and a space) still opens the same file."""
+    home = tmp_path / "odd ?#% home"
+    home.mkdir(mode=0o700)
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "uri-1", canary)
+    assert (home / (DB + "-shm")).is_file()
+    env = child_env_json(run(["run", "--execution-id", "uri-1", "--", sys.executable, "-c", PRINT_ENV, "CTX_SECRET"], home))
+    assert env == {"CTX_SECRET": canary.decode()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd ?#% home"]
 
 
 # --------------------------------------------------------------------------

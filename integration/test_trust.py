@@ -107,6 +107,37 @@ def test_child_cannot_list_the_home_or_reach_a_store_elsewhere(home, tmp_path):
     assert ok(proc).stdout == b"fine\n" and (tmp_path / "written").read_text() == "ok\n"
 
 
+def test_walk_grants_every_sibling_and_closes_only_its_own_descriptors(tmp_path, bin_path):
+    """The walk opens one O_PATH descriptor per granted entry and closes them in runs
+    (close_range). With 150 entries beside the home (more than one batch) and an inherited
+    descriptor in the middle of the numbers it takes, every sibling is still granted, the
+    key is still refused, and the inherited descriptor reaches the child untouched."""
+    parent = tmp_path / "crowded"
+    parent.mkdir()
+    for i in range(150):
+        (parent / f"sibling-{i:03}").write_text(f"{i}\n")
+    home = parent / "home"
+    home.mkdir(mode=0o700)
+    key_init(home)
+    simple_context(home, "trust-walk", new_canary())
+    r, w = os.pipe()
+    try:
+        os.write(w, b"inherited")
+        os.close(w)
+        # fd 9 is open across the walk: its descriptors run below and above it.
+        # The parent is on the way down (it cannot be listed): the siblings by name.
+        probe = ("import os,sys\n"
+                 "n = sum(1 for i in range(150) if open(os.path.join(sys.argv[1], 'sibling-%03d' % i)).read() == '%d\\n' % i)\n"
+                 "try:\n open(sys.argv[2], 'rb').read(1); key = 'read'\n"
+                 "except OSError as e: key = e.strerror\n"
+                 "print(n, key, os.read(9, 64).decode(), sep='|')")
+        proc = run(["run", "--execution-id", "trust-walk", "--", PYTHON, "-c", probe, parent, home / "encryption.key"],
+                   home, fd_map={9: r})
+    finally:
+        os.close(r)
+    assert ok(proc).stdout == b"150|Permission denied|inherited\n", proc.stdout
+
+
 def test_require_and_no_isolation_conflict(home):
     proc = run(["run", "--env", "A=1", "--require-isolation", "--no-isolation", "--", "true"], home)
     one_line_error(proc, 64, "--require-isolation")

@@ -76,7 +76,12 @@ public final class SQLiteStore: Store {
     /// nothing.
     public static func configureShortLived() {
         _ = stigmer_sqlite3_configure_short_lived()
+        shortLived = true
     }
+
+    /// Set by `configureShortLived`: read-only stores this process opens are one-shot
+    /// readers (see `init`).
+    nonisolated(unsafe) static var shortLived = false
 
     /// Opens (and, when `create`, creates) the store at `path`. A missing file without
     /// `create` is `nil`: nothing has been stored yet. `readOnly` is for the launch path:
@@ -103,13 +108,15 @@ public final class SQLiteStore: Store {
     }
 
     init(path: String, readOnly: Bool = false) throws(StigmerError) {
-        if readOnly && access(path + "-shm", F_OK) == 0 {
-            // The launch path, usually the only connection to the file: with the WAL index
-            // opened read-only SQLite does not rebuild it (truncate, extend, eight writes,
-            // map) but reads the database directly when the WAL is empty, and builds the
-            // index in its own memory when it is not. With a writer or server attached it
-            // uses their index. SQLite's "readonly_shm" (walformat.html, read-only WAL); it
-            // needs the -shm file to exist, which a persistent WAL keeps.
+        // A launch: one reader, usually the only connection to the file, for milliseconds.
+        let oneShot = readOnly && Self.shortLived
+        if oneShot && access(path + "-shm", F_OK) == 0 {
+            // With the WAL index opened read-only SQLite does not rebuild it (truncate,
+            // extend, eight writes, map) but reads the database directly when the WAL is
+            // empty, and indexes the WAL in its own memory when it is not; with a writer or
+            // server attached it uses theirs. SQLite's readonly_shm; it needs the -shm file,
+            // which a persistent WAL keeps. Not for the server's long-lived readers: they
+            // would never advance a read mark, and checkpoints would stall behind them.
             connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY, uri: "readonly_shm=1")
         } else {
             connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
@@ -118,24 +125,29 @@ public final class SQLiteStore: Store {
         // last one unlinks both files, which costs more than the whole query.
         var persist: Int32 = 1
         sqlite3_file_control(connection.db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist)
-        try connection.exec("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds); PRAGMA secure_delete = ON", "opening")
         if !readOnly {
+            try connection.exec("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds); PRAGMA secure_delete = ON", "opening")
             // With a persistent WAL, a limit makes the last writer's close truncate the WAL
             // to zero bytes after its checkpoint. Left whole, every launch (the first
             // connection to open the file) re-reads and re-checksums all of its frames to
             // rebuild the index.
             try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)", "opening")
+            try migrate()
+            return
         }
-        if readOnly {
+        try connection.exec("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds)", "opening")
+        if oneShot {
             // Pages straight from the page cache, not copied into buffers of SQLite's own
             // (a fault per buffer page). Ciphertext only; the file is ours (0600).
             try connection.exec("PRAGMA mmap_size = \(Self.readMapLimit)", "opening")
-            let version = try userVersion()
-            guard version == Self.migrations.count else {
-                throw StigmerError(.unavailable, "the store \(quoted(path)) has schema version \(version), this stigmer-exec expects \(Self.migrations.count); run a writing command (e.g. `stigmer-exec context gc`) to migrate it, or upgrade stigmer-exec")
-            }
-        } else {
-            try migrate()
+            // One read transaction from here to the first read's end: the version check,
+            // the schema and the context from one snapshot, one set of locks (each
+            // statement in its own transaction took the WAL locks and re-read page 1).
+            try connection.exec("BEGIN", "opening")
+        }
+        let version = try userVersion()
+        guard version == Self.migrations.count else {
+            throw StigmerError(.unavailable, "the store \(quoted(path)) has schema version \(version), this stigmer-exec expects \(Self.migrations.count); run a writing command (e.g. `stigmer-exec context gc`) to migrate it, or upgrade stigmer-exec")
         }
     }
 
@@ -311,8 +323,9 @@ public final class SQLiteStore: Store {
         var times: (Int64, Int64, String?, String?)?
         var data = Variables<ExecutionValue>()
         var bad: String?
-        // One read transaction, so a concurrent replace is never seen half-done.
-        try connection.exec("BEGIN", "reading context \(executionID)")
+        // One read transaction, so a concurrent replace is never seen half-done (a launch's
+        // connection is already in the one it opened with).
+        if sqlite3_get_autocommit(connection.db) != 0 { try connection.exec("BEGIN", "reading context \(executionID)") }
         defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
         try connection.run("SELECT created_at, expires_at, token_hash, tag FROM contexts WHERE execution_id = ?", [.text(executionID)],
                            "reading context \(executionID)") { row in times = (row.int(0), row.int(1), row.text(2), row.text(3)) }
