@@ -325,6 +325,21 @@ def test_launch_reads_a_wal_left_by_a_killed_writer(home):
     assert env == {"CTX_PLAIN": "plain"}
 
 
+def test_launch_writes_nothing_to_the_store_files(home):
+    """The README's claim: a launch opens the database and its WAL index read-only
+    (readonly_shm), so the index is not rebuilt — no file of the store changes, not even
+    its modification time."""
+    key_init(home)
+    canary = new_canary()
+    simple_context(home, "ro-1", canary)
+    files = [home / DB, home / (DB + "-wal"), home / (DB + "-shm")]
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes()) for p in files}
+    env = child_env_json(run(["run", "--execution-id", "ro-1", "--", sys.executable, "-c", PRINT_ENV, "CTX_SECRET"], home))
+    assert env == {"CTX_SECRET": canary.decode()}
+    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes()) for p in files}
+    assert after == before
+
+
 def test_store_path_with_uri_characters(tmp_path, bin_path):
     """The read-only open names the store as a file: URI; a home whose path holds ?, # and
     % (and a space) still opens the same file."""

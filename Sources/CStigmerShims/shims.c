@@ -218,7 +218,8 @@ static int landlock_is_protected(const char *path, const char *const *paths, int
 // except the protected paths, and walks down the ancestors of protected paths instead of
 // granting them. Symlinks are not granted: what they point to is judged by its own place.
 // A directory we cannot read grants nothing beneath it (more closed, not less). Entries
-// come from getdents64 into a buffer on this frame (opendir's is a 32 KB malloc per level).
+// come from getdents64 into a 4 KB buffer per level (opendir's is 32 KB and an fstat),
+// on the heap: a deep home must not run the stack out.
 struct linux_dirent64 {
     uint64_t d_ino;
     int64_t d_off;
@@ -255,12 +256,17 @@ static void landlock_fds_close(struct landlock_fds *b) {
 
 static int landlock_walk(int ruleset, char *path, size_t len, const char *const *paths, int count,
                          uint64_t dir_access, uint64_t file_access, struct landlock_fds *opened) {
+    enum { size = 4096 };
+    char *buffer = malloc(size);
+    if (!buffer) return 0;
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return 0;
+    if (dfd < 0) {
+        free(buffer);
+        return 0;
+    }
     int rules = 0;
-    _Alignas(8) char buffer[4096];
     long got;
-    while ((got = syscall(SYS_getdents64, dfd, buffer, sizeof buffer)) > 0) {
+    while ((got = syscall(SYS_getdents64, dfd, buffer, size)) > 0) {
         for (long offset = 0; offset < got;) {
             struct linux_dirent64 *entry = (struct linux_dirent64 *)(buffer + offset);
             offset += entry->d_reclen;
@@ -299,6 +305,7 @@ static int landlock_walk(int ruleset, char *path, size_t len, const char *const 
         }
     }
     close(dfd);
+    free(buffer);
     return rules;
 }
 

@@ -1,25 +1,54 @@
 import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
 import StigmerCore
 
 /// A 256-bit AES key and its public id. The id is the first 8 bytes of
 /// SHA-256("stigmer-exec/key-id" ‖ 0 ‖ key), in hex: it names the key in `v1:<key-id>:…`
 /// values so a wrong key is told apart from a tampered value, and reveals nothing usable.
 public struct EncryptionKey: Sendable, Redacted {
-    public let key: SymmetricKey
+    /// The 32 bytes, in memory of their own that is wiped when the last copy of the key
+    /// goes (as swift-crypto's SymmetricKey does). Not a SymmetricKey: building one goes
+    /// through FoundationEssentials' generic ContiguousBytes, 1.3 % of a launch, which
+    /// opens with BoringSSL directly and never needs it.
+    final class Storage: @unchecked Sendable {
+        let base: UnsafeMutableRawPointer
+
+        init(_ bytes: [UInt8]) {
+            base = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+            bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+        }
+
+        deinit {
+            explicit_bzero(base, 32)
+            base.deallocate()
+        }
+    }
+
+    let storage: Storage
 
     public init(bytes: [UInt8]) throws(StigmerError) {
         guard bytes.count == 32 else {
             throw .notPermitted("encryption key is \(bytes.count) bytes; AES-256 needs exactly 32")
         }
-        key = SymmetricKey(data: bytes)
+        storage = Storage(bytes)
     }
+
+    /// The key bytes, for BoringSSL and HKDF; do not copy them out.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: storage.base, count: 32))
+    }
+
+    /// For swift-crypto's APIs (sealing, which writers do).
+    public var key: SymmetricKey { withUnsafeBytes { SymmetricKey(data: $0) } }
 
     /// Computed when asked, not at load: the launch path opens with a single key first
     /// and needs the id only to explain a failure (SHA-256's first use costs ~0.1 ms).
     public var id: String {
         var hasher = SHA256Hasher()
         hasher.update(Array("stigmer-exec/key-id".utf8) + [0])
-        key.withUnsafeBytes { hasher.update($0) }
+        withUnsafeBytes { hasher.update($0) }
         return Hex.encode(hasher.finalize().prefix(8))
     }
 
@@ -31,7 +60,7 @@ public struct EncryptionKey: Sendable, Redacted {
     }
 
     /// The key as standard base64 text: the format of the key file and STIGMER_ENCRYPTION_KEY.
-    public var base64: String { key.withUnsafeBytes { Base64.encode($0) } }
+    public var base64: String { withUnsafeBytes { Base64.encode($0) } }
 
     public var redactedDescription: String { "EncryptionKey(\(id))" }
 }

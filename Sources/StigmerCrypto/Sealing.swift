@@ -161,6 +161,6 @@ public enum Sealer {
     }
 
     static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {
-        key.key.withUnsafeBytes { AESGCM.open(key: $0, combined: payload, associatedData: associatedData) }
+        key.withUnsafeBytes { AESGCM.open(key: $0, combined: payload, associatedData: associatedData) }
     }
 }

@@ -36,7 +36,7 @@ enum Hex {
 /// "stigmer-exec/v1"), so no purpose can be turned against another.
 enum Derived {
     static func bytes(_ master: EncryptionKey, _ purpose: String) -> [UInt8] {
-        master.key.withUnsafeBytes { HMACSHA256.hkdf(inputKeyMaterial: $0, salt: Array("stigmer-exec/v1".utf8), info: Array(purpose.utf8)) }
+        master.withUnsafeBytes { HMACSHA256.hkdf(inputKeyMaterial: $0, salt: Array("stigmer-exec/v1".utf8), info: Array(purpose.utf8)) }
     }
 }
 

@@ -100,7 +100,7 @@ public enum PrivateFile {
         guard mode == 0o600 || mode == 0o400 else {
             throw .notPermitted("\(what) \(quoted(path)) has mode \(octal(mode)); it must be 0600 or 0400 — run: chmod 600 \(path)")
         }
-        do { return try IO.readAll(fd, limit: 64 << 10) } catch {
+        do { return try IO.readAll(fd, limit: 64 << 10, expected: Int(st.st_size)) } catch {
             throw .notPermitted("cannot read \(what) \(quoted(path))", cause: error.description)
         }
     }

@@ -121,7 +121,34 @@ public enum IO {
     /// regrowth: fewer page faults, and no freed, unwiped partial copies of a secret file).
     public static func readAll(_ fd: Int32, limit: Int = 64 << 20, expected: Int = 0) throws(Errno) -> [UInt8] {
         var out: [UInt8] = []
-        if expected > 0 { out.reserveCapacity(min(expected, limit) + 1) }
+        if expected > 0 {
+            // Straight into the result, one byte more than the file reports to see its end:
+            // no chunk (a zeroed 16 KB, four page faults, for a 45-byte key file).
+            let capacity = min(expected, limit) + 1
+            var failure: Errno?
+            out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                while count < buffer.count {
+                    do throws(Errno) {
+                        let n = try Sys.read(fd, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
+                        if n == 0 { return }
+                        count += n
+                    } catch {
+                        failure = error
+                        return
+                    }
+                }
+            }
+            if let failure {
+                out.wipe()
+                throw failure
+            }
+            if out.count < capacity { return out }
+            // Longer than it said (it grew): on in chunks.
+            if out.count > limit {
+                out.wipe()
+                throw Errno(EFBIG)
+            }
+        }
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
             let n = try chunk.withUnsafeMutableBytes { buf in Result { () throws(Errno) in try Sys.read(fd, into: buf) } }.get()
