@@ -61,6 +61,11 @@ public struct Variables<Value: Sendable>: Sendable {
         }
     }
 
+    @inlinable public mutating func reserveCapacity(_ count: Int) {
+        order.reserveCapacity(count)
+        values.reserveCapacity(count)
+    }
+
     @inlinable public var count: Int { names.count }
     @inlinable public var isEmpty: Bool { names.isEmpty }
 

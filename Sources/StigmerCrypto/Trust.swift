@@ -12,9 +12,15 @@ import StigmerSystem
 public struct Canonical {
     public private(set) var bytes: [UInt8] = []
 
-    public init(_ label: String) { add(label) }
+    public init(_ label: String, capacity: Int = 0) {
+        bytes.reserveCapacity(capacity)
+        add(label)
+    }
 
-    public mutating func add(_ text: String) { add(Array(text.utf8)) }
+    public mutating func add(_ text: String) {
+        withUnsafeBytes(of: UInt32(text.utf8.count).bigEndian) { bytes += $0 }
+        bytes += text.utf8
+    }
     public mutating func add(_ data: [UInt8]) {
         withUnsafeBytes(of: UInt32(data.count).bigEndian) { bytes += $0 }
         bytes += data
@@ -249,7 +255,9 @@ public enum ContextTag {
     static let purpose = "context tag"
 
     static func message(_ header: Header, _ entries: [Entry]) -> [UInt8] {
-        var c = Canonical("stigmer-exec/v1 context")
+        // Sized up front: the message is the whole context, appended field by field.
+        let size = entries.reduce(128 + header.executionID.utf8.count) { $0 + 18 + $1.name.utf8.count + $1.layer.utf8.count + $1.text.count }
+        var c = Canonical("stigmer-exec/v1 context", capacity: size)
         c.add(header.executionID)
         c.add(header.createdAt)
         c.add(header.expiresAt)

@@ -19,6 +19,22 @@ enum BuiltinFilters {
         programs: [
             [
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x4),
+                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xc000003e),
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0xd),
+                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x0),
+                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0x87),
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0xa),
+                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x14),
+                sock_filter(code: 0x15, jt: 0, jf: 6, k: 0x0),
+                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x10),
+                sock_filter(code: 0x15, jt: 5, jf: 0, k: 0x0),
+                sock_filter(code: 0x15, jt: 4, jf: 0, k: 0x8),
+                sock_filter(code: 0x15, jt: 3, jf: 0, k: 0x20000),
+                sock_filter(code: 0x15, jt: 2, jf: 0, k: 0x20008),
+                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xffffffff),
+                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x50001),
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0x0),
+                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x4),
                 sock_filter(code: 0x15, jt: 0, jf: 124, k: 0xc000003e),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x0),
                 sock_filter(code: 0x35, jt: 0, jf: 1, k: 0x40000000),
@@ -146,13 +162,17 @@ enum BuiltinFilters {
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x50001),
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x80000000),
             ],
+        ],
+        unknownSyscalls: ["umount", "clock_settime64", "clock_adjtime64", "stime", "vm86", "vm86old"])
+    static let strict: Program? = Program(
+        programs: [
             [
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x4),
                 sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xc000003e),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0xd),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x0),
                 sock_filter(code: 0x15, jt: 1, jf: 0, k: 0x87),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0xa),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x14),
                 sock_filter(code: 0x15, jt: 0, jf: 6, k: 0x0),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x10),
@@ -162,13 +182,7 @@ enum BuiltinFilters {
                 sock_filter(code: 0x15, jt: 2, jf: 0, k: 0x20008),
                 sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xffffffff),
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x50001),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
-            ],
-        ],
-        unknownSyscalls: ["umount", "clock_settime64", "clock_adjtime64", "stime", "vm86", "vm86old"])
-    static let strict: Program? = Program(
-        programs: [
-            [
+                sock_filter(code: 0x5, jt: 0, jf: 0, k: 0x0),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x4),
                 sock_filter(code: 0x15, jt: 0, jf: 139, k: 0xc000003e),
                 sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x0),
@@ -311,24 +325,6 @@ enum BuiltinFilters {
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x50001),
                 sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x80000000),
-            ],
-            [
-                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x4),
-                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xc000003e),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
-                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x0),
-                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0x87),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
-                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x14),
-                sock_filter(code: 0x15, jt: 0, jf: 6, k: 0x0),
-                sock_filter(code: 0x20, jt: 0, jf: 0, k: 0x10),
-                sock_filter(code: 0x15, jt: 5, jf: 0, k: 0x0),
-                sock_filter(code: 0x15, jt: 4, jf: 0, k: 0x8),
-                sock_filter(code: 0x15, jt: 3, jf: 0, k: 0x20000),
-                sock_filter(code: 0x15, jt: 2, jf: 0, k: 0x20008),
-                sock_filter(code: 0x15, jt: 1, jf: 0, k: 0xffffffff),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x50001),
-                sock_filter(code: 0x6, jt: 0, jf: 0, k: 0x7fff0000),
             ],
         ],
         unknownSyscalls: ["umount", "clock_settime64", "clock_adjtime64", "stime", "vm86", "vm86old"])

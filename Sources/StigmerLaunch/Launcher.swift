@@ -95,7 +95,9 @@ public enum Launcher {
     public static func resolve(_ command: String, path: String?, display: String? = nil) throws(StigmerError) -> String {
         guard !command.isEmpty else { throw .usage("empty command; give one after --") }
         let shown = display ?? command
-        if command.contains("/") {
+        // A byte test: String.contains(String) is _StringProcessing's searcher, whose
+        // metadata and caches a launch would otherwise set up (and fault in) for this.
+        if command.utf8.contains(UInt8(ascii: "/")) {
             try checkExecutable(command, named: shown)
             return command
         }

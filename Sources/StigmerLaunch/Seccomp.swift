@@ -248,7 +248,16 @@ extension SeccompProfile {
         }
         var programs = [try export(ctx)]
         if let allowed = personalityAllowList {
-            programs.append(Self.personalityProgram(allowed))
+            if rules.contains(where: { $0.syscall == "personality" }) {
+                programs.append(Self.personalityProgram(allowed))
+            } else {
+                // One program, one load (each costs a JIT compile and a TLB shootdown):
+                // the personality check in front, going on into the main program where it
+                // would have allowed. Stacked, the kernel takes the stricter verdict; the
+                // main program allows personality (no rule names it), so the check's own
+                // verdict is the stricter one either way.
+                programs[0] = Self.prepend(Self.personalityProgram(allowed), to: programs[0])
+            }
         }
         return CompiledFilter(name: name, denyWriteExecute: denyWriteExecute, programs: programs, unknownSyscalls: unknown)
     }
@@ -279,6 +288,17 @@ extension SeccompProfile {
     /// A small hand-written program: for the native architecture's `personality`, allow
     /// only the listed values (compared on all 64 bits), else EPERM; everything else is
     /// left to the main filter. Stacked filters combine to the most restrictive action.
+    /// `check` in front of `main`: each of its `ret ALLOW` becomes a jump to `main`'s first
+    /// instruction (classic BPF jumps are relative and forward, so `main`'s own stay valid).
+    static func prepend(_ check: [sock_filter], to main: [sock_filter]) -> [sock_filter] {
+        let allow = UInt32(SECCOMP_RET_ALLOW)
+        var out = check
+        for i in out.indices where out[i].code == UInt16(BPF_RET | BPF_K) && out[i].k == allow {
+            out[i] = sock_filter(code: UInt16(BPF_JMP | BPF_JA), jt: 0, jf: 0, k: UInt32(out.count - i - 1))
+        }
+        return out + main
+    }
+
     static func personalityProgram(_ allowed: [UInt32]) -> [sock_filter] {
         let arch = seccomp_arch_native()
         let nr = UInt32(bitPattern: seccomp_syscall_resolve_name("personality"))

@@ -322,6 +322,8 @@ public final class SQLiteStore: Store {
     public func context(_ executionID: String) throws(StigmerError) -> ExecutionContext? {
         var times: (Int64, Int64, String?, String?)?
         var data = Variables<ExecutionValue>()
+        // Room for a usual context at once (it grew through six rehashes to 50 entries).
+        data.reserveCapacity(64)
         var bad: String?
         // One read transaction, so a concurrent replace is never seen half-done (a launch's
         // connection is already in the one it opened with).

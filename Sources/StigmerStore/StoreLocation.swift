@@ -16,12 +16,26 @@ public struct StoreLocation: Sendable, Equatable {
         location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
     }
 
+    /// Whether `text` holds "://", byte by byte.
+    static func containsSchemeSeparator(_ text: String) -> Bool {
+        var state = 0  // bytes of "://" matched so far
+        for byte in text.utf8 {
+            switch (state, byte) {
+            case (_, UInt8(ascii: ":")): state = 1
+            case (1, UInt8(ascii: "/")): state = 2
+            case (2, UInt8(ascii: "/")): return true
+            default: state = 0
+            }
+        }
+        return false
+    }
+
     /// A `postgres://user:password@…` URL: a credential.
     public static func holdsPassword(_ location: String) -> Bool {
         guard isPostgres(location) else { return false }
         let rest = location.drop { $0 != "/" }.drop { $0 == "/" }
         guard let at = rest.firstIndex(of: "@") else { return false }
-        return rest[..<at].contains(":")
+        return rest[..<at].utf8.contains(UInt8(ascii: ":"))
     }
 
     /// The URL for messages: a password replaced by `***`.
@@ -61,7 +75,9 @@ public struct StoreLocation: Sendable, Equatable {
             // apply, context and run reach PostgreSQL through the companion before this.
             throw .usage("this command works on the embedded SQLite store only, for now (env list|get|delete, plan and mcp check on PostgreSQL are not implemented); use `context get --store postgres://…` or the server")
         }
-        guard let path = sqlitePath, !path.isEmpty, !path.contains("://") else {
+        // Not String.contains: a launch passes here, and _StringProcessing's searcher costs
+        // it metadata and page faults.
+        guard let path = sqlitePath, !path.isEmpty, !Self.containsSchemeSeparator(path) else {
             throw .usage("unsupported store \(quoted(location)); give a SQLite file path or a postgres:// URL")
         }
         return try SQLiteStore.open(path: path, create: create, readOnly: readOnly)

@@ -87,8 +87,9 @@ struct PlaceholderTests {
             // 1. Never crashes, whatever the input.
             let parsed = Placeholder.parse(text)
             _ = Placeholder.resolve(text) { values[$0] }
-            // 2. Escape/unescape round trip.
+            // 2. Escape/unescape round trip, and the byte-wise escape is the replacement.
             #expect(try Placeholder.resolve(Placeholder.escape(text)) { _ in nil }.get() == text)
+            #expect(Placeholder.escape(text) == text.replacing("${", with: "$${"))
             // 3. No re-expansion: output = literals + raw values, segment by segment.
             if parsed.problems.isEmpty, case .success(let out) = Placeholder.resolve(text, lookup: { values[$0] }) {
                 var expected = ""
