@@ -5,14 +5,14 @@
 # are touched per launch: fewer page faults, less to unmap at execve (benchmarks/RESULTS.md).
 # Then what a launch touches that callgrind does not show — the data (.bss, .data,
 # .rodata), and the code valgrind's CPU does not take (AES-NI, SHA-NI, Landlock,
-# memfd_secret paths) — from the addresses of its page faults (perf): lld moves each
-# listed symbol's whole input section — for Swift, an
-# object's whole .bss — so the runtime's and the modules' lazy caches sit together
-# instead of among FoundationEssentials' 136 kB of others (a .bss page costs two faults:
-# the read maps the zero page, the write copies it). A page fault names only the first
-# symbol touched on its page, so the data symbols already listed (and still data in the
-# binary) are kept. A stale list costs speed, never correctness: names no longer present
-# are skipped.
+# memfd_secret paths) — from the addresses of its page faults (perf). lld moves each
+# listed symbol's whole input section (for Swift, an object's whole .bss), so the
+# runtime's and the modules' lazy caches sit together instead of among
+# FoundationEssentials' 136 kB of others (a .bss page costs two faults: the read maps the
+# zero page, the write copies it). A page fault names only the first symbol touched on
+# its page, so symbols listed before that are still in the binary are kept (run it twice
+# or three times after a big change). A stale list costs speed, never correctness: names
+# no longer present are skipped.
 #   scripts/generate-launch-order.sh [BINARY]   (default: the static release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +47,7 @@ for n in extra:
     if n not in seen: seen.add(n); names.append(n)
 open(sys.argv[1] + "/functions", "w").write("\n".join(names) + "\n")
 PY
-# Data: the symbol holding each faulting address, first touch first, per mode.
+# Page faults: the symbol holding each faulting address, first touch first, per mode.
 : > "$work/faults"
 if command -v perf >/dev/null; then
     for flags in "" "--no-isolation --seccomp none" "--init" "--mask-output"; do
@@ -56,14 +56,14 @@ if command -v perf >/dev/null; then
         perf script -i "$work/pf.data" -F comm,addr 2>/dev/null | awk '$1 != "true" { print $2 }' >> "$work/faults"
     done
 else
-    echo "no perf (apt-get install -y linux-perf): data symbols kept as they were" >&2
+    echo "no perf (apt-get install -y linux-perf): the page-fault symbols are kept as they were" >&2
 fi
 nm -n "$work/bin" > "$work/nm"
 python3 - "$work" scripts/launch.order <<'PY'
 import bisect, os, sys
 work, out = sys.argv[1], sys.argv[2]
 names = open(work + "/functions").read().split()
-data = []  # (address, name) of data symbols, sorted
+data = []  # (address, name) of the binary's data and code symbols, sorted
 for line in open(work + "/nm"):
     p = line.split()
     if len(p) >= 3 and p[1] in "bBdDrRtTwW":

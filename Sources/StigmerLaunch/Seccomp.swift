@@ -285,9 +285,6 @@ extension SeccompProfile {
         return bytes.withUnsafeBytes { raw in Array(raw.bindMemory(to: sock_filter.self)) }
     }
 
-    /// A small hand-written program: for the native architecture's `personality`, allow
-    /// only the listed values (compared on all 64 bits), else EPERM; everything else is
-    /// left to the main filter. Stacked filters combine to the most restrictive action.
     /// `check` in front of `main`: each of its `ret ALLOW` becomes a jump to `main`'s first
     /// instruction (classic BPF jumps are relative and forward, so `main`'s own stay valid).
     static func prepend(_ check: [sock_filter], to main: [sock_filter]) -> [sock_filter] {
@@ -299,6 +296,9 @@ extension SeccompProfile {
         return out + main
     }
 
+    /// A small hand-written program: for the native architecture's `personality`, allow
+    /// only the listed values (compared on all 64 bits), else EPERM; everything else is
+    /// left to the main filter (stacked, or with `prepend`, run into it).
     static func personalityProgram(_ allowed: [UInt32]) -> [sock_filter] {
         let arch = seccomp_arch_native()
         let nr = UInt32(bitPattern: seccomp_syscall_resolve_name("personality"))
