@@ -13,7 +13,7 @@ public final class SQLiteStore: Store {
     static let busyTimeoutMilliseconds = 5000
     /// What a WAL is cut back to after a checkpoint resets it (and to zero on the last close).
     static let walSizeLimit = 4 << 20
-    /// How much of the file a read-only connection maps instead of reading.
+    /// How much of the file a launch's one-shot reader maps instead of reading.
     static let readMapLimit = 64 << 20
 
     /// Each migration moves the schema from version N to N+1. Never edit one that shipped.
