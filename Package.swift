@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         // Already in the graph (gRPC, postgres-nio); named for the server's connection limiter.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Already in the graph (gRPC's TLS, postgres-nio); named for the MCP HTTP bridge.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .target(name: "StigmerCore"),
@@ -106,11 +108,25 @@ let package = Package(
             ],
             exclude: ["Generated/README.md"]
         ),
+        // The companion's stdio bridge to a remote MCP server (HTTP/1.1 and TLS on NIO).
+        .target(
+            name: "StigmerBridge",
+            dependencies: [
+                "StigmerCore", "StigmerSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "stigmer-exec-full",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
-                "StigmerRemote", "StigmerCLI",
+                "StigmerRemote", "StigmerCLI", "StigmerBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -126,6 +142,7 @@ let package = Package(
             path: "benchmarks/stigmer-bench"
         ),
         .testTarget(name: "StigmerCoreTests", dependencies: ["StigmerCore"]),
+        .testTarget(name: "StigmerBridgeTests", dependencies: ["StigmerBridge", "StigmerCore"]),
         .testTarget(name: "StigmerCryptoTests", dependencies: ["StigmerCrypto", "StigmerSystem"]),
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),
         .testTarget(name: "StigmerStoreTests", dependencies: ["StigmerStore"]),

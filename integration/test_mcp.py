@@ -229,7 +229,15 @@ def test_wrapped_config_launches_the_same_session(ctx, bin_path, tmp_path):
     ], server
     assert "env" not in server and "cwd" not in server, f"original env/cwd kept: {server}"
     assert "${" not in json.dumps(server), server
-    assert wrapped["mcpServers"]["remote"] == original["mcpServers"]["remote"], "http server changed"
+    # The http server becomes a stdio entry that starts the bridge: the client no longer
+    # holds its url or headers.
+    remote = wrapped["mcpServers"]["remote"]
+    assert remote["args"] == [
+        "mcp", "run", "--execution-id", EXEC_ID, "--config", str(cfg.resolve()),
+        "--server", "remote", "--home", os.path.realpath(ctx.home),
+    ], remote
+    assert os.path.realpath(remote["command"]) == os.path.realpath(bin_path), remote
+    assert not {"url", "headers", "type"} & set(remote), remote
 
     # Without --home (STIGMER_HOME in the environment) the wrapped args still carry the
     # home, absolute: an MCP client starts servers with a bare environment.
@@ -264,7 +272,11 @@ def test_wrapped_manifest_keeps_its_form(ctx, bin_path, tmp_path):
         "--home", os.path.realpath(ctx.home),
     ]
     assert "env_placeholders" not in stdio and "working_dir" not in stdio, stdio
-    assert servers["remote"]["http"]["headers"] == {"Authorization": "Bearer ${SECRET_TOKEN}"}
+    assert "http" not in servers["remote"], servers["remote"]
+    assert servers["remote"]["stdio"]["args"] == [
+        "mcp", "run", "--execution-id", EXEC_ID, "--config", str(cfg.resolve()), "--server", "remote",
+        "--home", os.path.realpath(ctx.home),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -424,14 +436,18 @@ def test_check_shared_claude_example_finds_only_the_bare_dollar_brace(home, exam
     assert canary not in proc.stdout + proc.stderr and b"sk-plain-search" not in proc.stdout + proc.stderr
 
 
-def test_http_server_is_not_launched(ctx, tmp_path):
+def test_unreachable_http_server_is_one_line_and_a_jsonrpc_error(ctx, tmp_path):
+    # `remote` is https://mcp.example.invalid/…: the bridge starts, the host does not
+    # resolve; the client's initialize gets an error, stderr one line, no secret anywhere.
     cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
-    proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "remote"], ctx.home)
-    assert proc.returncode == 64, describe(proc)
-    assert proc.stdout == b"", describe(proc)
-    err = proc.stderr.decode()
-    assert "remote" in err and "http" in err and "bridge" in err, describe(proc)
-    ctx.assert_no_canary(proc.stderr)
+    proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "remote"], ctx.home,
+               input=initialize_line(7))
+    assert proc.returncode == 69, describe(proc)
+    answer = json.loads(proc.stdout)
+    assert answer["id"] == 7 and "cannot reach" in answer["error"]["message"], describe(proc)
+    line = one_stderr_line(proc)
+    assert "remote" in line and "cannot reach" in line, describe(proc)
+    ctx.assert_no_canary(proc.stdout, proc.stderr)
 
 
 def test_unknown_server_is_not_found(ctx, tmp_path):

@@ -25,6 +25,10 @@ public struct LaunchArguments: Equatable {
     // mcp run
     public var config: String?
     public var mcpServer: String?
+    /// The HTTP bridge: plain http:// with a secret to a host other than loopback.
+    public var allowInsecureHTTP = false
+    /// The HTTP bridge: a CA (PEM) to trust besides the system's.
+    public var httpCA: String?
 
     public init() {}
 
@@ -74,11 +78,35 @@ public struct LaunchArguments: Equatable {
         guard let definition = config.server(named: name) else {
             throw .notFound("server \(quoted(name)) is not in \(file); it has: \(config.servers.map(\.name).joined(separator: ", "))")
         }
+        if case .http = definition.transport {
+            return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: try bridgeSpec(definition, file: file),
+                              hardening: hardening, logger: logger)
+        }
         let child = try McpResolver.child(definition, file: file)
         let spec = ChildSpec(argv: [child.command] + child.args, environment: .templates(child.env),
                              base: ChildEnvironment.mcpBase + (child.isDocker ? ChildEnvironment.dockerBase : []),
                              workingDirectory: child.workingDir, file: file, server: name)
         return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: spec, hardening: hardening, logger: logger)
+    }
+
+    /// An http server: the companion's bridge (`stigmer-exec-full mcp-bridge`), started as
+    /// any child is (hardened, MCP base environment), with the url, headers and query
+    /// parameters handed over a pipe — never its argv or environment. It holds the only
+    /// network stack of the two executables (DESIGN.md §9).
+    func bridgeSpec(_ definition: McpServerDefinition, file: String) throws(StigmerError) -> ChildSpec {
+        let remote = try McpResolver.remote(definition, file: file)
+        var argv = [try Companion.path(), "mcp-bridge", "--server", remote.server, "--transport", remote.legacySSE ? "sse" : "streamable-http"]
+        if let timeout = remote.timeoutSeconds { argv += ["--timeout", "\(timeout)"] }
+        if allowInsecureHTTP { argv.append("--allow-insecure-http") }
+        if let httpCA { argv += ["--http-ca", httpCA] }
+        if let level = settings.logLevel { argv += ["--log-level", level.rawValue] }
+        var spec = ChildSpec(argv: argv.enumerated().map { Template(literal: $0.element, field: "argv[\($0.offset)]") },
+                             environment: .templates([]), base: ChildEnvironment.mcpBase, file: file, server: remote.server)
+        spec.handoff = Handoff(fields: [Handoff.Field(.url, "", remote.url)]
+                                   + remote.headers.map { Handoff.Field(.header, $0.name, $0.template) }
+                                   + remote.queryParams.map { Handoff.Field(.query, $0.name, $0.template) },
+                               flag: "--spec-fd")
+        return spec
     }
 
     /// `mcp check`: every placeholder of the config (or of `--server`) against the stored
@@ -188,6 +216,8 @@ public struct LaunchArguments: Equatable {
         Flag("--config") { $0.config = $1; return true },
         Flag("--server") { $0.mcpServer = $1; return true },
         Flag("--context-server") { $0.remote.server = $1; return true },
+        Flag("--allow-insecure-http", value: false) { a, _ in a.allowInsecureHTTP = true; return true },
+        Flag("--http-ca") { $0.httpCA = $1; return true },
     ]
 
     /// `mcp check` launches nothing: the context's flags, the config and one server.

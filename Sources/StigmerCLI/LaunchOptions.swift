@@ -128,6 +128,10 @@ public struct McpRunArguments: ParsableArguments {
     @Option(name: .customLong("fetch-timeout"), help: ArgumentHelp("Retry an unavailable server this long.", valueName: "DURATION")) public var fetchTimeout: String = "30s"
     @Flag(name: .customLong("allow-plaintext"), help: "Allow grpc:// (no TLS) to a host other than loopback.") public var allowPlaintext = false
     @Option(name: .customLong("server-key"), help: ArgumentHelp("Trust only values sealed by this server key (base64).", valueName: "KEY")) public var serverKey: String?
+    @Flag(name: .customLong("allow-insecure-http"), help: "An http server: allow http:// carrying a secret to a host other than loopback.")
+    public var allowInsecureHTTP = false
+    @Option(name: .customLong("http-ca"), help: ArgumentHelp("An http server: trust this CA (PEM) besides the system's.", valueName: "FILE"))
+    public var httpCA: String?
 
     public func validate() throws {
         if let tokenFD, tokenFD < 0 { throw ValidationError("--token-fd must be a descriptor number (0 or more)") }
@@ -136,6 +140,8 @@ public struct McpRunArguments: ParsableArguments {
     public var arguments: LaunchArguments {
         var a = source.arguments
         a.mcpServer = server
+        a.allowInsecureHTTP = allowInsecureHTTP
+        a.httpCA = httpCA
         a.hardening = hardening.spec
         a.remote = RemoteInputs(server: contextServer, tokenFile: tokenFile, tokenFD: tokenFD, tlsCA: tlsCA, fetchTimeout: fetchTimeout,
                                 allowPlaintext: allowPlaintext, serverKey: serverKey)

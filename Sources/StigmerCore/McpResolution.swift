@@ -49,6 +49,21 @@ public struct McpChild: Sendable, Redacted {
     }
 }
 
+/// An http server as the bridge reaches it: templates, no values.
+public struct McpRemote: Sendable, Redacted {
+    public var server: String
+    public var url: Template
+    public var headers: [(name: String, template: Template)]
+    public var queryParams: [(name: String, template: Template)]
+    /// mcpServers `type: "sse"`: the legacy HTTP+SSE transport; else Streamable HTTP.
+    public var legacySSE: Bool
+    public var timeoutSeconds: Int?
+
+    public var redactedDescription: String {
+        "McpRemote(\(server): headers \(redactedList(headers.map(\.name))), query \(redactedList(queryParams.map(\.name))))"
+    }
+}
+
 public enum McpResolver {
     /// The process a stdio or docker server starts, as templates. Every syntax problem
     /// comes back together, located (server, field, column), as one error (78).
@@ -62,7 +77,7 @@ public enum McpResolver {
         var child: McpChild
         switch server.transport {
         case .http:
-            throw .usage("server \(quoted(server.name)) is an http server: stigmer-exec launches stdio and docker servers (an http bridge is planned); point the client at its url, and use `stigmer-exec mcp check` to validate its placeholders")
+            throw .usage("server \(quoted(server.name)) is an http server: it is reached through the bridge (McpResolver.remote), not started")
         case .stdio(let s):
             child = McpChild(
                 server: server.name, command: template("command", s.command),
@@ -88,6 +103,27 @@ public enum McpResolver {
         }
         if !problems.isEmpty { throw error(problems, file: file) }
         return child
+    }
+
+    /// An http server as the bridge reaches it, as templates. Every syntax problem comes
+    /// back together, located, as one error (78).
+    public static func remote(_ server: McpServerDefinition, file: String) throws(StigmerError) -> McpRemote {
+        guard case .http(let h) = server.transport else {
+            throw .usage("server \(quoted(server.name)) is a \(server.transport.name) server, not an http one")
+        }
+        var problems: [LocatedProblem] = []
+        func template(_ field: String, _ text: String) -> Template {
+            let (t, found) = Template.parse(text, field: field)
+            problems += found.map { LocatedProblem(server: server.name, field: field, problem: $0) }
+            return t
+        }
+        let remote = McpRemote(
+            server: server.name, url: template("url", h.url),
+            headers: h.headers.map { (name: $0.key, template: template("headers.\($0.key)", $0.value)) },
+            queryParams: h.queryParams.map { (name: $0.key, template: template("query_params.\($0.key)", $0.value)) },
+            legacySSE: h.transportType == "sse", timeoutSeconds: h.timeoutSeconds)
+        if !problems.isEmpty { throw error(problems, file: file) }
+        return remote
     }
 
     /// The one-line error for a list of problems (exit 78). Names and places only.

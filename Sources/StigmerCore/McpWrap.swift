@@ -1,5 +1,5 @@
-/// `mcp wrap`: the same config, in the same form, with every stdio and docker server
-/// launched through `stigmer-exec mcp run …`. The output holds no value from the
+/// `mcp wrap`: the same config, in the same form, with every server — stdio, docker, and
+/// http through the bridge — launched through `stigmer-exec mcp run …`. The output holds no value from the
 /// context and no resolved placeholder: the wrapped servers resolve at launch.
 public enum McpWrap {
     /// `launcher` is stigmer-exec's absolute path, `config` the config's absolute path.
@@ -18,9 +18,10 @@ public enum McpWrap {
             guard let servers = root["mcpServers"], case .mapping(let entries) = servers.kind else { return root }
             let rewritten = entries.map { entry -> Document.Entry in
                 var e = entry
-                guard entry.value["url"] == nil else { return e }  // http: as it was
                 var server = entry.value
-                for key in ["command", "args", "env", "cwd", "type"] { server = server.setting(key, nil) }
+                // An http or sse server becomes a stdio entry that starts the bridge: the
+                // client never holds its headers.
+                for key in ["command", "args", "env", "cwd", "type", "url", "headers"] { server = server.setting(key, nil) }
                 // Client-specific fields (disabled, autoApprove, …) stay.
                 var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(entry.key)))]
                 if let env { fields.append(("env", env)) }
@@ -45,7 +46,7 @@ public enum McpWrap {
     }
 
     static func rewriteStigmer(_ item: Document, _ launcher: String, _ env: Document?, _ launch: (String) -> [String]) -> Document {
-        guard item["stdio"] != nil || item["docker"] != nil,
+        guard item["stdio"] != nil || item["docker"] != nil || item["http"] != nil,
               case .scalar(let name, _)? = item["name"]?.kind else { return item }
         var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(name)))]
         // Escaped: the wrapped entry's env is itself a template when it is read again.
@@ -55,7 +56,7 @@ public enum McpWrap {
             })))
         }
         let stdio = Document.object(fields)
-        return item.setting("docker", nil).setting("stdio", stdio)
+        return item.setting("docker", nil).setting("http", nil).setting("stdio", stdio)
     }
 }
 

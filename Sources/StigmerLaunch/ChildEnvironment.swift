@@ -34,6 +34,9 @@ public struct ChildSpec: Sendable {
     /// For messages about the templates: the config file and server.
     public var file: String
     public var server: String
+    /// Fields the child reads from a pipe instead of its argv or environment (the HTTP
+    /// bridge's url, headers and query parameters, which may hold secrets).
+    public var handoff: Handoff?
 
     public init(argv: [Template], environment: Environment, base: [String]?, workingDirectory: Template? = nil,
                 file: String = "", server: String = "") {
@@ -53,16 +56,16 @@ public struct ChildSpec: Sendable {
 
     /// The names to open: nil for every value of the context.
     public var names: [String]? {
-        guard case .templates(let env) = environment else { return nil }
+        guard case .templates = environment else { return nil }
         var seen = Set<String>()
-        let all = argv.flatMap(\.names) + env.flatMap(\.template.names) + (workingDirectory?.names ?? [])
-        return all.filter { seen.insert($0).inserted }
+        return templates.flatMap(\.names).filter { seen.insert($0).inserted }
     }
 
     var templates: [Template] {
         var out = argv
         if case .templates(let env) = environment { out += env.map(\.template) }
         if let workingDirectory { out.append(workingDirectory) }
+        if let handoff { out += handoff.fields.map(\.template) }
         return out
     }
 
@@ -100,6 +103,56 @@ public struct ChildSpec: Sendable {
     }
 }
 
+/// Fields handed to the child over a pipe, never its argv or environment: the launch
+/// resolves them into the child's secret area, writes them to a pipe whose read end the
+/// child inherits, and appends `flag N` (the descriptor) to its argv. On the pipe, each
+/// field is: kind (1 byte), 1 if a secret went into it else 0, the name's length (4 bytes,
+/// little-endian), the name, the value's length (4 bytes), the value — lengths, not
+/// separators, so a value holding any byte cannot forge a field.
+public struct Handoff: Sendable {
+    public enum Kind: UInt8, Sendable {
+        case url = 0x55, header = 0x48, query = 0x51  // "U", "H", "Q"
+    }
+
+    public struct Field: Sendable {
+        public var kind: Kind
+        public var name: String
+        public var template: Template
+
+        public init(_ kind: Kind, _ name: String, _ template: Template) {
+            self.kind = kind
+            self.name = name
+            self.template = template
+        }
+    }
+
+    public var fields: [Field]
+    public var flag: String
+
+    public init(fields: [Field], flag: String) {
+        self.fields = fields
+        self.flag = flag
+    }
+
+    /// A pipe holds 64 KiB until someone reads it; the launcher writes it whole before the
+    /// child starts, so a handoff must fit.
+    public static let limit = 60 * 1024
+
+    /// The pieces of the encoded handoff.
+    func pieces(_ values: borrowing SecretBytes) -> [ChildPiece] {
+        func length(_ n: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: n >> (8 * $0)) } }
+        var out: [ChildPiece] = []
+        for field in fields {
+            let value = ChildSpec.pieces(field.template, values)
+            let secret = field.template.names.contains { values.entry($0)?.isSecret == true }
+            let name = Array(field.name.utf8)
+            out.append(.text([field.kind.rawValue, secret ? 1 : 0] + length(name.count) + name + length(value.reduce(0) { $0 + $1.count })))
+            out += value
+        }
+        return out
+    }
+}
+
 /// The child's argv, envp and working directory, built in a `SecretArena` (SECURITY.md,
 /// step 4): the inherited environment minus every `STIGMER_*` control variable (or only
 /// `base` names), then the values on top.
@@ -108,6 +161,8 @@ public struct ChildImage {
     public let argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     public let envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     public let workingDirectory: String?
+    /// The encoded handoff, in the arena (`spec.handoff`), else empty.
+    public let handoff: UnsafeRawBufferPointer
 
     public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]]) throws(StigmerError) {
         var variables: [(name: String, pieces: [ChildPiece])] = []
@@ -121,15 +176,22 @@ public struct ChildImage {
         var environment: [[ChildPiece]] = kept.map { [.text($0)] }
         for (name, pieces) in variables { environment.append([.text(Array(name.utf8) + [UInt8(ascii: "=")])] + pieces) }
         let arguments = spec.argv.map { ChildSpec.pieces($0, values) }
+        let handoffPieces = spec.handoff?.pieces(values) ?? []
 
         let pointer = MemoryLayout<UnsafeMutablePointer<CChar>?>.stride
-        let size = (environment + arguments).reduce(0) { $0 + $1.reduce(1) { $0 + $1.count } }
+        let size = (environment + arguments + [handoffPieces]).reduce(0) { $0 + $1.reduce(1) { $0 + $1.count } }
             + (environment.count + arguments.count + 2) * pointer + pointer
         arena = try SecretArena(capacity: size)
         envp = try arena.pointerArray(count: environment.count)
         for (i, pieces) in environment.enumerated() { envp[i] = try arena.cString(pieces, from: values) }
         argv = try arena.pointerArray(count: arguments.count)
         for (i, pieces) in arguments.enumerated() { argv[i] = try arena.cString(pieces, from: values) }
+        if handoffPieces.isEmpty {
+            handoff = UnsafeRawBufferPointer(start: nil, count: 0)
+        } else {
+            let start = try arena.cString(handoffPieces, from: values)
+            handoff = UnsafeRawBufferPointer(start: start, count: handoffPieces.reduce(0) { $0 + $1.count })
+        }
         // A directory name is not kept secret: it is visible in /proc/PID/cwd anyway.
         workingDirectory = spec.workingDirectory.map { String(decoding: ChildSpec.pieces($0, values).flatMap { piece -> [UInt8] in
             switch piece {

@@ -104,9 +104,18 @@ public enum Launch {
         for argument in plan.child.secretArguments(values) {
             Stderr.line("stigmer-exec: warning: server \(plan.child.server) \(argument.field) holds a secret; argv is readable in /proc/PID/cmdline — pass it through env instead")
         }
+        // What the child reads from a pipe instead of argv or environment (the HTTP
+        // bridge's headers): the pipe's read end is the child's, named in its argv.
+        var child = plan.child
+        let handoffPipe = try child.handoff.map { handoff throws(StigmerError) -> Pipe in
+            let pipe = try Pipe()
+            child.argv += [Template(literal: handoff.flag), Template(literal: "\(pipe.read)")]
+            return pipe
+        }
         // 4. argv and envp built in a secret area of their own, minus every STIGMER_*
         //    control variable (the key, tokens, ids).
-        let image = try ChildImage(plan.child, values: values, inherited: ChildEnvironment.current())
+        let image = try ChildImage(child, values: values, inherited: ChildEnvironment.current())
+        if let handoffPipe { try hand(image.handoff, over: handoffPipe) }
         let display = plan.child.argv[0].names.isEmpty ? nil : plan.child.argv[0].source
         let path = try Launcher.resolve(image.command, path: image.path, display: display)
         hardening.workingDirectory = image.workingDirectory
@@ -123,9 +132,28 @@ public enum Launch {
                               inherited: inheritedSignals, display: display)
         }
         let status = try supervise(plan, image: image, path: path, display: display, hardening: hardening,
-                                   inherited: inheritedSignals, masker: masker)
+                                   inherited: inheritedSignals, masker: masker, handoff: handoffPipe?.read)
         if plan.deleteOnExit, case .stored(let id) = plan.values { deleteContext(id, plan, after: status) }
         exit(status.shell)
+    }
+
+    /// Writes the encoded handoff into the pipe whole (the child has not started: it must
+    /// fit the pipe's buffer), closes the write end, and lets the read end pass exec.
+    static func hand(_ bytes: UnsafeRawBufferPointer, over pipe: Pipe) throws(StigmerError) {
+        defer { Sys.close(pipe.write) }
+        guard bytes.count <= Handoff.limit else {
+            Sys.close(pipe.read)
+            throw StigmerError(.dataError, "the server's url, headers and query parameters take \(bytes.count) bytes resolved; at most \(Handoff.limit) can be handed over")
+        }
+        do { try IO.writeAll(pipe.write, bytes) } catch {
+            Sys.close(pipe.read)
+            throw StigmerError(.ioError, "cannot hand the server's headers over; nothing was launched", cause: error.description)
+        }
+        guard fcntl(pipe.read, F_SETFD, 0) == 0 else {
+            let e = Errno.current
+            Sys.close(pipe.read)
+            throw StigmerError(.ioError, "cannot hand the server's headers over; nothing was launched", cause: e.description)
+        }
     }
 
     /// What the child must not open: the home (key file, embedded store), a SQLite store
@@ -196,7 +224,7 @@ public enum Launch {
     /// The supervising modes: spawn, then forward signals, reap, mask output, until the
     /// child exits.
     static func supervise(_ plan: LaunchPlan, image: ChildImage, path: String, display: String?, hardening: Hardening,
-                          inherited: InheritedSignals, masker: Masker?) throws(StigmerError) -> ExitStatus {
+                          inherited: InheritedSignals, masker: Masker?, handoff: Int32?) throws(StigmerError) -> ExitStatus {
         let initMode = plan.hardening.initMode
         // PID 1 reaps everything anyway; elsewhere, become a subreaper so orphans of the
         // child are re-parented here and reaped, as tini does.
@@ -225,6 +253,7 @@ public enum Launch {
                                        signals: ChildSignals(newProcessGroup: group, foregroundTerminal: group ? terminal : -1, parent: getpid()),
                                        stdoutFD: childEnds[0], stderrFD: childEnds[1], display: display)
         for fd in childEnds where fd >= 0 { Sys.close(fd) }
+        if let handoff { Sys.close(handoff) }  // the child's now
         // The child has exec'd: our copy of its argv and environment is no longer needed.
         image.arena.wipe()
         return try Supervisor.supervise(child: child, group: group, reapAll: initMode, signals: signals, outputs: outputs, masker: masker)

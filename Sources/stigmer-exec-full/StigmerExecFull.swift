@@ -14,9 +14,9 @@ import Glibc
 struct StigmerExecFull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stigmer-exec",
-        abstract: "stigmer-exec's companion: the gRPC service, remote contexts and the PostgreSQL store.",
+        abstract: "stigmer-exec's companion: the gRPC service, remote contexts, the PostgreSQL store and the MCP HTTP bridge.",
         version: "0.2.0",
-        subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, Fetch.self]
+        subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, Fetch.self, McpBridgeCommand.self]
     )
 
     static func main() async {

@@ -19,11 +19,14 @@ struct McpCommand: ParsableCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Start one stdio or docker server of a config, its placeholders resolved from the context.",
+            abstract: "Start one server of a config, its placeholders resolved from the context (an http server: a stdio bridge to it).",
             discussion: """
                 The server gets the MCP base environment (HOME LOGNAME PATH SHELL TERM USER) plus \
                 only the variables its config refers to; only those are decrypted. stigmer-exec \
-                writes nothing to stdout (the protocol channel); stdin EOF and SIGTERM reach the server.
+                writes nothing to stdout (the protocol channel); stdin EOF and SIGTERM reach the server. \
+                An http or sse server is reached through a bridge (stigmer-exec-full) that speaks \
+                stdio to the client and MCP over HTTP to the server, adding the resolved headers \
+                and query parameters — sent only to the url's origin.
                 """)
 
         @OptionGroup var arguments: McpRunArguments
@@ -33,7 +36,7 @@ struct McpCommand: ParsableCommand {
 
     struct Wrap: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the config with every stdio and docker server launched through `stigmer-exec mcp run` (no secret in it).",
+            abstract: "Print the config with every server launched through `stigmer-exec mcp run`, http ones through the bridge (no secret in it).",
             discussion: """
                 The wrapped entries carry where the context lives — the home (absolute), and the \
                 store, context server, token file and CA when given — so they work from any \
