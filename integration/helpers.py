@@ -1193,3 +1193,31 @@ def parse_delivery(plaintext: bytes):
     values = [(field().decode(), flag(), field().decode(), field()) for _ in range(count)]
     assert at == len(plaintext)
     return execution_id, created, expires, values
+
+
+# --------------------------------------------------------------------------
+# strace logs
+
+
+CALL_RE = re.compile(r"^(?P<pid>\d+)\s+(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?)(?P<rest>.*)$")
+
+
+def strace_calls(log: Path) -> list[dict]:
+    """Complete syscalls of an `strace -f -y` log, unfinished/resumed pairs joined, in order."""
+    pending: dict[str, str] = {}
+    calls = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"^(\d+)\s+(.*)$", line)
+        if not m:
+            continue
+        pid, body = m.groups()
+        if body.endswith("<unfinished ...>"):
+            pending[pid] = body[: -len("<unfinished ...>")].rstrip()
+            continue
+        resumed = re.match(r"^<\.\.\. \w+ resumed>\s?(.*)$", body)
+        if resumed:
+            body = pending.pop(pid, "") + resumed.group(1)
+        c = CALL_RE.match(f"{pid} {body}")
+        if c:
+            calls.append({**c.groupdict(), "line": body})
+    return calls

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    strace_calls,
     ADDRESS_SPACE,
     CORE_FILE_SIZE,
     INTEGRATION_DIR,
@@ -651,30 +652,6 @@ STRACE_SET = ("openat,open,creat,read,write,pwrite64,writev,pwritev,pwritev2,ren
               "link,linkat,symlink,symlinkat,mknod,mknodat,memfd_create,execve")
 WRITES = {"write", "pwrite64", "writev", "pwritev", "pwritev2"}
 CREATES = {"creat", "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "mknod", "mknodat"}
-CALL_RE = re.compile(r"^(?P<pid>\d+)\s+(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?)(?P<rest>.*)$")
-
-
-def strace_calls(log: Path) -> list[dict]:
-    """Complete syscalls of an `strace -f -y` log, unfinished/resumed pairs joined, in order."""
-    pending: dict[str, str] = {}
-    calls = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.match(r"^(\d+)\s+(.*)$", line)
-        if not m:
-            continue
-        pid, body = m.groups()
-        if body.endswith("<unfinished ...>"):
-            pending[pid] = body[: -len("<unfinished ...>")].rstrip()
-            continue
-        resumed = re.match(r"^<\.\.\. \w+ resumed>\s?(.*)$", body)
-        if resumed:
-            body = pending.pop(pid, "") + resumed.group(1)
-        c = CALL_RE.match(f"{pid} {body}")
-        if c:
-            calls.append({**c.groupdict(), "line": body})
-    return calls
-
-
 def _fd_path(args: str) -> str | None:
     """The path strace -y shows for a call's first (fd) argument."""
     m = re.match(r"^-?\d+<(.*?)>, ", args)

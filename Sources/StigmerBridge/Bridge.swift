@@ -562,12 +562,16 @@ final class StdinLines: Sendable {
                 let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
+                // Only the new bytes are searched: a long line arriving in pieces is not
+                // rescanned from its start each time.
+                var from = pending.count
                 pending += buffer[..<n]
                 var start = 0
-                while let newline = pending[start...].firstIndex(of: 0x0A) {
+                while let newline = pending[from...].firstIndex(of: 0x0A) {
                     let line = Array(pending[start..<newline])
                     if !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { lines.continuation.yield(line) }
                     start = newline + 1
+                    from = start
                 }
                 pending.removeFirst(start)
             }
