@@ -3,8 +3,10 @@
 `type: http` server) over the MCP SDK's own streamable-HTTP client calling the server
 directly. Both sessions are open at once against the same server
 (integration/mcp_http_server.py on loopback, bearer token checked); each round calls
-echo("ping") once on each, in alternating order, so drift hits both alike. Prints p50 and
-p99 of each, and the differences, in milliseconds.
+echo("ping") once on each, in alternating order, so drift hits both alike. Then the same
+with the thinnest clients (JSON-RPC lines on the bridge's pipes against http.client on one
+keep-alive connection), where the difference is the bridge's own cost. Prints p50 and p99
+of each, and the differences, in milliseconds.
 
     ROUNDS=500 benchmarks/mcp-bridge.py [PATH-TO-stigmer-exec]   (default dist/stigmer-exec)
 
@@ -68,6 +70,67 @@ async def measure(bridge: StdioServerParameters, url: str, token: str) -> dict[s
                     return times
 
 
+def raw_measure(bridge_argv: list[str], env: dict, url: str, token: str) -> dict[str, list[float]]:
+    """The same calls with the thinnest clients on both sides, so the difference is the
+    bridge's own cost: JSON-RPC lines written to and read from the bridge's pipes, against
+    http.client POSTing to the server on one keep-alive connection (answers read whole)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    def line(method: str, params: dict, id_: int | None) -> bytes:
+        message = {"jsonrpc": "2.0", "method": method, "params": params}
+        if id_ is not None:
+            message["id"] = id_
+        return json.dumps(message).encode()
+
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+    call = {"name": "echo", "arguments": {"text": "ping"}}
+    proc = subprocess.Popen(bridge_argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    headers = {"Authorization": f"Bearer {token}", "X-Org": "x", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+
+    def bridged(message: bytes) -> bytes:
+        proc.stdin.write(message + b"\n")
+        proc.stdin.flush()
+        return proc.stdout.readline()
+
+    def direct(message: bytes) -> bytes:
+        conn.request("POST", parts.path, body=message, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        if response.getheader("mcp-session-id"):
+            headers["Mcp-Session-Id"] = response.getheader("mcp-session-id")
+        return body
+
+    try:
+        for send in (bridged, direct):
+            answer = send(line("initialize", init, 0))
+            if b'"result"' not in answer:
+                raise SystemExit(f"raw initialize failed: {answer[:200]!r}")
+        headers["MCP-Protocol-Version"] = "2025-11-25"
+        proc.stdin.write(line("notifications/initialized", {}, None) + b"\n")
+        proc.stdin.flush()
+        direct(line("notifications/initialized", {}, None))
+        times: dict[str, list[float]] = {"bridge (raw)": [], "direct (raw)": []}
+        for i in range(WARMUP + rounds):
+            order = [("bridge (raw)", bridged), ("direct (raw)", direct)]
+            for name, send in order if i % 2 == 0 else reversed(order):
+                start = time.perf_counter()
+                answer = send(line("tools/call", call, i + 1))
+                elapsed = time.perf_counter() - start
+                if b'"ping"' not in answer:
+                    raise SystemExit(f"raw echo failed: {answer[:200]!r}")
+                if i >= WARMUP:
+                    times[name].append(elapsed)
+        return times
+    finally:
+        conn.close()
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
 def main() -> int:
     if not binary.is_file():
         raise SystemExit(f"no stigmer-exec at {binary} (pass its path)")
@@ -102,6 +165,7 @@ def main() -> int:
             env={"STIGMER_HOME": str(home)},
         )
         times = asyncio.run(measure(bridge, url, token))
+        times.update(raw_measure([str(binary), *bridge.args], {**env}, url, token))
     finally:
         if server is not None:
             server.terminate()
@@ -111,8 +175,9 @@ def main() -> int:
     p = {name: (percentile(v, 50) * 1000, percentile(v, 99) * 1000) for name, v in times.items()}
     for name, (p50, p99) in p.items():
         print(f"mcp-bridge: {name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({rounds} calls)")
-    print(f"mcp-bridge: bridge - direct: p50 {p['bridge'][0] - p['direct'][0]:+.3f} ms, "
-          f"p99 {p['bridge'][1] - p['direct'][1]:+.3f} ms")
+    for bridged, direct in (("bridge", "direct"), ("bridge (raw)", "direct (raw)")):
+        print(f"mcp-bridge: {bridged} - {direct}: p50 {p[bridged][0] - p[direct][0]:+.3f} ms, "
+              f"p99 {p[bridged][1] - p[direct][1]:+.3f} ms")
     return 0
 
 

@@ -9,6 +9,7 @@ benchmarks/mcp-bridge.py.
         [--tls-cert F --tls-key F]
     python3 mcp_http_server.py --redirect-to URL --port N [--record FILE] [--tls-cert F --tls-key F]
     python3 mcp_http_server.py --recorder --port N [--record FILE] [--tls-cert F --tls-key F]
+    python3 mcp_http_server.py --html --port N [--record FILE]
 
 - MCP mode (the default): streamable HTTP at /mcp (stateful sessions, SSE responses, or
   JSON ones with --json-response), or the legacy HTTP+SSE transport at /sse (messages are
@@ -17,6 +18,8 @@ benchmarks/mcp-bridge.py.
 - --redirect-to URL: every request is answered `307` with `Location: URL + <request path>`
   (the query string is not kept). URL is an origin such as http://127.0.0.1:8001.
 - --recorder: every request is answered `401` with a short text body.
+- --html: every request is answered `200` with an HTML page (a url that is not an MCP
+  endpoint, such as a login page).
 
 --record FILE appends one JSON line per HTTP request received, written when the request's
 body has been read (before it is answered):
@@ -225,6 +228,15 @@ async def recorder_app(scope, receive, send):
     await send_text(send, 401, "unauthorized\n")
 
 
+async def html_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan_noop(receive, send)
+    body = b"<html><body>Please sign in</body></html>"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def lifespan_noop(receive, send):
     while True:
         message = await receive()
@@ -279,6 +291,7 @@ def main() -> int:
     parser.add_argument("--tls-key")
     parser.add_argument("--redirect-to", metavar="URL")
     parser.add_argument("--recorder", action="store_true")
+    parser.add_argument("--html", action="store_true")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -292,11 +305,13 @@ def main() -> int:
         app = redirect_app(args.redirect_to)
     elif args.recorder:
         app = recorder_app
+    elif args.html:
+        app = html_app
     elif args.transport == "sse":
         app = server.sse_app()
     else:
         app = server.streamable_http_app(json_response=args.json_response)
-    if token and not (args.redirect_to or args.recorder):
+    if token and not (args.redirect_to or args.recorder or args.html):
         app = BearerCheck(app, token)
     return asyncio.run(serve(Recording(app), args))
 

@@ -478,14 +478,16 @@ class Bridge:
     SDK's stdio client. The launcher runs under `sh`, which writes its exit status to
     `rc` once it ends (the stdio client does not report it); its stderr goes to `errlog`."""
 
-    def __init__(self, ctx: RemoteContext, cfg: Path, *extra, name: str = "bridge"):
+    def __init__(self, ctx: RemoteContext, cfg: Path, *extra, name: str = "bridge", argv=None, env=None):
         self.ctx = ctx
         self.errlog = ctx.tmp / f"{name}-stderr"
         self.rc = ctx.tmp / f"{name}-rc"
         # sh -c '"$@"; echo $? > "$0"' RC COMMAND ARGS…: runs COMMAND ARGS, then writes its status to RC.
+        # `argv` (a wrapped config's command and args) replaces the default `mcp run` command.
         self.params = StdioServerParameters(
             command="/bin/sh",
-            args=["-c", '"$@"; echo $? > "$0"', str(self.rc), str(binary_path()), *bridge_args(ctx, cfg, *extra)],
+            args=["-c", '"$@"; echo $? > "$0"', str(self.rc), *(argv or [str(binary_path()), *bridge_args(ctx, cfg, *extra)])],
+            env=env,
         )
 
     def run(self, body, timeout: float = SESSION_TIMEOUT_S):
@@ -717,6 +719,40 @@ def test_redirect_to_another_origin_drops_the_secret(ctx, servers, tmp_path):
     for r in b_requests:
         for name in ("authorization", "cookie", "proxy-authorization"):
             assert name not in r["headers"], f"{name} sent to another origin"
+
+
+@needs_bridge
+def test_not_an_mcp_endpoint_is_one_line_and_65(ctx, servers, tmp_path):
+    server = servers("--html")
+    bridge = Bridge(ctx, mcp_config(tmp_path, server.url()))
+    error = bridge.run(initialize_or_error)
+    assert isinstance(error, MCPError), f"initialize succeeded against an HTML page: {error}"
+    assert "not JSON-RPC" in error.message and "text/html" in error.message, error.message
+    lines = bridge.stderr.decode(errors="replace").splitlines()
+    assert len(lines) == 1 and "not JSON-RPC" in lines[0], bridge.stderr
+    assert bridge.exit_status() == 65, bridge.stderr
+    ctx.assert_no_canary(error.message.encode(), bridge.stderr, what="error or stderr")
+
+
+@needs_bridge
+def test_wrapped_http_entry_runs_the_bridge(ctx, servers, tmp_path):
+    # `mcp wrap` makes the http entry a stdio one: the client holds no url and no header,
+    # and starting the entry as written reaches the server with the token.
+    server = servers(token=ctx.token)
+    cfg = mcp_config(tmp_path, server.url())
+    wrapped = json.loads(ok(run(["mcp", "wrap", "--execution-id", EXEC_ID, "--config", str(cfg), "--home", str(ctx.home)],
+                                ctx.home)).stdout)
+    entry = wrapped["mcpServers"]["remote"]
+    assert not {"url", "headers", "type"} & set(entry) and "${" not in json.dumps(entry), entry
+    bridge = Bridge(ctx, cfg, argv=[entry["command"], *entry["args"]], env=entry.get("env"), name="wrapped")
+
+    async def body(session):
+        await session.initialize()
+        return await call_text(session, "echo", text="through the wrapped entry")
+
+    assert bridge.run(body) == "through the wrapped entry"
+    assert bridge.exit_status() == 0, bridge.stderr
+    ctx.assert_no_canary(bridge.stderr, json.dumps(wrapped).encode(), what="wrap output or stderr")
 
 
 @needs_bridge

@@ -351,7 +351,8 @@ final class ResponseSink: @unchecked Sendable {
     }
 
     func deliver(_ event: SSEParser.Event) {
-        if let id = sse?.lastEventID { bridge.session.lastEventID = id }
+        // Only the GET stream is resumed (Last-Event-ID); a POST's stream ends with its answer.
+        if mode == .stream, let id = sse?.lastEventID { bridge.session.lastEventID = id }
         switch event.type {
         case "endpoint" where mode == .legacyStream:
             bridge.session.announce(endpoint: String(decoding: event.data, as: UTF8.self), bridge: bridge)

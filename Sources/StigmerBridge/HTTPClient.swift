@@ -49,19 +49,36 @@ final class HTTPClient: Sendable {
 
     let group: MultiThreadedEventLoopGroup
     let spec: BridgeSpec
-    let tls: NIOSSLContext
     let timeout: TimeAmount
     let pool = ConnectionPool()
+    let caFile: String?
+    private let tlsContext = NIOLockedValueBox<NIOSSLContext?>(nil)
 
     init(spec: BridgeSpec, caFile: String?, timeout: TimeAmount, group: MultiThreadedEventLoopGroup) throws(StigmerError) {
         self.group = group
         self.spec = spec
         self.timeout = timeout
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
-        do { tls = try NIOSSLContext(configuration: configuration) } catch {
-            throw StigmerError(.dataError, "cannot load the CA file \(quoted(caFile ?? "")) (--http-ca): give a PEM certificate", cause: "\(error)")
+        self.caFile = caFile
+        // Loading the system's roots takes milliseconds: only for an https url, before
+        // the client's first message (a bad --http-ca is refused up front).
+        if spec.url.secure || caFile != nil { _ = try tls() }
+    }
+
+    /// The TLS context, made once: the system's roots plus --http-ca.
+    func tls() throws(StigmerError) -> NIOSSLContext {
+        let made = tlsContext.withLockedValue { (context: inout NIOSSLContext?) -> Result<NIOSSLContext, StigmerError> in
+            if let context { return .success(context) }
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
+            do {
+                let new = try NIOSSLContext(configuration: configuration)
+                context = new
+                return .success(new)
+            } catch {
+                return .failure(StigmerError(.dataError, "cannot load the CA file \(quoted(caFile ?? "")) (--http-ca): give a PEM certificate", cause: "\(error)"))
+            }
         }
+        return try made.get()
     }
 
     static let maxRedirects = 5
@@ -171,21 +188,26 @@ final class HTTPClient: Sendable {
     }
 
     func connect(_ url: HTTPURL) async throws -> Connection {
-        let tls = url.secure ? self.tls : nil
-        let hostname = Self.isIPAddress(url.host) ? nil : url.host
-        do {
-            let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(min(timeout, .seconds(30)))
-                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-                .connect(host: url.host, port: url.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls {
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
-                        }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
-                    }
+        let tls = url.secure ? try tls() : nil
+        let literal = Self.isIPAddress(url.host)
+        let hostname = literal ? nil : url.host
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(min(timeout, .seconds(30)))
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
                 }
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+            }
+        }
+        do {
+            // An address needs no resolver (getaddrinfo and NSS, a few milliseconds).
+            let channel = literal
+                ? try await bootstrap.connect(to: try SocketAddress(ipAddress: url.host, port: url.port), channelInitializer: initializer)
+                : try await bootstrap.connect(host: url.host, port: url.port, channelInitializer: initializer)
             return Connection(channel)
         } catch {
             throw classify(error, url)
