@@ -836,6 +836,10 @@ def test_no_canary_in_argv_environment_or_trace_log(ctx, servers, tmp_path):
         await slow_with_progress(session, seconds=0.4, steps=2)
         for pid in bridge_processes():
             proc_files = {}
+            # Like every process of ours: no core file, and no raising the limit (hard 0;
+            # the test runner's own hard limit is higher).
+            core = [line for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if line.startswith("Max core file size")]
+            proc_files["core"] = core[0].split()[5] if core else "?"
             for name in ("cmdline", "environ"):
                 try:
                     proc_files[name] = Path(f"/proc/{pid}/{name}").read_bytes()
@@ -850,6 +854,7 @@ def test_no_canary_in_argv_environment_or_trace_log(ctx, servers, tmp_path):
     assert any(b"mcp-bridge" in argv for argv in cmdlines.values()), \
         f"no process runs the bridge (`mcp-bridge`): {[argv[:2] for argv in cmdlines.values()]}"
     for pid, files in seen.items():
+        assert files["core"] == "0", f"pid {pid} may dump core (hard limit {files['core']})"
         ctx.assert_no_canary(files["cmdline"], what=f"cmdline of pid {pid}")
         ctx.assert_no_canary(files["environ"], what=f"environment of pid {pid}")
     assert bridge.exit_status() == 0, bridge.stderr

@@ -46,9 +46,21 @@ struct McpTests {
         }
     }
 
-    @Test func httpIsRefused() {
-        let server = McpServerDefinition(name: "h", transport: .http(HttpServer(url: "https://x")))
+    @Test func httpIsReachedNotStarted() throws {
+        let server = McpServerDefinition(name: "h", transport: .http(HttpServer(
+            url: "https://x/${ORG}", headers: [ConfigPair("Authorization", "Bearer ${TOKEN}")], queryParams: [ConfigPair("k", "${K:-d}")],
+            transportType: "sse")))
         #expect(throws: StigmerError.self) { try McpResolver.child(server, file: "c.json") }
+        let remote = try McpResolver.remote(server, file: "c.json")
+        #expect(remote.url.names == ["ORG"] && remote.headers.map(\.name) == ["Authorization"] && remote.legacySSE)
+        #expect(remote.queryParams.first?.template.names == ["K"])
+        let bad = McpServerDefinition(name: "h", transport: .http(HttpServer(url: "https://x/${", headers: [ConfigPair("A", "${1X}")])))
+        do {
+            _ = try McpResolver.remote(bad, file: "c.json")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.exitStatus == 78 && error.message.contains("url") && error.message.contains("headers.A"))
+        }
     }
 
     @Test func jsonNumbersAreStrict() {
@@ -56,11 +68,12 @@ struct McpTests {
         for quoted in ["+1", ".5", "1.", "007", "1e", "-", "0x1F", "1_000", "", "inf", ".nan", "1.e3"] { #expect(!JSONWriter.isBare(quoted), "\(quoted)") }
     }
 
-    @Test func wrapDesktopFormKeepsClientFieldsAndHttp() {
+    @Test func wrapDesktopFormKeepsClientFieldsAndBridgesHttp() {
         let root = Document.object([("mcpServers", .object([
             ("a", .object([("command", .string("npx")), ("args", .list(["x"])), ("env", .object([("K", .string("${TOKEN}"))])),
                            ("disabled", Document(.scalar("false", plain: true)))])),
-            ("h", .object([("url", .string("https://h/${ORG}"))])),
+            ("h", .object([("type", .string("http")), ("url", .string("https://h/${ORG}")),
+                           ("headers", .object([("Authorization", .string("Bearer ${TOKEN}"))])), ("disabled", Document(.scalar("true", plain: true)))])),
         ]))])
         let out = JSONWriter.write(McpWrap.wrap(root, form: .mcpServers, launcher: "/bin/stigmer-exec", config: "/c.json", executionID: "e1"))
         #expect(out == """
@@ -81,7 +94,18 @@ struct McpTests {
                   "disabled": false
                 },
                 "h": {
-                  "url": "https://h/${ORG}"
+                  "command": "/bin/stigmer-exec",
+                  "args": [
+                    "mcp",
+                    "run",
+                    "--execution-id",
+                    "e1",
+                    "--config",
+                    "/c.json",
+                    "--server",
+                    "h"
+                  ],
+                  "disabled": true
                 }
               }
             }
