@@ -77,6 +77,11 @@ release: launcher
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-release-full --product stigmer-exec-full
 	mkdir -p dist && cp .build-static/release/stigmer-exec .build-release-full/release/stigmer-exec-full dist/
 	strip dist/stigmer-exec dist/stigmer-exec-full
+	@# Execute-only: the kernel makes a process of a binary its user cannot read
+	@# non-dumpable from execve, before its main can, so another process of that user
+	@# cannot reopen the descriptors it is handed (the bridge's headers, a token) in
+	@# the instant before (SECURITY.md promise 7).
+	chmod 0711 dist/stigmer-exec-full
 
 clean:
 	rm -rf .build .build-static .build-release-full .build-postgres dist

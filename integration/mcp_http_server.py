@@ -10,6 +10,8 @@ benchmarks/mcp-bridge.py.
     python3 mcp_http_server.py --redirect-to URL --port N [--record FILE] [--tls-cert F --tls-key F]
     python3 mcp_http_server.py --recorder --port N [--record FILE] [--tls-cert F --tls-key F]
     python3 mcp_http_server.py --html --port N [--record FILE]
+    python3 mcp_http_server.py --echo-error --port N [--record FILE]
+    python3 mcp_http_server.py --stall --port N [--record FILE]
 
 - MCP mode (the default): streamable HTTP at /mcp (stateful sessions, SSE responses, or
   JSON ones with --json-response), or the legacy HTTP+SSE transport at /sse (messages are
@@ -20,6 +22,11 @@ benchmarks/mcp-bridge.py.
 - --recorder: every request is answered `401` with a short text body.
 - --html: every request is answered `200` with an HTML page (a url that is not an MCP
   endpoint, such as a login page).
+- --echo-error: every request is answered `500` with a text that echoes what it was sent
+  — the Authorization header as is, percent-encoded and JSON-escaped, and the raw query
+  string — as careless servers' error pages do.
+- --stall: every request is answered `200 text/event-stream`, then nothing, until the
+  client goes (a server that hangs mid-answer).
 
 --record FILE appends one JSON line per HTTP request received, written when the request's
 body has been read (before it is answered):
@@ -237,6 +244,26 @@ async def html_app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+async def echo_error_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan_noop(receive, send)
+    from urllib.parse import quote
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    auth = headers.get("authorization", "")
+    text = (f"bad credentials: {auth} (encoded {quote(auth, safe='')}) (json {json.dumps(auth)}) "
+            f"query={scope['query_string'].decode()}")
+    await send_text(send, 500, text)
+
+
+async def stall_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan_noop(receive, send)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def lifespan_noop(receive, send):
     while True:
         message = await receive()
@@ -292,6 +319,8 @@ def main() -> int:
     parser.add_argument("--redirect-to", metavar="URL")
     parser.add_argument("--recorder", action="store_true")
     parser.add_argument("--html", action="store_true")
+    parser.add_argument("--echo-error", action="store_true")
+    parser.add_argument("--stall", action="store_true")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -307,11 +336,15 @@ def main() -> int:
         app = recorder_app
     elif args.html:
         app = html_app
+    elif args.echo_error:
+        app = echo_error_app
+    elif args.stall:
+        app = stall_app
     elif args.transport == "sse":
         app = server.sse_app()
     else:
         app = server.streamable_http_app(json_response=args.json_response)
-    if token and not (args.redirect_to or args.recorder or args.html):
+    if token and not (args.redirect_to or args.recorder or args.html or args.echo_error or args.stall):
         app = BearerCheck(app, token)
     return asyncio.run(serve(Recording(app), args))
 

@@ -735,6 +735,49 @@ def test_not_an_mcp_endpoint_is_one_line_and_65(ctx, servers, tmp_path):
 
 
 @needs_bridge
+def test_an_error_page_that_echoes_the_token_is_concealed(ctx, servers, tmp_path):
+    # A careless server puts what it was sent in its error text: the token as sent, percent-
+    # encoded and JSON-escaped, and the query. The status and the text are shown; the
+    # secret in none of its forms.
+    server = servers("--echo-error")
+    cfg = mcp_config(tmp_path, server.url() + "?api_key=${REMOTE_TOKEN}")
+    bridge = Bridge(ctx, cfg)
+    error = bridge.run(initialize_or_error)
+    assert isinstance(error, MCPError), f"initialize succeeded against an error page: {error}"
+    assert "500" in error.message and "bad credentials" in error.message and "<concealed>" in error.message, error.message
+    lines = bridge.stderr.decode(errors="replace").splitlines()
+    assert len(lines) == 1 and "500" in lines[0] and "<concealed>" in lines[0], bridge.stderr
+    from urllib.parse import quote
+    for form in (ctx.token, quote(ctx.token.decode(), safe="").encode()):
+        assert form not in error.message.encode() and form not in bridge.stderr, "a form of the secret was shown"
+    assert server.requests(), "the server saw no request"
+
+
+@needs_bridge
+@pytest.mark.parametrize("type_", ["http", "sse"])
+def test_sigterm_ends_a_stalled_session_at_once(ctx, servers, tmp_path, type_):
+    # The server answers the head and then nothing: no answer, no endpoint. The client
+    # gives up; SIGTERM ends the bridge at once (not after the 60 s timeout).
+    server = servers("--stall")
+    proc = spawn(bridge_args(ctx, mcp_config(tmp_path, server.url("/sse" if type_ == "sse" else "/mcp"), type_=type_)),
+                 ctx.home, stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write(initialize_line())
+        proc.stdin.flush()
+        wait_for(lambda: server.requests(), 10, "the stalled server to get a request")
+        time.sleep(0.3)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - start
+    finally:
+        kill_quietly(proc)
+    assert proc.returncode == 0, f"exit {proc.returncode}, stderr={err[-2000:]!r}"
+    assert took < 6, f"SIGTERM took {took:.1f} s to end the bridge"
+    ctx.assert_no_canary(err, what="bridge's stderr")
+
+
+@needs_bridge
 def test_wrapped_http_entry_runs_the_bridge(ctx, servers, tmp_path):
     # `mcp wrap` makes the http entry a stdio one: the client holds no url and no header,
     # and starting the entry as written reaches the server with the token.

@@ -36,6 +36,7 @@ public final class Bridge: Sendable {
     let log: Logger
     let out = Output()
     let session = Session()
+    let inFlight = TaskSet()
     let group: MultiThreadedEventLoopGroup
 
     public init(options: Options, spec: BridgeSpec, logger: Logger) throws(StigmerError) {
@@ -48,10 +49,19 @@ public final class Bridge: Sendable {
 
     /// Runs until stdin ends or SIGTERM/SIGINT; returns the exit status.
     public func run() async -> Int32 {
+        // A client that closed its end of stdout: the write fails (EPIPE) and the session
+        // ends cleanly, rather than SIGPIPE killing the bridge before it deletes it.
+        signal(SIGPIPE, SIG_IGN)
         let lines = StdinLines.start()
+        out.onClosed { lines.stop() }
         let signals = Task {
             for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                // The session ends now: what is in flight is cancelled, the DELETE has its
+                // own deadline; a second signal kills as it would any process.
+                signal(SIGTERM, SIG_DFL)
+                signal(SIGINT, SIG_DFL)
                 lines.stop()
+                self.inFlight.cancelAll()
                 return
             }
         }
@@ -65,15 +75,13 @@ public final class Bridge: Sendable {
             // notification or response is accepted (202) before the next message is sent.
             // A request's answer may take long (a tool call): requests run side by side.
             // The legacy transport's POSTs are all answered at once: all in order.
-            if options.legacySSE || peek?.method == "initialize" || peek?.isRequest != true {
-                await forward(line, peek)
-            } else {
-                Task { await self.forward(line, peek) }
-            }
+            let task = inFlight.start { await self.forward(line, peek) }
+            if options.legacySSE || peek?.method == "initialize" || peek?.isRequest != true { await task.value }
         }
         // stdin ended (the client closed it) or a signal stopped the reader: the session
         // ends; what is still in flight has no one left to answer.
         signals.cancel()
+        inFlight.cancelAll()
         await close()
         // A session that never started ends with the reason's status, as a launch would.
         switch session.initializeFailure?.kind {
@@ -88,12 +96,12 @@ public final class Bridge: Sendable {
     func close() async {
         session.stopStreams()
         if !options.legacySSE, let id = session.id {
-            let request = HTTPClient.Request(method: .DELETE, url: spec.url, headers: sessionHeaders(id: id), body: [])
+            let request = HTTPClient.Request(method: .DELETE, url: spec.url, headers: [], sessionHeaders: sessionHeaders(id: id), body: [])
             do {
                 try await withTimeout(seconds: 5) {
                     try await self.client.send(request, onHead: { head in
                         self.log.debug("session closed", metadata: ["status": "\(head.status)"])
-                    }, onBody: { _ in })
+                    }, onBody: { _ in true })
                 }
             } catch {
                 log.debug("the session could not be closed on the server", metadata: ["error": "\(error)"])
@@ -137,34 +145,22 @@ public final class Bridge: Sendable {
         out.send(Array(error.utf8))
     }
 
-    /// Text the server chose (an error page) with any secret we hold replaced.
-    func conceal(_ text: String) -> String {
-        var bytes = Array(text.utf8)
-        for secret in spec.secretValues {
-            var i = 0
-            while i + secret.count <= bytes.count {
-                if bytes[i..<(i + secret.count)].elementsEqual(secret) {
-                    bytes.replaceSubrange(i..<(i + secret.count), with: Array("<concealed>".utf8))
-                    i += 11
-                } else {
-                    i += 1
-                }
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    func conceal(_ text: String) -> String { spec.conceal(text) }
+    func serverText(_ raw: [UInt8]) -> String { spec.serverText(raw) }
 
     struct SessionExpired: Error {}
 
     /// Streamable HTTP: POST the message; answer with JSON or an SSE stream of messages.
     func post(_ line: [UInt8], _ peek: JSONRPCPeek?, retry: Bool, replay: Bool = false) async throws {
         let initialize = peek?.method == "initialize"
+        // While a new session is being set up, wait for it: sent now, this message would
+        // carry no session id.
+        if !replay { await session.settled() }
         let sessionID = initialize ? nil : session.id
-        var headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
-        headers += sessionHeaders(id: sessionID)
+        let headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
         let sink = ResponseSink(bridge: self, request: peek, mode: replay ? .replay : .post)
         do {
-            try await client.send(HTTPClient.Request(method: .POST, url: spec.url, headers: headers, body: line),
+            try await client.send(HTTPClient.Request(method: .POST, url: spec.url, headers: headers, sessionHeaders: sessionHeaders(id: sessionID), body: line),
                                   onHead: { try sink.head($0, sentSession: sessionID != nil) }, onBody: { try sink.body($0) })
             try sink.finish()
         } catch is SessionExpired where retry {
@@ -196,17 +192,18 @@ public final class Bridge: Sendable {
     }
 
     /// The GET stream for messages the server starts (Streamable HTTP), while the
-    /// session lasts; 405 means the server offers none.
+    /// session lasts; 405 means the server offers none. A stream that ends is opened
+    /// again after the server's `retry` (else a second), longer after failures.
     func listen() async {
         var failures = 0
         while !Task.isCancelled, let id = session.id {
             let sink = ResponseSink(bridge: self, request: nil, mode: .stream)
-            let request = HTTPClient.Request(method: .GET, url: spec.url, headers: [("Accept", "text/event-stream")] + sessionHeaders(id: id)
-                                             + (session.lastEventID.map { [("Last-Event-ID", $0)] } ?? []), body: [])
+            let request = HTTPClient.Request(method: .GET, url: spec.url, headers: [("Accept", "text/event-stream")],
+                                             sessionHeaders: sessionHeaders(id: id) + (session.lastEventID.map { [("Last-Event-ID", $0)] } ?? []), body: [])
             do {
                 try await client.send(request, onHead: { try sink.head($0, sentSession: true) }, onBody: { try sink.body($0) })
                 try sink.finish()
-                failures = 0
+                failures = sink.delivered > 0 ? 0 : failures + 1
             } catch is CancellationError {
                 return
             } catch let failure as BridgeFailure {
@@ -218,8 +215,9 @@ public final class Bridge: Sendable {
             } catch {
                 failures += 1
             }
-            if failures > 5 { log.info("the GET stream keeps failing; server-initiated messages may be lost"); return }
-            try? await Task.sleep(nanoseconds: UInt64(min(failures, 5)) * 500_000_000)
+            if failures > 10 { log.info("the GET stream keeps failing; server-initiated messages may be lost"); return }
+            let pause = max(sink.retryMilliseconds ?? 1000, 100) * (1 << min(failures, 4))
+            try? await Task.sleep(nanoseconds: UInt64(pause) * 1_000_000)
         }
     }
 
@@ -235,20 +233,17 @@ public final class Bridge: Sendable {
     }
 
     /// The legacy SSE stream: `endpoint` first, then the server's messages. When it ends
-    /// (the server restarted), a new one, and the client's initialize replayed on it.
+    /// (the server restarted), a new one, and the client's initialize replayed on it once
+    /// it announces its endpoint.
     func legacyStream() async {
         var failures = 0
-        var replay = false
         while !Task.isCancelled {
             let sink = ResponseSink(bridge: self, request: nil, mode: .legacyStream)
             let request = HTTPClient.Request(method: .GET, url: spec.url, headers: [("Accept", "text/event-stream")], body: [])
-            if replay, session.initializeRequest != nil {
-                Task { await self.replayLegacy() }
-            }
             do {
                 try await client.send(request, onHead: { try sink.head($0, sentSession: false) }, onBody: { try sink.body($0) })
                 try sink.finish()
-                failures = 0
+                failures = sink.delivered > 0 ? 0 : failures + 1
             } catch is CancellationError {
                 return
             } catch let failure as BridgeFailure {
@@ -259,8 +254,8 @@ public final class Bridge: Sendable {
                 failures += 1
             }
             session.clearEndpoint()
-            replay = true
-            try? await Task.sleep(nanoseconds: UInt64(min(failures, 5)) * 500_000_000)
+            let pause = max(sink.retryMilliseconds ?? 1000, 100) * (1 << min(failures, 4))
+            try? await Task.sleep(nanoseconds: UInt64(pause) * 1_000_000)
         }
     }
 
@@ -271,7 +266,7 @@ public final class Bridge: Sendable {
             try await postLegacy(Self.replacingID(initialize, with: replayID))
             if let initialized = session.initializedNotification { try await postLegacy(initialized) }
         } catch {
-            log.debug("replaying initialize failed", metadata: ["error": "\(error)"])
+            log.debug("replaying initialize failed", metadata: ["error": "\(conceal("\(error)"))"])
         }
     }
 
@@ -310,6 +305,16 @@ final class ResponseSink: @unchecked Sendable {
     var json: [UInt8]?
     var sse: SSEParser?
     var errorText: [UInt8] = []
+    /// Messages handed to the client (or the bridge) from this answer.
+    var delivered = 0
+    /// The request's own answer has come (on a POST's stream, the rest is not awaited).
+    var answered = false
+    /// `retry:` of a stream, for its reconnection.
+    var retryMilliseconds: Int? { sse?.retryMilliseconds }
+
+    /// One message, or one answer of any kind, is at most this large: a server cannot
+    /// make the bridge hold unbounded memory.
+    static let maxMessage = 64 << 20
 
     init(bridge: Bridge, request: JSONRPCPeek?, mode: Mode) {
         self.bridge = bridge
@@ -317,15 +322,16 @@ final class ResponseSink: @unchecked Sendable {
         self.mode = mode
     }
 
+    var server: String { bridge.client.describe(bridge.spec.url) }
+
     func head(_ head: ResponseHead, sentSession: Bool) throws {
         self.head = head
-        let server = bridge.client.describe(bridge.spec.url)
         switch head.status {
         case 200..<300:
             if initialize, let id = head.header("mcp-session-id") { bridge.session.id = id }
             if head.status == 202 || head.status == 204 || mode == .legacyPost { return }
             switch (head.contentType, mode) {
-            case ("text/event-stream", _): sse = SSEParser()
+            case ("text/event-stream", _): sse = SSEParser(limit: Self.maxMessage)
             case ("application/json", .post), ("application/json", .replay): json = []
             default:
                 failure = BridgeFailure(kind: .protocolError, message: "\(server) answered with Content-Type \(quoted(head.contentType)), not JSON-RPC; is the url an MCP endpoint?")
@@ -340,21 +346,33 @@ final class ResponseSink: @unchecked Sendable {
         }
     }
 
-    func body(_ chunk: ByteBuffer) throws {
+    /// Takes a chunk of the body; false once nothing more is wanted from it.
+    func body(_ chunk: ByteBuffer) throws -> Bool {
         if json != nil {
+            guard json!.count + chunk.readableBytes <= Self.maxMessage else {
+                throw BridgeFailure(kind: .protocolError, message: "\(server) sent an answer larger than \(Self.maxMessage >> 20) MiB; not forwarded")
+            }
             json! += chunk.readableBytesView
         } else if sse != nil {
             for event in sse!.feed(chunk.readableBytesView) { deliver(event) }
-        } else if failure != nil, errorText.count < 300 {
-            errorText += chunk.readableBytesView.prefix(300 - errorText.count)
+            if sse!.overflowed {
+                throw BridgeFailure(kind: .protocolError, message: "\(server) sent an event larger than \(Self.maxMessage >> 20) MiB; not forwarded")
+            }
+            // A POST's stream has served its purpose once the answer came; a server may
+            // keep it open (the spec says it SHOULD close it).
+            if answered && mode == .post { return false }
+        } else if failure != nil, errorText.count < 4096 {
+            errorText += chunk.readableBytesView.prefix(4096 - errorText.count)
         }
+        return true
     }
 
     func deliver(_ event: SSEParser.Event) {
         // Only the GET stream is resumed (Last-Event-ID); a POST's stream ends with its answer.
-        if mode == .stream, let id = sse?.lastEventID { bridge.session.lastEventID = id }
+        if mode == .stream, let id = event.id { bridge.session.lastEventID = id }
         switch event.type {
         case "endpoint" where mode == .legacyStream:
+            delivered += 1
             bridge.session.announce(endpoint: String(decoding: event.data, as: UTF8.self), bridge: bridge)
         case "message":
             forward(event.data)
@@ -367,7 +385,9 @@ final class ResponseSink: @unchecked Sendable {
         // A JSON text holds raw CR/LF only as whitespace: dropped, it is one line.
         let line = message.filter { $0 != 0x0A && $0 != 0x0D }
         guard !line.isEmpty else { return }
+        delivered += 1
         let peek = JSONRPCPeek(line)
+        if let peek, peek.method == nil, let id = peek.id, id == request?.id { answered = true }
         if initialize, let version = peek?.protocolVersion { bridge.session.protocolVersion = version }
         if let id = peek?.id, bridge.session.isReplayID(id) { return }
         if mode == .replay { return }
@@ -377,11 +397,23 @@ final class ResponseSink: @unchecked Sendable {
     func finish() throws {
         if expired { throw Bridge.SessionExpired() }
         if var failure {
-            let text = String(decoding: errorText, as: UTF8.self).filter { !$0.isNewline && $0.asciiValue.map { $0 >= 0x20 } ?? true }
-            if !text.isEmpty, case .status(let code) = failure.kind, code != 401 && code != 403 { failure.message += ": " + String(text.prefix(200)) }
+            if case .status(let code) = failure.kind, code != 401 && code != 403 {
+                let text = bridge.serverText(errorText)
+                if !text.isEmpty { failure.message += ": " + text }
+            }
             throw failure
         }
-        if let json { forward(json) }
+        if let json {
+            forward(json)
+        }
+        // A request must be answered: a stream that ended without its answer, or a 202,
+        // would leave the client waiting for ever.
+        if mode == .post, let request, request.isRequest, !answered, head.map({ (200..<300).contains($0.status) }) == true {
+            if json != nil && delivered > 0 { return }  // a batch's array: passed through whole
+            throw BridgeFailure(kind: .protocolError, message: head?.status == 202 || head?.status == 204
+                ? "\(server) accepted a request (\(head?.status ?? 0)) without answering it"
+                : "\(server) ended its answer's stream before answering the request; try again")
+        }
     }
 }
 
@@ -398,7 +430,7 @@ final class Session: @unchecked Sendable {
     private var generation = 0
     private var replayIDs: Set<[UInt8]> = []
     private var _endpoint: HTTPURL?
-    private var endpointWaiters: [CheckedContinuation<HTTPURL, Error>] = []
+    private var endpointWaiters: [(token: Flag, waiter: CheckedContinuation<HTTPURL, Error>)] = []
     private var endpointError: BridgeFailure?
 
     var id: String? {
@@ -449,9 +481,15 @@ final class Session: @unchecked Sendable {
         lock.withLock {
             listener?.cancel()
             legacy?.cancel()
-            for waiter in endpointWaiters { waiter.resume(throwing: CancellationError()) }
+            for (_, waiter) in endpointWaiters { waiter.resume(throwing: CancellationError()) }
             endpointWaiters = []
         }
+    }
+
+    /// Returns once no new session is being set up.
+    func settled() async {
+        guard let task = lock.withLock({ reinit?.task }) else { return }
+        _ = try? await task.value
     }
 
     /// Runs `body` once for all callers that saw session `expired` fail; a failed attempt
@@ -472,6 +510,8 @@ final class Session: @unchecked Sendable {
 
     // Legacy transport: the endpoint the stream announced.
 
+    private var announcements = 0
+
     func announce(endpoint: String, bridge: Bridge) {
         let resolved = bridge.spec.url.resolving(endpoint)
         lock.withLock {
@@ -479,17 +519,21 @@ final class Session: @unchecked Sendable {
             case .success(let url) where url.origin == bridge.spec.url.origin:
                 _endpoint = url
                 endpointError = nil
-                for waiter in endpointWaiters { waiter.resume(returning: url) }
+                for (_, waiter) in endpointWaiters { waiter.resume(returning: url) }
+                // A new stream after one that ended: the server has forgotten the client;
+                // the client's initialize is replayed on it, once.
+                announcements += 1
+                if announcements > 1 && _initialize != nil { Task { await bridge.replayLegacy() } }
             case .success:
                 // Messages would carry nothing secret (headers stay on the origin), but a
                 // server that sends its clients elsewhere is not followed.
                 let failure = BridgeFailure(kind: .protocolError, message: "the server announced a message endpoint on another origin; refusing to post there")
                 endpointError = failure
-                for waiter in endpointWaiters { waiter.resume(throwing: failure) }
+                for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
             case .failure(let problem):
                 let failure = BridgeFailure(kind: .protocolError, message: "the server announced a message endpoint that is \(problem.description)")
                 endpointError = failure
-                for waiter in endpointWaiters { waiter.resume(throwing: failure) }
+                for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
             }
             endpointWaiters = []
         }
@@ -498,7 +542,7 @@ final class Session: @unchecked Sendable {
     func endpointFailed(_ failure: BridgeFailure) {
         lock.withLock {
             endpointError = failure
-            for waiter in endpointWaiters { waiter.resume(throwing: failure) }
+            for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
             endpointWaiters = []
         }
     }
@@ -507,11 +551,23 @@ final class Session: @unchecked Sendable {
 
     func endpoint(timeoutSeconds: Int) async throws -> HTTPURL {
         try await withTimeout(seconds: timeoutSeconds) {
-            try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<HTTPURL, Error>) in
+            let token = Flag()
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<HTTPURL, Error>) in
+                    self.lock.withLock {
+                        if let endpoint = self._endpoint { waiter.resume(returning: endpoint) }
+                        else if let error = self.endpointError { self.endpointError = nil; waiter.resume(throwing: error) }
+                        else if token.isSet { waiter.resume(throwing: CancellationError()) }
+                        else { self.endpointWaiters.append((token, waiter)) }
+                    }
+                }
+            } onCancel: {
+                // The waiter leaves (a timeout, the session's end): resumed here, once.
                 self.lock.withLock {
-                    if let endpoint = self._endpoint { waiter.resume(returning: endpoint) }
-                    else if let error = self.endpointError { self.endpointError = nil; waiter.resume(throwing: error) }
-                    else { self.endpointWaiters.append(waiter) }
+                    token.set()
+                    if let i = self.endpointWaiters.firstIndex(where: { $0.token === token }) {
+                        self.endpointWaiters.remove(at: i).waiter.resume(throwing: CancellationError())
+                    }
                 }
             }
         }
@@ -529,16 +585,48 @@ final class Session: @unchecked Sendable {
     func isReplayID(_ id: [UInt8]) -> Bool { lock.withLock { replayIDs.contains(id) } }
 }
 
-/// Messages to the client, one per line, in the order they are sent.
+/// Messages to the client, one per line, in the order they are sent. A client that has
+/// closed stdout ends the session.
 final class Output: Sendable {
     private let lock = NIOLock()
+    private let closed = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+
+    func onClosed(_ action: @escaping @Sendable () -> Void) { closed.withLockedValue { $0 = action } }
 
     func send(_ message: [UInt8]) {
-        lock.withLock {
+        let failed: Bool = lock.withLock {
             var line = message
             line.append(0x0A)
-            line.withUnsafeBytes { try? IO.writeAll(1, $0) }
+            return line.withUnsafeBytes { (try? IO.writeAll(1, $0)) == nil }
         }
+        if failed { closed.withLockedValue { $0 }?() }
+    }
+}
+
+/// The tasks forwarding messages, so that the end of the session can cancel them.
+final class TaskSet: Sendable {
+    private struct State {
+        var next: UInt64 = 0
+        var running: [UInt64: Task<Void, Never>] = [:]
+        /// Ended before they were registered.
+        var ended: Set<UInt64> = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    @discardableResult
+    func start(_ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        let key = state.withLockedValue { $0.next += 1; return $0.next }
+        let task = Task {
+            await body()
+            self.state.withLockedValue { if $0.running.removeValue(forKey: key) == nil { $0.ended.insert(key) } }
+        }
+        state.withLockedValue { if $0.ended.remove(key) == nil { $0.running[key] = task } }
+        return task
+    }
+
+    func cancelAll() {
+        for task in state.withLockedValue({ Array($0.running.values) }) { task.cancel() }
     }
 }
 

@@ -42,8 +42,11 @@ final class HTTPClient: Sendable {
     struct Request: Sendable {
         var method: HTTPMethod
         var url: HTTPURL
-        /// The bridge's own headers (Accept, Mcp-Session-Id, …): sent to any origin.
+        /// The bridge's own headers (Accept, Content-Type): sent to any origin.
         var headers: [(String, String)]
+        /// Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID: only to the configured origin
+        /// (a session id is a credential of sorts: whoever holds it can speak in it).
+        var sessionHeaders: [(String, String)] = []
         var body: [UInt8]
     }
 
@@ -84,26 +87,32 @@ final class HTTPClient: Sendable {
     static let maxRedirects = 5
 
     /// Sends `request`, following redirects, and hands the final response's head to
-    /// `onHead` and its body, chunk by chunk, to `onBody`. A secret header or query
-    /// parameter goes only to the configured url's origin.
+    /// `onHead` and its body, chunk by chunk, to `onBody` (which returns false when it
+    /// has what it waited for: the rest is not read). A secret header or query parameter,
+    /// and the session's headers, go only to the configured url's origin — and not even
+    /// there once a redirect has left it (the way back is a foreign origin's choice).
     func send(_ request: Request, onHead: @escaping @Sendable (ResponseHead) async throws -> Void,
-              onBody: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
+              onBody: @escaping @Sendable (ByteBuffer) async throws -> Bool) async throws {
         var url = request.url
-        var first = true
+        var trusted = true
+        var withQuery = true
         for _ in 0...Self.maxRedirects {
-            let head = try await hop(request, url: url, withQuery: first, onHead: onHead, onBody: onBody)
+            let head = try await hop(request, url: url, trusted: trusted && url.origin == spec.url.origin, withQuery: withQuery,
+                                     onHead: onHead, onBody: onBody)
             guard let head else { return }
             // A redirect: 307/308 keep the method and body; others only for GET.
             guard [307, 308].contains(head.status) || request.method == .GET else {
-                throw BridgeFailure(kind: .protocolError, message: "\(describe(url)) redirected a POST with \(head.status); only 307 and 308 keep a request's body")
+                throw BridgeFailure(kind: .protocolError, message: "\(describe(url)) redirected a \(request.method) with \(head.status); only 307 and 308 keep a request's body")
             }
             guard let location = head.header("location") else {
                 throw BridgeFailure(kind: .protocolError, message: "\(describe(url)) answered \(head.status) without a Location")
             }
             switch url.resolving(location) {
             case .success(let next):
-                let sameOrigin = next.origin == spec.url.origin
-                first = sameOrigin && !next.target.contains("?")
+                if next.origin != spec.url.origin { trusted = false }
+                // The configured query again only where it went before, and only if the
+                // Location did not bring a query of its own.
+                withQuery = trusted && !next.target.contains("?")
                 url = next
             case .failure(let problem):
                 throw BridgeFailure(kind: .protocolError, message: "\(describe(url)) redirected to a Location that is \(problem.description)")
@@ -112,22 +121,23 @@ final class HTTPClient: Sendable {
         throw BridgeFailure(kind: .protocolError, message: "\(describe(request.url)) redirected more than \(Self.maxRedirects) times")
     }
 
-    /// scheme://host:port of `url`, unless the configured url holds a secret.
+    /// scheme://host:port of `url` — "the server" for the configured host when its url
+    /// holds a secret (which could be the host).
     func describe(_ url: HTTPURL) -> String {
-        url.origin == spec.url.origin && spec.urlIsSecret ? "the server" : url.origin
+        spec.urlIsSecret && url.host == spec.url.host ? "the server" : url.origin
     }
 
-    /// The header fields `url` gets: the bridge's own, then the configured ones — those
-    /// from a secret, and credentials of any kind (as curl drops them), only on the
-    /// configured url's origin.
-    func headerFields(_ request: Request, url: HTTPURL) -> HTTPHeaders {
+    /// The header fields a hop gets: the bridge's own; the session's and the configured
+    /// secret ones only when `trusted` (the configured origin, no redirect away from it
+    /// on the way); credentials of any kind likewise, as curl drops them.
+    func headerFields(_ request: Request, url: HTTPURL, trusted: Bool) -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: url.hostHeader)
         headers.add(name: "User-Agent", value: "stigmer-exec-bridge")
         for (name, value) in request.headers { headers.add(name: name, value: value) }
-        let home = url.origin == spec.url.origin
-        for field in spec.headers where home || (!field.secret && !Self.credentialHeaders.contains(field.name.lowercased())) {
-            headers.replaceOrAdd(name: field.name, value: String(decoding: field.value, as: UTF8.self))
+        if trusted { for (name, value) in request.sessionHeaders { headers.add(name: name, value: value) } }
+        for field in spec.headers where trusted || (!field.secret && !Self.credentialHeaders.contains(field.name.lowercased())) {
+            headers.add(name: field.name, value: String(decoding: field.value, as: UTF8.self))
         }
         headers.add(name: "Content-Length", value: "\(request.body.count)")
         return headers
@@ -137,34 +147,41 @@ final class HTTPClient: Sendable {
 
     /// One request on one connection. Returns the head of a redirect (its body dropped),
     /// or nil once the final response has been handed over.
-    func hop(_ request: Request, url: HTTPURL, withQuery: Bool, onHead: @escaping @Sendable (ResponseHead) async throws -> Void,
-             onBody: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> ResponseHead? {
+    func hop(_ request: Request, url: HTTPURL, trusted: Bool, withQuery: Bool, onHead: @escaping @Sendable (ResponseHead) async throws -> Void,
+             onBody: @escaping @Sendable (ByteBuffer) async throws -> Bool) async throws -> ResponseHead? {
         let target = withQuery ? url.appendingQuery(spec.query.map { ($0.name, $0.value) }).target : url.target
         var requestHead = HTTPRequestHead(version: .http1_1, method: request.method, uri: target)
-        requestHead.headers = headerFields(request, url: url)
+        requestHead.headers = headerFields(request, url: url, trusted: trusted)
         let head = requestHead
         let body = request.body
-        // A pooled connection the server has closed fails before any answer: then once
-        // more on a new one.
+        // Only connections to the configured origin are kept (a redirecting server
+        // cannot make the bridge hold sockets to origins of its choosing).
+        let home = url.origin == spec.url.origin
+        // A kept connection may have been closed by the server since: then once more on a
+        // new one — but only if the request was not written (a POST is not repeated).
         for attempt in 0..<2 {
-            let pooled = attempt == 0 ? await pool.take(url.origin) : nil
+            let pooled = attempt == 0 && home ? await pool.take() : nil
             let connection: Connection
             if let pooled { connection = pooled } else { connection = try await connect(url) }
-            let outcome = try await connection.run(timeout: timeout) { inbound, outbound, answered in
+            let outcome = try await connection.run(timeout: timeout) { inbound, outbound, progress in
                 try await outbound.write(.head(head))
                 if !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
                 try await outbound.write(.end(nil))
+                progress(.written)
                 guard case .head(let responseHead)? = try await inbound.next() else {
                     throw BridgeFailure(kind: .unreachable, message: "\(self.describe(url)) closed the connection without an answer")
                 }
-                answered()
                 let response = ResponseHead(status: Int(responseHead.status.code), reason: responseHead.status.reasonPhrase,
                                             headers: responseHead.headers.map { ($0.name, $0.value) })
+                // A stream may last as long as the session; any other answer must come
+                // whole within the timeout.
+                progress(response.contentType == "text/event-stream" && (200..<300).contains(response.status) ? .streaming : .answered)
                 let redirect = [301, 302, 303, 307, 308].contains(response.status) && response.header("location") != nil
                 if !redirect { try await onHead(response) }
                 while let part = try await inbound.next() {
                     switch part {
-                    case .body(let chunk): if !redirect { try await onBody(chunk) }
+                    case .body(let chunk):
+                        if !redirect, try await !onBody(chunk) { return (nil, false) }
                     case .end: return (redirect ? response : nil, responseHead.isKeepAlive)
                     case .head: throw BridgeFailure(kind: .protocolError, message: "\(self.describe(url)) sent a second response head")
                     }
@@ -173,14 +190,14 @@ final class HTTPClient: Sendable {
             }
             switch outcome {
             case .done(let result, let keepAlive):
-                if keepAlive { await pool.give(connection, origin: url.origin) } else { connection.close() }
+                if keepAlive && home { await pool.give(connection) } else { connection.close() }
                 return result
-            case .failedBeforeAnswer(let error) where pooled != nil && attempt == 0:
+            case .failed(let error, let written) where pooled != nil && !written:
                 _ = error
                 continue
             case .timedOut:
                 throw BridgeFailure(kind: .timeout, message: "\(describe(url)) did not answer within \(timeout.nanoseconds / 1_000_000_000) s (timeout_seconds)")
-            case .failedBeforeAnswer(let error), .failed(let error):
+            case .failed(let error, _):
                 throw classify(error, url)
             }
         }
@@ -223,11 +240,13 @@ final class HTTPClient: Sendable {
     func classify(_ error: Error, _ url: HTTPURL) -> BridgeFailure {
         if let failure = error as? BridgeFailure { return failure }
         let place = describe(url)
-        if let ssl = error as? NIOSSLError {
-            return BridgeFailure(kind: .tls, message: "TLS with \(place) failed: \(ssl) (a self-signed or private CA? pass it with --http-ca FILE)")
+        // NIOSSL's descriptions may name the host (a secret, when the url holds one).
+        let detail = spec.urlIsSecret ? "" : ": \(error)"
+        if error is NIOSSLError {
+            return BridgeFailure(kind: .tls, message: "TLS with \(place) failed\(detail) (a self-signed or private CA? pass it with --http-ca FILE)")
         }
         if error is NIOSSLExtraError {
-            return BridgeFailure(kind: .tls, message: "TLS with \(place) failed: \(error)")
+            return BridgeFailure(kind: .tls, message: "TLS with \(place) failed\(detail)")
         }
         if error is ChannelError, case .connectTimeout = error as! ChannelError {
             return BridgeFailure(kind: .timeout, message: "cannot reach \(place): no connection within the timeout")
@@ -238,7 +257,7 @@ final class HTTPClient: Sendable {
         if error is NIOConnectionError || error is SocketAddressError {
             return BridgeFailure(kind: .unreachable, message: "cannot reach \(place): connection refused or host not found")
         }
-        return BridgeFailure(kind: .unreachable, message: "the exchange with \(place) failed: \(error)")
+        return BridgeFailure(kind: .unreachable, message: "the exchange with \(place) failed\(detail)")
     }
 }
 
@@ -247,12 +266,14 @@ final class HTTPClient: Sendable {
 final class Connection: Sendable {
     typealias Inbound = NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
     typealias Outbound = NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
-    typealias Exchange = @Sendable (inout Inbound, Outbound, _ answered: @Sendable () -> Void) async throws -> (ResponseHead?, Bool)
+    /// How far an exchange got: the request written; the answer's head read (then a
+    /// stream runs untimed, anything else within the timeout still).
+    enum Progress: Sendable { case written, streaming, answered }
+    typealias Exchange = @Sendable (inout Inbound, Outbound, _ progress: @Sendable (Progress) -> Void) async throws -> (ResponseHead?, Bool)
 
     enum Outcome: Sendable {
         case done(ResponseHead?, keepAlive: Bool)
-        case failedBeforeAnswer(Error)
-        case failed(Error)
+        case failed(Error, written: Bool)
         case timedOut
     }
 
@@ -272,37 +293,49 @@ final class Connection: Sendable {
             try? await async.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
                 for await job in stream {
-                    let answered = Flag()
+                    let written = Flag()
                     do {
-                        let (head, keepAlive) = try await job.exchange(&iterator, outbound) { answered.set() }
+                        let (head, keepAlive) = try await job.exchange(&iterator, outbound) { if $0 == .written { written.set() } }
                         job.reply.resume(returning: .done(head, keepAlive: keepAlive))
                         if !keepAlive { break }
                     } catch {
-                        job.reply.resume(returning: answered.isSet ? .failed(error) : .failedBeforeAnswer(error))
+                        job.reply.resume(returning: .failed(error, written: written.isSet))
                         break
                     }
                 }
                 continuation.finish()
                 // Whoever submits after this gets an immediate failure.
-                for await job in stream { job.reply.resume(returning: .failedBeforeAnswer(ChannelError.ioOnClosedChannel)) }
+                for await job in stream { job.reply.resume(returning: .failed(ChannelError.ioOnClosedChannel, written: false)) }
             }
         }
     }
 
-    /// Runs `exchange` on this connection; the answer's head must come within `timeout`.
+    var isActive: Bool { channel.isActive }
+
+    /// Runs `exchange` on this connection. The answer's head must come within `timeout`,
+    /// and all of it unless it is a stream; a cancelled caller closes the connection (its
+    /// exchange cannot be abandoned half-read on a connection someone else would reuse).
     func run(timeout: TimeAmount, _ exchange: @escaping Exchange) async throws -> Outcome {
         let channel = self.channel
         let expired = Flag()
         let timer = channel.eventLoop.scheduleTask(in: timeout) { expired.set(); channel.close(promise: nil) }
-        let wrapped: Exchange = { inbound, outbound, answered in
-            try await exchange(&inbound, outbound) { timer.cancel(); answered() }
-        }
-        let outcome = await withCheckedContinuation { (reply: CheckedContinuation<Outcome, Never>) in
-            if case .terminated = jobs.yield(Job(exchange: wrapped, reply: reply)) {
-                reply.resume(returning: .failedBeforeAnswer(ChannelError.ioOnClosedChannel))
+        let wrapped: Exchange = { inbound, outbound, progress in
+            try await exchange(&inbound, outbound) { step in
+                if step == .streaming { timer.cancel() }
+                progress(step)
             }
         }
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (reply: CheckedContinuation<Outcome, Never>) in
+                if case .terminated = jobs.yield(Job(exchange: wrapped, reply: reply)) {
+                    reply.resume(returning: .failed(ChannelError.ioOnClosedChannel, written: false))
+                }
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
         timer.cancel()
+        try Task.checkCancellation()
         if expired.isSet, case .done = outcome {} else if expired.isSet { return .timedOut }
         return outcome
     }
@@ -321,24 +354,27 @@ final class Flag: @unchecked Sendable {
     var isSet: Bool { lock.withLock { value } }
 }
 
-/// Idle keep-alive connections by origin.
+/// Idle keep-alive connections to the configured origin, at most 8.
 actor ConnectionPool {
-    var idle: [String: [Connection]] = [:]
+    var idle: [Connection] = []
 
-    func take(_ origin: String) -> Connection? {
-        guard var list = idle[origin], let connection = list.popLast() else { return nil }
-        idle[origin] = list
-        return connection
+    /// An idle connection the server has not closed meanwhile.
+    func take() -> Connection? {
+        while let connection = idle.popLast() {
+            if connection.isActive { return connection }
+            connection.close()
+        }
+        return nil
     }
 
-    func give(_ connection: Connection, origin: String) {
-        idle[origin, default: []].append(connection)
-        if idle[origin]!.count > 8 { idle[origin]!.removeFirst().close() }
+    func give(_ connection: Connection) {
+        idle.append(connection)
+        if idle.count > 8 { idle.removeFirst().close() }
     }
 
     func closeAll() {
-        for list in idle.values { for c in list { c.close() } }
-        idle = [:]
+        for c in idle { c.close() }
+        idle = []
     }
 }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import StigmerCore
 
 /// An http(s) URL as the bridge uses it: scheme, host, port and request target. Small and
@@ -86,8 +89,14 @@ public struct HTTPURL: Sendable, Equatable {
     /// The Host header: the port only when it is not the scheme's own.
     var hostHeader: String { port == (secure ? 443 : 80) ? hostInURL : "\(hostInURL):\(port)" }
 
+    /// `localhost`, or an address in 127.0.0.0/8 or ::1 — parsed, not matched as text
+    /// (`127.example.com` is a name anyone can point anywhere).
     public var isLoopback: Bool {
-        host == "localhost" || host.hasSuffix(".localhost") || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" { return true }
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        if inet_pton(AF_INET6, host, &v6) == 1 { return host == "::1" || withUnsafeBytes(of: v6) { $0.dropLast().allSatisfy { $0 == 0 } && $0.last == 1 } }
+        return false
     }
 
     /// `reference` (a Location header, an SSE endpoint) resolved against this URL

@@ -13,9 +13,17 @@ struct SSEParser {
     private var hasData = false
     private var type = ""
     private(set) var lastEventID: String?
+    /// The stream's `retry:` (reconnection delay).
+    private(set) var retryMilliseconds: Int?
+    /// A line or an event's data grew past `limit`: the rest is not parsed.
+    private(set) var overflowed = false
+    let limit: Int
+
+    init(limit: Int = 64 << 20) { self.limit = limit }
 
     mutating func feed(_ bytes: some Sequence<UInt8>) -> [Event] {
         var events: [Event] = []
+        guard !overflowed else { return events }
         for b in bytes {
             if afterCR {
                 afterCR = false
@@ -26,6 +34,10 @@ struct SSEParser {
                 if let event = endLine() { events.append(event) }
             } else {
                 line.append(b)
+            }
+            if line.count + data.count > limit {
+                overflowed = true
+                return events
             }
         }
         return events
@@ -51,6 +63,7 @@ struct SSEParser {
             hasData = true
         case "event": type = String(decoding: value, as: UTF8.self)
         case "id" where !value.contains(0): lastEventID = String(decoding: value, as: UTF8.self)
+        case "retry": if let ms = Int(String(decoding: value, as: UTF8.self)), ms >= 0, ms <= 3_600_000 { retryMilliseconds = ms }
         default: break
         }
         return nil

@@ -108,7 +108,8 @@ public struct ChildSpec: Sendable {
 /// child inherits, and appends `flag N` (the descriptor) to its argv. On the pipe, each
 /// field is: kind (1 byte), 1 if a secret went into it else 0, the name's length (4 bytes,
 /// little-endian), the name, the value's length (4 bytes), the value — lengths, not
-/// separators, so a value holding any byte cannot forge a field.
+/// separators, so a value holding any byte cannot forge a field. Each secret used follows
+/// by itself (kind "S", its name).
 public struct Handoff: Sendable {
     public enum Kind: UInt8, Sendable {
         case url = 0x55, header = 0x48, query = 0x51  // "U", "H", "Q"
@@ -138,19 +139,30 @@ public struct Handoff: Sendable {
     /// child starts, so a handoff must fit.
     public static let limit = 60 * 1024
 
-    /// The pieces of the encoded handoff.
+    /// The pieces of the encoded handoff: the fields, then each secret that went into
+    /// them by itself (kind "S"), so that the child can recognise it wherever a server
+    /// echoes it (an error page), not only as the whole field.
     func pieces(_ values: borrowing SecretBytes) -> [ChildPiece] {
         func length(_ n: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: n >> (8 * $0)) } }
+        func field(_ kind: UInt8, _ secret: Bool, _ name: String, _ value: [ChildPiece]) -> [ChildPiece] {
+            let name = Array(name.utf8)
+            return [.text([kind, secret ? 1 : 0] + length(name.count) + name + length(value.reduce(0) { $0 + $1.count }))] + value
+        }
         var out: [ChildPiece] = []
-        for field in fields {
-            let value = ChildSpec.pieces(field.template, values)
-            let secret = field.template.names.contains { values.entry($0)?.isSecret == true }
-            let name = Array(field.name.utf8)
-            out.append(.text([field.kind.rawValue, secret ? 1 : 0] + length(name.count) + name + length(value.reduce(0) { $0 + $1.count })))
-            out += value
+        var secrets: [String] = []
+        for f in fields {
+            let names = f.template.names.filter { values.entry($0)?.isSecret == true }
+            out += field(f.kind.rawValue, !names.isEmpty, f.name, ChildSpec.pieces(f.template, values))
+            secrets += names.filter { !secrets.contains($0) }
+        }
+        for name in secrets {
+            if let entry = values.entry(name) { out += field(Self.secretKind, true, name, [.value(entry)]) }
         }
         return out
     }
+
+    /// "S": a secret's value by itself.
+    static let secretKind = UInt8(ascii: "S")
 }
 
 /// The child's argv, envp and working directory, built in a `SecretArena` (SECURITY.md,

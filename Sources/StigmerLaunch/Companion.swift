@@ -142,6 +142,26 @@ struct Pipe {
     let read: Int32
     let write: Int32
 
+    /// A pipe whose read end is 3 or above: when the launcher started with 0-2 closed,
+    /// a handed-over descriptor must not take the place of the child's stdin or stdout.
+    static func aboveStandard() throws(StigmerError) -> Pipe {
+        let pipe = try Pipe()
+        guard pipe.read < 3 else { return pipe }
+        let moved = fcntl(pipe.read, F_DUPFD_CLOEXEC, 3)
+        Sys.close(pipe.read)
+        guard moved >= 0 else {
+            let e = Errno.current
+            Sys.close(pipe.write)
+            throw StigmerError(.ioError, "cannot create a pipe", cause: e.description)
+        }
+        return Pipe(read: moved, write: pipe.write)
+    }
+
+    private init(read: Int32, write: Int32) {
+        self.read = read
+        self.write = write
+    }
+
     init() throws(StigmerError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {

@@ -108,7 +108,7 @@ public enum Launch {
         // bridge's headers): the pipe's read end is the child's, named in its argv.
         var child = plan.child
         let handoffPipe = try child.handoff.map { handoff throws(StigmerError) -> Pipe in
-            let pipe = try Pipe()
+            let pipe = try Pipe.aboveStandard()
             child.argv += [Template(literal: handoff.flag), Template(literal: "\(pipe.read)")]
             return pipe
         }
@@ -145,9 +145,14 @@ public enum Launch {
             Sys.close(pipe.read)
             throw StigmerError(.dataError, "the server's url, headers and query parameters take \(bytes.count) bytes resolved; at most \(Handoff.limit) can be handed over")
         }
+        // A user past fs.pipe-user-pages-soft gets pipes of 8 KiB or less: grown to fit,
+        // and written without blocking, so a pipe too small is an error, not a hang.
+        let getPipeSize: Int32 = 1032, setPipeSize: Int32 = 1031  // F_GETPIPE_SZ, F_SETPIPE_SZ (_GNU_SOURCE)
+        if fcntl(pipe.write, getPipeSize) < bytes.count { _ = fcntl(pipe.write, setPipeSize, Int32(bytes.count)) }
+        _ = fcntl(pipe.write, F_SETFL, O_NONBLOCK)
         do { try IO.writeAll(pipe.write, bytes) } catch {
             Sys.close(pipe.read)
-            throw StigmerError(.ioError, "cannot hand the server's headers over; nothing was launched", cause: error.description)
+            throw StigmerError(.ioError, "cannot hand the server's headers over (\(bytes.count) bytes; a pipe this size is refused past fs.pipe-user-pages-soft); nothing was launched", cause: error.description)
         }
         guard fcntl(pipe.read, F_SETFD, 0) == 0 else {
             let e = Errno.current

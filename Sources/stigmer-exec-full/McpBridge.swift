@@ -26,8 +26,9 @@ struct McpBridgeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard ["streamable-http", "sse"].contains(transport) else { throw ValidationError("--transport is streamable-http or sse") }
-        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be a positive number of seconds") }
-        if specFD < 0 { throw ValidationError("--spec-fd must be a descriptor number") }
+        if let timeout, !(1...86_400).contains(timeout) { throw ValidationError("--timeout (timeout_seconds) must be 1 to 86400 seconds") }
+        // 0-2 are the protocol channel and stderr, never the handoff.
+        if specFD < 3 { throw ValidationError("--spec-fd must be a descriptor number of 3 or more") }
     }
 
     func run() async throws {

@@ -109,6 +109,36 @@ struct BridgeSpecTests {
         _ = try BridgeSpec.decode(encode([(0x55, false, "", "http://mcp.example.com/mcp"), (0x48, false, "X-Org", "plain")]), server: "s", allowInsecureHTTP: false)
     }
 
+    @Test func concealsEveryFormOfASecretAndCutsNoneInHalf() throws {
+        let secret = "s3cr/t+tok en"
+        let spec = try BridgeSpec.decode(encode([(0x55, false, "", "https://h/mcp"), (0x48, true, "Authorization", "Bearer " + secret),
+                                                (0x53, true, "TOKEN", secret)]), server: "s", allowInsecureHTTP: false)
+        let echoed = "bad: \(secret) | s3cr%2Ft%2Btok%20en | s3cr%2ft%2btok%20en | s3cr\\/t+tok en | \(Base64.encode(Array(secret.utf8)))"
+        let concealed = spec.conceal(echoed)
+        #expect(!concealed.contains("s3cr") && concealed.split(separator: "<concealed>", omittingEmptySubsequences: false).count == 6, "\(concealed)")
+        #expect(spec.conceal("Bearer \(secret)") == "<concealed>")
+        // Cut at the limit in the middle of the secret: the start of it goes too.
+        let cut = spec.serverText(Array((String(repeating: "x", count: 190) + secret).utf8))
+        #expect(!cut.contains("s3cr") && cut.count <= 200)
+    }
+
+    @Test func refusesHeadersTheBridgeSetsItself() {
+        for name in ["Host", "content-length", "Transfer-Encoding", "Mcp-Session-Id", "MCP-Protocol-Version"] {
+            #expect(throws: StigmerError.self) {
+                try BridgeSpec.decode(encode([(0x55, false, "", "https://h/"), (0x48, false, name, "x")]), server: "s", allowInsecureHTTP: false)
+            }
+        }
+    }
+
+    @Test func loopbackIsAnAddressNotAPrefix() throws {
+        for host in ["http://localhost/", "http://127.0.0.1/", "http://127.9.9.9:8/", "http://[::1]/", "http://[0:0:0:0:0:0:0:1]/"] {
+            #expect(try HTTPURL.parse(host).get().isLoopback, "\(host)")
+        }
+        for host in ["http://127.example.com/", "http://x.localhost/", "http://128.0.0.1/", "http://[::2]/", "http://localhost.evil/"] {
+            #expect(try !HTTPURL.parse(host).get().isLoopback, "\(host)")
+        }
+    }
+
     @Test func refusesHeaderSplittingAndCutHandoffs() {
         let split = encode([(0x55, false, "", "https://h/"), (0x48, true, "Authorization", "Bearer a\r\nX-Evil: 1")])
         #expect(throws: StigmerError.self) { try BridgeSpec.decode(split, server: "s", allowInsecureHTTP: false) }
