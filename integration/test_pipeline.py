@@ -145,6 +145,8 @@ spec:
       http:
         url: https://mcp.example.invalid/x
         timeout_seconds: +1
+      limits:
+        timeout: +1
       weight: .5
       ratio: 1.
       offset: -2
@@ -198,7 +200,9 @@ def test_wrap_turns_yaml_numbers_into_json_numbers(home, tmp_path):
     doc = wrap_json(proc, ctx)
     servers = {s["name"]: s for s in doc["spec"]["mcp_servers"]}
     remote = servers["remote"]
-    assert_json_number(remote["http"]["timeout_seconds"], 1, "remote.http.timeout_seconds")
+    # The http body goes (the entry starts the bridge); a nested number the client keeps.
+    assert "http" not in remote and "stdio" in remote, remote
+    assert_json_number(remote["limits"]["timeout"], 1, "remote.limits.timeout")
     assert_json_number(remote.get("weight"), 0.5, "remote.weight")
     assert_json_number(remote.get("ratio"), 1.0, "remote.ratio")
     assert_json_number(remote.get("offset"), -2, "remote.offset")
