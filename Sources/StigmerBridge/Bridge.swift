@@ -7,8 +7,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import StigmerCore
-import UnixSignals
 import StigmerSystem
+import UnixSignals
 
 /// The stdio bridge to a remote MCP server (DESIGN.md §4, issue 12): newline-delimited
 /// JSON-RPC on stdin/stdout, MCP Streamable HTTP (or the legacy HTTP+SSE transport) to
@@ -104,7 +104,7 @@ public final class Bridge: Sendable {
                     }, onBody: { _ in true })
                 }
             } catch {
-                log.debug("the session could not be closed on the server", metadata: ["error": "\(error)"])
+                log.debug("the session could not be closed on the server", metadata: ["error": "\(conceal("\(error)"))"])
             }
         }
         await client.pool.closeAll()
