@@ -12,6 +12,7 @@ benchmarks/mcp-bridge.py.
     python3 mcp_http_server.py --html --port N [--record FILE]
     python3 mcp_http_server.py --echo-error --port N [--record FILE]
     python3 mcp_http_server.py --stall --port N [--record FILE]
+    python3 mcp_http_server.py --forget-sessions --port N [--token T] [--record FILE]
 
 - MCP mode (the default): streamable HTTP at /mcp (stateful sessions, SSE responses, or
   JSON ones with --json-response), or the legacy HTTP+SSE transport at /sse (messages are
@@ -27,6 +28,8 @@ benchmarks/mcp-bridge.py.
   string — as careless servers' error pages do.
 - --stall: every request is answered `200 text/event-stream`, then nothing, until the
   client goes (a server that hangs mid-answer).
+- --forget-sessions: the MCP server, except that every request carrying an
+  Mcp-Session-Id is answered `404` (a server that loses each session at once).
 
 --record FILE appends one JSON line per HTTP request received, written when the request's
 body has been read (before it is answered):
@@ -202,6 +205,18 @@ class Recording:
         await self.app(scope, replay, send)
 
 
+class ForgetSessions:
+    """404 for any request that names a session: initialize works, nothing after it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and b"mcp-session-id" in dict(scope["headers"]):
+            return await send_text(send, 404, "session not found\n")
+        await self.app(scope, receive, send)
+
+
 class BearerCheck:
     """401 for any HTTP request without `Authorization: Bearer <token>`."""
 
@@ -321,6 +336,7 @@ def main() -> int:
     parser.add_argument("--html", action="store_true")
     parser.add_argument("--echo-error", action="store_true")
     parser.add_argument("--stall", action="store_true")
+    parser.add_argument("--forget-sessions", action="store_true")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -344,6 +360,8 @@ def main() -> int:
         app = server.sse_app()
     else:
         app = server.streamable_http_app(json_response=args.json_response)
+        if args.forget_sessions:
+            app = ForgetSessions(app)
     if token and not (args.redirect_to or args.recorder or args.html or args.echo_error or args.stall):
         app = BearerCheck(app, token)
     return asyncio.run(serve(Recording(app), args))

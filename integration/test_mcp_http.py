@@ -838,6 +838,58 @@ def test_session_survives_a_server_restart(ctx, servers, tmp_path):
 
 
 @needs_bridge
+def test_legacy_session_survives_a_server_restart(ctx, servers, tmp_path):
+    # The legacy transport has no session id to fail: the stream ends. The bridge opens a
+    # new one, replays the client's initialize on the new endpoint (its answer kept), and
+    # the client's next call goes through as if nothing happened.
+    port = free_port()
+    first = servers("--transport", "sse", port=port, token=ctx.token, name="first")
+    bridge = Bridge(ctx, mcp_config(tmp_path, first.url("/sse"), type_="sse"))
+    restarted = {}
+
+    def restart():
+        first.kill()
+        restarted["server"] = servers("--transport", "sse", port=port, token=ctx.token, name="second")
+
+    async def body(session):
+        await session.initialize()
+        before = await call_text(session, "echo", text="before the restart")
+        await anyio.to_thread.run_sync(restart)
+        after = await call_text(session, "echo", text="after the restart")
+        return before, after
+
+    assert bridge.run(body) == ("before the restart", "after the restart")
+    second = restarted["server"].requests()
+    summary = [(r["method"], r["path"], r["body"][:60]) for r in second]
+    assert any(r["method"] == "POST" and '"initialize"' in r["body"] and "stigmer-bridge-replay" in r["body"] for r in second), summary
+    assert bridge.exit_status() == 0, bridge.stderr
+    ctx.assert_no_canary(bridge.stderr, what="bridge's stderr")
+
+
+@needs_bridge
+def test_a_server_that_keeps_losing_the_session_is_an_error_not_a_loop(ctx, servers, tmp_path):
+    # Every request with a session id gets 404: the bridge initializes again once per
+    # failure, and when that does not help, the request fails with one line and an error.
+    server = servers("--forget-sessions", token=ctx.token)
+    bridge = Bridge(ctx, mcp_config(tmp_path, server.url()))
+
+    async def body(session):
+        await session.initialize()
+        try:
+            await session.list_tools()
+        except MCPError as exc:
+            return exc
+        return None
+
+    error = bridge.run(body)
+    assert isinstance(error, MCPError), f"tools/list succeeded against a server that forgets sessions: {error}"
+    assert "404" in error.message and "session" in error.message, error.message
+    initializes = [r for r in server.requests() if r["method"] == "POST" and '"initialize"' in r["body"]]
+    assert 2 <= len(initializes) <= 6, f"{len(initializes)} initializes: the bridge looped or never retried"
+    ctx.assert_no_canary(bridge.stderr, error.message.encode(), what="bridge's stderr or the error")
+
+
+@needs_bridge
 def test_tls_with_and_without_the_ca(ctx, servers, tmp_path):
     ca, cert, key = make_tls(tmp_path)
     server = servers("--tls-cert", cert, "--tls-key", key, token=ctx.token)

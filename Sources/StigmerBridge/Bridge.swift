@@ -224,8 +224,9 @@ public final class Bridge: Sendable {
     // MARK: legacy HTTP+SSE
 
     /// The legacy transport: POST to the endpoint the stream announced.
-    func postLegacy(_ line: [UInt8]) async throws {
-        let endpoint = try await session.endpoint(timeoutSeconds: options.timeoutSeconds)
+    func postLegacy(_ line: [UInt8], to known: HTTPURL? = nil) async throws {
+        let endpoint: HTTPURL
+        if let known { endpoint = known } else { endpoint = try await session.endpoint(timeoutSeconds: options.timeoutSeconds) }
         let sink = ResponseSink(bridge: self, request: nil, mode: .legacyPost)
         try await client.send(HTTPClient.Request(method: .POST, url: endpoint, headers: [("Content-Type", "application/json")], body: line),
                               onHead: { try sink.head($0, sentSession: false) }, onBody: { try sink.body($0) })
@@ -259,15 +260,19 @@ public final class Bridge: Sendable {
         }
     }
 
-    func replayLegacy() async {
-        guard let initialize = session.initializeRequest else { return }
-        do {
-            let replayID = session.nextReplayID()
-            try await postLegacy(Self.replacingID(initialize, with: replayID))
-            if let initialized = session.initializedNotification { try await postLegacy(initialized) }
-        } catch {
-            log.debug("replaying initialize failed", metadata: ["error": "\(conceal("\(error)"))"])
+    /// Replays the client's initialize and initialized on a new stream's `endpoint`,
+    /// before any message of the client may go there (the server must know the client
+    /// first); then the endpoint is open to them.
+    func replayLegacy(to endpoint: HTTPURL) async {
+        if let initialize = session.initializeRequest {
+            do {
+                try await postLegacy(Self.replacingID(initialize, with: session.nextReplayID()), to: endpoint)
+                if let initialized = session.initializedNotification { try await postLegacy(initialized, to: endpoint) }
+            } catch {
+                log.debug("replaying initialize failed", metadata: ["error": "\(conceal("\(error)"))"])
+            }
         }
+        session.publish(endpoint)
     }
 
     /// `message` with its id replaced (a replayed initialize answered to the bridge only).
@@ -517,30 +522,47 @@ final class Session: @unchecked Sendable {
         lock.withLock {
             switch resolved {
             case .success(let url) where url.origin == bridge.spec.url.origin:
-                _endpoint = url
                 endpointError = nil
-                for (_, waiter) in endpointWaiters { waiter.resume(returning: url) }
-                // A new stream after one that ended: the server has forgotten the client;
-                // the client's initialize is replayed on it, once.
+                lastTransient = nil
                 announcements += 1
-                if announcements > 1 && _initialize != nil { Task { await bridge.replayLegacy() } }
+                // A new stream after one that ended: the server has forgotten the client;
+                // the client's initialize is replayed on it, once, before the endpoint
+                // opens to the client's messages.
+                if announcements > 1 && _initialize != nil {
+                    Task { await bridge.replayLegacy(to: url) }
+                } else {
+                    publishLocked(url)
+                }
             case .success:
                 // Messages would carry nothing secret (headers stay on the origin), but a
                 // server that sends its clients elsewhere is not followed.
                 let failure = BridgeFailure(kind: .protocolError, message: "the server announced a message endpoint on another origin; refusing to post there")
                 endpointError = failure
                 for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
+                endpointWaiters = []
             case .failure(let problem):
                 let failure = BridgeFailure(kind: .protocolError, message: "the server announced a message endpoint that is \(problem.description)")
                 endpointError = failure
                 for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
+                endpointWaiters = []
             }
-            endpointWaiters = []
         }
     }
 
+    /// The stream failed. A refusal (401/403, not an MCP endpoint), or any failure before
+    /// the server was ever reached, fails the messages waiting for an endpoint now; a
+    /// server that was up and is down or slow is waited for, up to the timeout, as the
+    /// stream reconnects (restarting, it will be back).
     func endpointFailed(_ failure: BridgeFailure) {
         lock.withLock {
+            if announcements > 0 {
+                switch failure.kind {
+                case .unreachable, .timeout:
+                    lastTransient = failure
+                    return
+                default: break
+                }
+            }
             endpointError = failure
             for (_, waiter) in endpointWaiters { waiter.resume(throwing: failure) }
             endpointWaiters = []
@@ -549,7 +571,27 @@ final class Session: @unchecked Sendable {
 
     func clearEndpoint() { lock.withLock { _endpoint = nil } }
 
+    func publish(_ url: HTTPURL) { lock.withLock { publishLocked(url) } }
+
+    private func publishLocked(_ url: HTTPURL) {
+        _endpoint = url
+        for (_, waiter) in endpointWaiters { waiter.resume(returning: url) }
+        endpointWaiters = []
+    }
+
+    private var lastTransient: BridgeFailure?
+
     func endpoint(timeoutSeconds: Int) async throws -> HTTPURL {
+        do {
+            return try await waitForEndpoint(timeoutSeconds: timeoutSeconds)
+        } catch let failure as BridgeFailure {
+            guard case .timeout = failure.kind else { throw failure }
+            throw lock.withLock { lastTransient }
+                ?? BridgeFailure(kind: .timeout, message: "the server announced no message endpoint within \(timeoutSeconds) s")
+        }
+    }
+
+    private func waitForEndpoint(timeoutSeconds: Int) async throws -> HTTPURL {
         try await withTimeout(seconds: timeoutSeconds) {
             let token = Flag()
             return try await withTaskCancellationHandler {
