@@ -805,16 +805,18 @@ def test_plain_http_to_a_remote_host_with_a_secret_is_refused(ctx, tmp_path):
     one_line_error(proc, 64, "--allow-insecure-http", secrets_=ctx.canaries)
 
 
-@needs_bridge
-def test_session_survives_a_server_restart(ctx, servers, tmp_path):
+def restarted_session(ctx, servers, tmp_path, *server_args, path="/mcp", type_="http"):
+    """One client session through the bridge: echo, the server killed (a crash: its
+    sessions go with it) and started again on the same port, echo again. Returns the
+    bridge and both servers, once both calls have answered."""
     port = free_port()
-    first = servers(port=port, token=ctx.token, name="first")
-    bridge = Bridge(ctx, mcp_config(tmp_path, first.url()))
+    first = servers(*server_args, port=port, token=ctx.token, name="first")
+    bridge = Bridge(ctx, mcp_config(tmp_path, first.url(path), type_=type_))
     restarted = {}
 
     def restart():
-        first.kill()  # a crash: its sessions are gone with it
-        restarted["server"] = servers(port=port, token=ctx.token, name="second")
+        first.kill()
+        restarted["server"] = servers(*server_args, port=port, token=ctx.token, name="second")
 
     async def body(session):
         await session.initialize()
@@ -824,7 +826,14 @@ def test_session_survives_a_server_restart(ctx, servers, tmp_path):
         return before, after
 
     assert bridge.run(body) == ("before the restart", "after the restart")
-    second = restarted["server"]
+    assert bridge.exit_status() == 0, bridge.stderr
+    ctx.assert_no_canary(bridge.stderr, what="bridge's stderr")
+    return bridge, first, restarted["server"]
+
+
+@needs_bridge
+def test_session_survives_a_server_restart(ctx, servers, tmp_path):
+    _, first, second = restarted_session(ctx, servers, tmp_path)
     summary = [(r["method"], r["body"][:60]) for r in second.requests()]
     assert any(r["method"] == "POST" and '"initialize"' in r["body"] for r in second.requests()), \
         f"the bridge did not initialise again with the restarted server: {summary}"
@@ -833,8 +842,6 @@ def test_session_survives_a_server_restart(ctx, servers, tmp_path):
     old_ids = {r["headers"].get("mcp-session-id") for r in first.requests()} - {None}
     retried_ids = {r["headers"].get("mcp-session-id") for r in second.requests() if "after the restart" in r["body"]}
     assert retried_ids - old_ids - {None}, f"the call was not retried on a new session: {summary}"
-    assert bridge.exit_status() == 0, bridge.stderr
-    ctx.assert_no_canary(bridge.stderr, what="bridge's stderr")
 
 
 @needs_bridge
@@ -842,28 +849,10 @@ def test_legacy_session_survives_a_server_restart(ctx, servers, tmp_path):
     # The legacy transport has no session id to fail: the stream ends. The bridge opens a
     # new one, replays the client's initialize on the new endpoint (its answer kept), and
     # the client's next call goes through as if nothing happened.
-    port = free_port()
-    first = servers("--transport", "sse", port=port, token=ctx.token, name="first")
-    bridge = Bridge(ctx, mcp_config(tmp_path, first.url("/sse"), type_="sse"))
-    restarted = {}
-
-    def restart():
-        first.kill()
-        restarted["server"] = servers("--transport", "sse", port=port, token=ctx.token, name="second")
-
-    async def body(session):
-        await session.initialize()
-        before = await call_text(session, "echo", text="before the restart")
-        await anyio.to_thread.run_sync(restart)
-        after = await call_text(session, "echo", text="after the restart")
-        return before, after
-
-    assert bridge.run(body) == ("before the restart", "after the restart")
-    second = restarted["server"].requests()
-    summary = [(r["method"], r["path"], r["body"][:60]) for r in second]
-    assert any(r["method"] == "POST" and '"initialize"' in r["body"] and "stigmer-bridge-replay" in r["body"] for r in second), summary
-    assert bridge.exit_status() == 0, bridge.stderr
-    ctx.assert_no_canary(bridge.stderr, what="bridge's stderr")
+    _, _, second = restarted_session(ctx, servers, tmp_path, "--transport", "sse", path="/sse", type_="sse")
+    requests = second.requests()
+    summary = [(r["method"], r["path"], r["body"][:60]) for r in requests]
+    assert any(r["method"] == "POST" and '"initialize"' in r["body"] and "stigmer-bridge-replay" in r["body"] for r in requests), summary
 
 
 @needs_bridge
