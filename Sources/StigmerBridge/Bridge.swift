@@ -363,9 +363,11 @@ final class ResponseSink: @unchecked Sendable {
             if sse!.overflowed {
                 throw BridgeFailure(kind: .protocolError, message: "\(server) sent an event larger than \(Self.maxMessage >> 20) MiB; not forwarded")
             }
-            // A POST's stream has served its purpose once the answer came; a server may
-            // keep it open (the spec says it SHOULD close it).
-            if answered && mode == .post { return false }
+            // The initialize's stream has served its purpose once the answer came, and
+            // every other message waits for it: a server that keeps it open (the spec
+            // says it SHOULD close it) must not stall the session. Other requests read
+            // their stream to its end, so that the connection is kept for the next.
+            if answered && mode == .post && initialize { return false }
         } else if failure != nil, errorText.count < 4096 {
             errorText += chunk.readableBytesView.prefix(4096 - errorText.count)
         }
