@@ -141,7 +141,7 @@ public final class Bridge: Sendable {
         let text = conceal(failure.message)
         Stderr.line("stigmer-exec: mcp bridge: server \(options.server): \(text)")
         guard let peek, peek.isRequest, let id = peek.id else { return }
-        let error = "{\"jsonrpc\":\"2.0\",\"id\":\(String(decoding: id, as: UTF8.self)),\"error\":{\"code\":-32000,\"message\":\(JSONScanner.quoted("stigmer-exec bridge: " + text))}}"
+        let error = "{\"jsonrpc\":\"2.0\",\"id\":\(String(decoding: id, as: UTF8.self)),\"error\":{\"code\":-32000,\"message\":\(JSONWriter.quote("stigmer-exec bridge: " + text))}}"
         out.send(Array(error.utf8))
     }
 
@@ -280,7 +280,7 @@ public final class Bridge: Sendable {
         var scanner = JSONScanner(message)
         guard let members = scanner.objectMembers(), let span = members.first(where: { $0.key == "id" })?.value else { return message }
         var out = message
-        out.replaceSubrange(span, with: Array(JSONScanner.quoted(id).utf8))
+        out.replaceSubrange(span, with: Array(JSONWriter.quote(id).utf8))
         return out
     }
 }
@@ -621,7 +621,7 @@ final class Session: @unchecked Sendable {
         lock.withLock {
             generation += 1
             let id = "stigmer-bridge-replay-\(generation)"
-            replayIDs.insert(Array(JSONScanner.quoted(id).utf8))
+            replayIDs.insert(Array(JSONWriter.quote(id).utf8))
             return id
         }
     }

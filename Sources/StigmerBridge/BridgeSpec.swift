@@ -146,7 +146,7 @@ public struct BridgeSpec: Sendable, Redacted {
         var out = Set<[UInt8]>()
         for secret in secrets where !secret.isEmpty {
             let encoded = Array(HTTPURL.percentEncoded(secret).utf8)
-            let json = Array(JSONScanner.quoted(String(decoding: secret, as: UTF8.self)).utf8.dropFirst().dropLast())
+            let json = Array(JSONWriter.quote(String(decoding: secret, as: UTF8.self)).utf8.dropFirst().dropLast())
             for form in [secret, encoded, encoded.map { $0 >= 0x41 && $0 <= 0x46 ? $0 | 0x20 : $0 },
                          json, json.flatMap { $0 == UInt8(ascii: "/") ? [UInt8(ascii: "\\"), $0] : [$0] },
                          Array(Base64.encode(secret).utf8)] where form.count >= 4 {
