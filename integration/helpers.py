@@ -1202,6 +1202,55 @@ def parse_delivery(plaintext: bytes):
 CALL_RE = re.compile(r"^(?P<pid>\d+)\s+(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?)(?P<rest>.*)$")
 
 
+def docker_agent(tmp_path: Path, docker_script: str, agent: str, server: str, api_key: str) -> tuple[Path, str]:
+    """A stand-in `docker` (the script, first on PATH) and an Agent manifest with one
+    docker MCP server `server` whose env_placeholders.API_KEY is `api_key`: the config's
+    path and the PATH to launch with."""
+    fake_bin = tmp_path / "fakebin"
+    fake_bin.mkdir()
+    docker = fake_bin / "docker"
+    docker.write_text(docker_script)
+    docker.chmod(0o755)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "apiVersion: agentic.stigmer.ai/v1\n"
+        "kind: Agent\n"
+        "metadata:\n"
+        f"  name: {agent}\n"
+        "spec:\n"
+        "  mcp_servers:\n"
+        f"    - name: {server}\n"
+        "      docker:\n"
+        "        image: ghcr.io/example/tools-mcp:1.2\n"
+        "        env_placeholders:\n"
+        f"          API_KEY: {api_key}\n"
+    )
+    return cfg, f"{fake_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+
+# --------------------------------------------------------------------------
+# The sandbox probe (sandbox_probe.py): one JSON line per action
+
+SANDBOX_PROBE = INTEGRATION_DIR / "sandbox_probe.py"
+
+
+def probe_cmd(*actions) -> list[str]:
+    """The probe as a command: the interpreter (absolute), isolated (-I) and without site (-S)."""
+    return [PYTHON, "-I", "-S", str(SANDBOX_PROBE), *[str(a) for a in actions]]
+
+
+def probe_records(proc) -> list[dict]:
+    """The probe's JSON lines (the launch must have succeeded)."""
+    ok(proc)
+    records = []
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"probe output is not one JSON object per line:\n{describe(proc)}") from None
+    return records
+
+
 def strace_calls(log: Path) -> list[dict]:
     """Complete syscalls of an `strace -f -y` log, unfinished/resumed pairs joined, in order."""
     pending: dict[str, str] = {}

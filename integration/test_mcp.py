@@ -25,6 +25,7 @@ import pytest
 from mcp.types import LATEST_PROTOCOL_VERSION
 
 from helpers import (
+    docker_agent,
     LIT_TEMPLATE,
     MCP_EXEC_ID as EXEC_ID,
     PLAIN_ORG,
@@ -472,27 +473,8 @@ with open({dump!r}, "w") as f:
 
 
 def test_docker_server_gets_values_through_env_only(ctx, tmp_path):
-    fake_bin = tmp_path / "fakebin"
-    fake_bin.mkdir()
     dump = tmp_path / "docker-dump.json"
-    docker = fake_bin / "docker"
-    docker.write_text(FAKE_DOCKER.format(python=PYTHON, dump=str(dump)))
-    docker.chmod(0o755)
-    cfg = tmp_path / "agent.yaml"
-    cfg.write_text(
-        "apiVersion: agentic.stigmer.ai/v1\n"
-        "kind: Agent\n"
-        "metadata:\n"
-        "  name: docker-probe\n"
-        "spec:\n"
-        "  mcp_servers:\n"
-        "    - name: sandboxed\n"
-        "      docker:\n"
-        "        image: ghcr.io/example/tools-mcp:1.2\n"
-        "        env_placeholders:\n"
-        "          API_KEY: ${SECRET_TOKEN}\n"
-    )
-    path = f"{fake_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    cfg, path = docker_agent(tmp_path, FAKE_DOCKER.format(python=PYTHON, dump=str(dump)), "docker-probe", "sandboxed", "${SECRET_TOKEN}")
     proc = run(["mcp", "run", "--execution-id", EXEC_ID, "--config", cfg, "--server", "sandboxed"], ctx.home,
                env_extra={"PATH": path})
     assert proc.returncode == 0, describe(proc)

@@ -23,10 +23,16 @@ bench_context
 # valgrind cannot read the full debug info of a 45 MB binary quickly, nor pass Landlock or
 # memfd_secret through (those paths fall back; the C walk is added by name below).
 strip --strip-debug -o "$work/bin" "$bin"
+# The sandbox's modes come after the default launch's, so they are placed after it: a
+# profile file (valgrind has no Landlock: best effort lets the launch go on), a value as a
+# file.
+mkdir -p "$work/data"
+printf 'fs:\n  read: [data]\n  exec: [/usr/bin]\nnet:\n  connect: [443]\n' > "$work/profile.yaml"
+sandbox_modes=("--sandbox $work/profile.yaml --sandbox best-effort" "--file-var SECRET_01")
 n=0
 # The supervisor's loop (--init) too: once its child runs it releases the executable's
 # pages, and what the loop touches again should sit together.
-for flags in "" "--no-isolation --seccomp none" "--init" "--mask-output"; do
+for flags in "" "--no-isolation --seccomp none" "--init" "--mask-output" "${sandbox_modes[@]}"; do
     n=$((n + 1))
     # shellcheck disable=SC2086
     valgrind --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$work/cg.out.$n" \
@@ -37,8 +43,10 @@ import glob, re, sys
 names, seen = [], set()
 extra = ("stigmer_landlock_around landlock_walk landlock_is_ancestor landlock_is_protected "
          "stigmer_landlock_allow stigmer_landlock_create stigmer_landlock_abi stigmer_exec stigmer_prepare "
-         "landlock_fds_close syscall __open64 __libc_open64 __openat64 __libc_openat64 __close").split()
-for path in sorted(glob.glob(sys.argv[1] + "/cg.out.*")):
+         "landlock_fds_close syscall __open64 __libc_open64 __openat64 __libc_openat64 __close "
+         "stigmer_landlock_create_net stigmer_landlock_allow_trees stigmer_landlock_around_from stigmer_landlock_allow_port "
+         "stigmer_landlock_allow_path private_network write_proc write_id_map").split()
+for path in sorted(glob.glob(sys.argv[1] + "/cg.out.*")):  # fewer than 10 modes: the names sort in order
     for line in open(path):
         m = re.match(r"^c?fn=\(\d+\) (.+?)('\d+)?$", line.rstrip("\n"))  # 'N: callgrind's recursion depth
         if m and not m.group(1).startswith("0x") and m.group(1) not in seen:
@@ -50,7 +58,8 @@ PY
 # Page faults: the symbol holding each faulting address, first touch first, per mode.
 : > "$work/faults"
 if command -v perf >/dev/null; then
-    for flags in "" "--no-isolation --seccomp none" "--init" "--mask-output"; do
+    for flags in "" "--no-isolation --seccomp none" "--init" "--mask-output" "${sandbox_modes[@]}" \
+                 "--sandbox $work/profile.yaml" "--no-network"; do
         # shellcheck disable=SC2086
         perf record -q -o "$work/pf.data" -e page-faults -c 1 -d -- "$work/bin" run --execution-id bench $flags -- /bin/true >/dev/null 2>&1 || true
         perf script -i "$work/pf.data" -F comm,addr 2>/dev/null | awk '$1 != "true" { print $2 }' >> "$work/faults"

@@ -16,6 +16,11 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <net/if.h>
+#include <sched.h>
+#include <glob.h>
 #include <linux/seccomp.h>
 #include "stigmer_shims.h"
 
@@ -171,6 +176,47 @@ int stigmer_read_signal(int fd) {
 
 int stigmer_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
+
+int stigmer_sealed_memfd(const char *name, const void *bytes, size_t count) {
+    // Not executable where the kernel can say so (Linux >= 6.3), sealable, close-on-exec.
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL) fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -errno;
+    // Above the standard descriptors, so it is never the child's stdin/stdout/stderr.
+    if (fd < 3) {
+        int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        int e = errno;
+        close(fd);
+        if (moved < 0) return -e;
+        fd = moved;
+    }
+    const char *p = bytes;
+    size_t left = count;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            return -e;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 int stigmer_memfd_secret(void) {
     long fd = syscall(SYS_memfd_secret, O_CLOEXEC);
     return fd < 0 ? -errno : (int)fd;
@@ -189,10 +235,33 @@ int stigmer_landlock_abi(void) {
     return v < 0 ? -errno : (int)v;
 }
 
-int stigmer_landlock_create(uint64_t handled_fs) {
-    uint64_t attr = handled_fs;
-    long fd = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+int stigmer_landlock_create(uint64_t handled_fs) { return stigmer_landlock_create_net(handled_fs, 0); }
+
+int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net) {
+    // The attribute's size says which fields we fill: ABI 1-3 know only the first.
+    uint64_t attr[2] = { handled_fs, handled_net };
+    long fd = syscall(SYS_landlock_create_ruleset, attr, handled_net ? sizeof attr : sizeof attr[0], 0);
     return fd < 0 ? -errno : (int)fd;
+}
+
+int stigmer_landlock_allow_port(int ruleset, uint64_t access, uint64_t port) {
+    struct { uint64_t allowed_access; uint64_t port; } rule = { access, port };
+    return syscall(SYS_landlock_add_rule, ruleset, 2 /* LANDLOCK_RULE_NET_PORT */, &rule, 0) == 0 ? 0 : -errno;
+}
+
+int stigmer_landlock_allow_path(int ruleset, const char *path, uint64_t dir_access, uint64_t file_access, int *is_dir) {
+    int fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (is_dir) *is_dir = S_ISDIR(st.st_mode);
+    int rc = stigmer_landlock_allow(ruleset, fd, S_ISDIR(st.st_mode) ? dir_access : file_access);
+    close(fd);
+    return rc;
 }
 
 int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access) {
@@ -310,11 +379,212 @@ static int landlock_walk(int ruleset, char *path, size_t len, const char *const 
 }
 
 int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access) {
-    char path[PATH_MAX] = "/";
+    return stigmer_landlock_around_from(ruleset, "/", paths, count, dir_access, file_access);
+}
+
+int stigmer_landlock_around_from(int ruleset, const char *root, const char *const *paths, int count,
+                                 uint64_t dir_access, uint64_t file_access) {
+    char path[PATH_MAX];
+    size_t len = strlen(root);
+    if (len == 0 || len >= PATH_MAX) return 0;
+    memcpy(path, root, len + 1);
     struct landlock_fds opened = { .n = 0 };
-    int rules = landlock_walk(ruleset, path, 1, paths, count, dir_access, file_access, &opened);
+    int rules = landlock_walk(ruleset, path, len, paths, count, dir_access, file_access, &opened);
     landlock_fds_close(&opened);
     return rules;
+}
+
+// The sandbox's trees, in one pass: per path an O_PATH open (symlinks followed), its
+// resolved name from /proc/self/fd (one readlink, where realpath(3) takes one lstat and one
+// readlink per component), then a rule — or, when a protected path lies inside, the walk
+// around it; nothing when it lies inside a protected path, or when an earlier tree was the
+// same with at least these rights.
+int stigmer_landlock_allow_trees(int ruleset, const char *const *paths, const uint64_t *rights, int count,
+                                 uint64_t file_mask, const char *const *protected, int pcount, int *status) {
+    // What each earlier tree was (device, inode, rights): the same directory twice (/lib
+    // and /usr/lib where /lib is a link) is one rule.
+    struct seen_tree { dev_t dev; ino_t ino; uint64_t rights; } *seen = calloc((size_t)count, sizeof *seen);
+    if (!seen) return -ENOMEM;
+    struct landlock_fds opened = { .n = 0 };
+    int total = 0;
+    for (int i = 0; i < count; i++) {
+        // On input, 1 marks a tree someone named (a flag's): resolved even when a file.
+        int named = status[i] == 1;
+        status[i] = 0;
+        int fd = open(paths[i], O_PATH | O_CLOEXEC);
+        if (fd < 0 && errno == EMFILE && opened.n > 0) {
+            landlock_fds_close(&opened);
+            fd = open(paths[i], O_PATH | O_CLOEXEC);
+        }
+        if (fd < 0) {
+            status[i] = -errno;
+            continue;
+        }
+        // Closed together, one close_range per run of numbers.
+        opened.fd[opened.n++] = fd;
+        if (opened.n == (int)(sizeof opened.fd / sizeof opened.fd[0])) landlock_fds_close(&opened);
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            status[i] = -errno;
+            continue;
+        }
+        int duplicate = 0;
+        for (int j = 0; j < i && !duplicate; j++) {
+            duplicate = seen[j].ino == st.st_ino && seen[j].dev == st.st_dev && (seen[j].rights & rights[i]) == rights[i];
+        }
+        if (duplicate) continue;
+        seen[i] = (struct seen_tree){ st.st_dev, st.st_ino, rights[i] };
+        // The resolved name decides what is inside what. A file of the base set (fixed
+        // system paths) cannot hold a protected path, and only a symlink placed by root
+        // could take it into one: it keeps its own name, and saves the readlink.
+        char real[PATH_MAX], link[32];
+        if (named || S_ISDIR(st.st_mode)) {
+            snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+            ssize_t n = readlink(link, real, sizeof real - 1);
+            if (n > 0 && real[0] == '/') {
+                real[n] = 0;
+            } else if (!realpath(paths[i], real)) {
+                status[i] = -errno;
+                continue;
+            }
+        } else {
+            size_t n = strlen(paths[i]);
+            if (n >= sizeof real) {
+                status[i] = -ENAMETOOLONG;
+                continue;
+            }
+            memcpy(real, paths[i], n + 1);
+        }
+        size_t len = strlen(real);
+        int inside = 0, around = 0;
+        for (int p = 0; p < pcount; p++) {
+            size_t pl = strlen(protected[p]);
+            if (len >= pl && memcmp(real, protected[p], pl) == 0 && (real[pl] == 0 || real[pl] == '/')) inside = 1;
+            else if (S_ISDIR(st.st_mode) && pl > len && memcmp(protected[p], real, len) == 0 && (len == 1 || protected[p][len] == '/')) around = 1;
+        }
+        if (inside) {
+            status[i] = STIGMER_INSIDE_PROTECTED;
+            seen[i].rights = 0;
+            continue;
+        }
+        uint64_t r = S_ISDIR(st.st_mode) ? rights[i] : rights[i] & file_mask;
+        if (around) {
+            status[i] = stigmer_landlock_around_from(ruleset, real, protected, pcount, r, r & file_mask);
+        } else {
+            int rc = stigmer_landlock_allow(ruleset, fd, r);
+            status[i] = rc == 0 ? 1 : rc;
+        }
+        if (status[i] > 0) total += status[i];
+    }
+    landlock_fds_close(&opened);
+    free(seen);
+    return total;
+}
+
+// The directories /etc/ld.so.conf names, following `include` lines (globs), as
+// NUL-terminated strings one after another in `out`. Returns the bytes used (a list cut
+// short when `out` is full), 0 when there is no such file.
+static size_t ld_so_conf(const char *path, char *out, size_t used, size_t size, int depth) {
+    if (depth > 4) return used;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return used;
+    char text[8192];
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return used;
+    text[n] = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *word = strtok_r(line, " \t\r", &line);
+        if (!word) continue;
+        if (strcmp(word, "include") == 0) {
+            for (char *pattern; (pattern = strtok_r(NULL, " \t\r", &line));) {
+                char full[PATH_MAX];
+                snprintf(full, sizeof full, "%s%s", pattern[0] == '/' ? "" : "/etc/", pattern);
+                glob_t g;
+                if (glob(full, 0, NULL, &g) == 0) {
+                    for (size_t k = 0; k < g.gl_pathc; k++) used = ld_so_conf(g.gl_pathv[k], out, used, size, depth + 1);
+                    globfree(&g);
+                }
+            }
+        } else if (word[0] == '/') {
+            size_t len = strlen(word) + 1;
+            if (used + len > size) return used;
+            memcpy(out + used, word, len);
+            used += len;
+        }
+    }
+    return used;
+}
+
+size_t stigmer_ld_so_conf_dirs(char *out, size_t size) { return ld_so_conf("/etc/ld.so.conf", out, 0, size, 0); }
+
+// "ID ID 1\n" into /proc/self/{uid,gid}_map: our own id, the only mapping an unprivileged
+// process may write. Async-signal-safe: no stdio.
+static int write_proc(const char *path, const char *text, size_t n) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t w = write(fd, text, n);
+    int e = errno;
+    close(fd);
+    return w == (ssize_t)n ? 0 : -(w < 0 ? e : EIO);
+}
+
+static int write_id_map(const char *path, unsigned id) {
+    char digits[16], text[48];
+    int nd = 0;
+    do { digits[nd++] = (char)('0' + id % 10); id /= 10; } while (id > 0);
+    size_t n = 0;
+    for (int twice = 0; twice < 2; twice++) {
+        for (int i = nd - 1; i >= 0; i--) text[n++] = digits[i];
+        text[n++] = ' ';
+    }
+    text[n++] = '1';
+    text[n++] = '\n';
+    return write_proc(path, text, n);
+}
+
+// A network namespace of the child's own, with only loopback, up. As root (or with
+// CAP_SYS_ADMIN) a plain one; otherwise inside a user namespace of its own where this
+// uid and gid map to themselves (so files keep their owners, and execve drops the
+// namespace's capabilities). 0 or -errno, *step naming what failed.
+static int private_network(const char **step) {
+    *step = "unshare(CLONE_NEWNET)";
+    if (unshare(CLONE_NEWNET) != 0) {
+        if (errno != EPERM) return -errno;
+        uid_t uid = getuid();
+        gid_t gid = getgid();
+        *step = "unshare(CLONE_NEWUSER | CLONE_NEWNET)";
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) return -errno;
+        *step = "writing the user namespace's id maps";
+        // A non-dumpable process's /proc/self files belong to root, so for these three
+        // writes it is dumpable: a same-uid process could attach for that instant and
+        // see what the child will hold after execve anyway (its argv and environment;
+        // the opened values are wiped by now) — after execve it is dumpable for good.
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) return -errno;
+        int rc = write_proc("/proc/self/setgroups", "deny", 4);
+        if (rc == 0) rc = write_id_map("/proc/self/uid_map", uid);
+        if (rc == 0) rc = write_id_map("/proc/self/gid_map", gid);
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 && rc == 0) rc = -errno;
+        if (rc != 0) return rc;
+    }
+    *step = "bringing up the loopback interface";
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) rc = -errno;
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) rc = -errno;
+    }
+    close(s);
+    return rc;
 }
 
 // Async-signal-safe only: plain syscalls, no allocation, no locks.
@@ -358,6 +628,10 @@ static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const ch
         sigset_t none;
         sigemptyset(&none);
         if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) return -errno;
+    }
+    if (l->private_network) {
+        int rc = private_network(step);
+        if (rc != 0) return rc;
     }
     if (l->cwd) {
         *step = "changing to the working directory";

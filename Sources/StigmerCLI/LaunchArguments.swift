@@ -21,6 +21,8 @@ public struct LaunchArguments: Equatable {
     public var runtime = RuntimeInputs()
     public var cleanEnv = false
     public var deleteOnExit = false
+    /// `--file-var NAME`: NAME as a sealed memfd, `NAME_FILE=/dev/fd/N`.
+    public var fileVariables: [String] = []
     public var command: [String] = []
     // mcp run
     public var config: String?
@@ -64,8 +66,9 @@ public struct LaunchArguments: Equatable {
         } else {
             values = .ephemeral(sources: sources, runtime: runtime)
         }
-        return LaunchPlan(values: values, location: contextLocation(),
-                          child: .command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil),
+        var child = ChildSpec.command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil)
+        child.fileVariables = fileVariables
+        return LaunchPlan(values: values, location: contextLocation(), child: child,
                           hardening: hardening, deleteOnExit: deleteOnExit, logger: logger)
     }
 
@@ -78,7 +81,16 @@ public struct LaunchArguments: Equatable {
         guard let definition = config.server(named: name) else {
             throw .notFound("server \(quoted(name)) is not in \(file); it has: \(config.servers.map(\.name).joined(separator: ", "))")
         }
+        // The entry's own sandbox profile, relative to the config.
+        var hardening = hardening
+        if let profile = definition.sandbox {
+            let directory = file.lastIndex(of: "/").map { String(file[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
+            hardening.sandbox.profiles.append(profile.hasPrefix("/") || profile.hasPrefix("~/") ? profile : directory + "/" + profile)
+        }
         if case .http = definition.transport {
+            if hardening.sandbox.noNetwork {
+                throw .usage("--no-network cannot apply to server \(quoted(name)): it is an http server, reached over the network by the bridge; use --net-connect PORT to limit where it connects")
+            }
             return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: try bridgeSpec(definition, file: file),
                               hardening: hardening, logger: logger)
         }
@@ -190,6 +202,13 @@ public struct LaunchArguments: Equatable {
             a.hardening.isolation = .off
             return true
         },
+        Flag("--fs-read") { $0.hardening.sandbox.fsRead.append($1); return true },
+        Flag("--fs-write") { $0.hardening.sandbox.fsWrite.append($1); return true },
+        Flag("--fs-exec") { $0.hardening.sandbox.fsExec.append($1); return true },
+        Flag("--net-connect") { guard let p = SandboxSpec.ports($1) else { return false }; $0.hardening.sandbox.netConnect += p; return true },
+        Flag("--net-bind") { guard let p = SandboxSpec.ports($1) else { return false }; $0.hardening.sandbox.netBind += p; return true },
+        Flag("--no-network", value: false) { a, _ in a.hardening.sandbox.noNetwork = true; return true },
+        Flag("--sandbox") { $0.hardening.sandbox.add($1); return true },
         Flag("--token-file") { $0.remote.tokenFile = $1; return true },
         Flag("--token-fd") { guard let fd = descriptor($1) else { return false }; $0.remote.tokenFD = fd; return true },
         Flag("--tls-ca") { $0.remote.tlsCA = $1; return true },
@@ -209,6 +228,7 @@ public struct LaunchArguments: Equatable {
         Flag("--secret") { $0.runtime.secret.append($1); return true },
         Flag("--env-file") { $0.runtime.envFile.append($1); return true },
         Flag("--secret-file") { $0.runtime.secretFile.append($1); return true },
+        Flag("--file-var") { guard VariableName.isValid($1) else { return false }; $0.fileVariables.append($1); return true },
     ]
 
     /// `--server` names the MCP server here, so the context server is `--context-server`.

@@ -27,14 +27,46 @@ public struct HardeningOptions: ParsableArguments {
     @Flag(name: .customLong("no-isolation"), help: "Let the child open the launcher's home, store and token files (a trusted child that needs to create entries beside them).")
     public var noIsolation = false
 
+    @Option(name: .customLong("fs-read"), help: ArgumentHelp("Sandbox (Landlock): the child may read this tree. With any of --fs-read, --fs-write, --fs-exec the child reaches only the trees given, plus what its command needs to start.", valueName: "PATH"))
+    public var fsRead: [String] = []
+
+    @Option(name: .customLong("fs-write"), help: ArgumentHelp("Sandbox: the child may read, write, create and remove in this tree (not execute).", valueName: "PATH"))
+    public var fsWrite: [String] = []
+
+    @Option(name: .customLong("fs-exec"), help: ArgumentHelp("Sandbox: the child may read and execute from this tree.", valueName: "PATH"))
+    public var fsExec: [String] = []
+
+    @Option(name: .customLong("net-connect"), help: ArgumentHelp("Sandbox (Landlock TCP): the child may connect only to these TCP ports.", valueName: "PORT[,PORT…]"))
+    public var netConnect: [String] = []
+
+    @Option(name: .customLong("net-bind"), help: ArgumentHelp("Sandbox (Landlock TCP): the child may bind only these TCP ports.", valueName: "PORT[,PORT…]"))
+    public var netBind: [String] = []
+
+    @Flag(name: .customLong("no-network"), help: "Run the child in a network namespace of its own (loopback only); refuse if one cannot be made.")
+    public var noNetwork = false
+
+    @Option(name: .customLong("sandbox"), help: ArgumentHelp("A sandbox profile (YAML or JSON: fs, net, seccomp, limits), or best-effort: run with what the kernel enforces and say what it does not.", valueName: "FILE|best-effort"))
+    public var sandbox: [String] = []
+
     public func validate() throws {
         if requireIsolation && noIsolation { throw ValidationError("give --require-isolation or --no-isolation, not both") }
         if let memoryLimit { try usageCheck { () throws(StigmerError) in _ = try HardeningSpec.size(memoryLimit) } }
+        for (flag, values) in [("--net-connect", netConnect), ("--net-bind", netBind)] {
+            for value in values { try usageCheck { () throws(StigmerError) in _ = try SandboxSpec.portsOrThrow(value, flag: flag) } }
+        }
     }
 
     public var spec: HardeningSpec {
-        HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput,
-                      isolation: requireIsolation ? .require : noIsolation ? .off : .auto)
+        var spec = HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput,
+                                 isolation: requireIsolation ? .require : noIsolation ? .off : .auto)
+        spec.sandbox.fsRead = fsRead
+        spec.sandbox.fsWrite = fsWrite
+        spec.sandbox.fsExec = fsExec
+        spec.sandbox.netConnect = netConnect.flatMap { SandboxSpec.ports($0) ?? [] }
+        spec.sandbox.netBind = netBind.flatMap { SandboxSpec.ports($0) ?? [] }
+        spec.sandbox.noNetwork = noNetwork
+        for value in sandbox { spec.sandbox.add(value) }
+        return spec
     }
 }
 
@@ -57,6 +89,9 @@ public struct RunArguments: ParsableArguments {
     @Flag(name: .customLong("delete-on-exit"), help: "Stay as the child's parent: forward signals, wait, delete the context, exit with the child's status.")
     public var deleteOnExit = false
 
+    @Option(name: .customLong("file-var"), help: ArgumentHelp("Hand NAME over as a file on no filesystem (a sealed memfd): the child gets NAME_FILE=/dev/fd/N and no NAME.", valueName: "NAME"))
+    public var fileVariables: [String] = []
+
     @OptionGroup public var hardening: HardeningOptions
     @OptionGroup public var remote: RemoteOptions
 
@@ -65,6 +100,7 @@ public struct RunArguments: ParsableArguments {
 
     public func validate() throws {
         if command.isEmpty { throw ValidationError("give the command after --, e.g. stigmer-exec run --execution-id ID -- env") }
+        for name in fileVariables where !VariableName.isValid(name) { throw ValidationError("--file-var: \(VariableName.problem(name))") }
     }
 
     public var arguments: LaunchArguments {
@@ -76,6 +112,7 @@ public struct RunArguments: ParsableArguments {
         a.runtime = runtime.inputs
         a.cleanEnv = cleanEnv
         a.deleteOnExit = deleteOnExit
+        a.fileVariables = fileVariables
         a.hardening = hardening.spec
         a.remote = remote.inputs
         a.command = command

@@ -17,8 +17,13 @@ public struct Template: Sendable, Equatable {
     }
 
     /// Parses `text`; syntax problems come back (nothing is launched if there is any).
-    public static func parse(_ text: String, field: String) -> (Template, [Placeholder.Problem]) {
-        let (segments, problems) = Placeholder.parse(text)
+    /// `files`: whether `${file:NAME}` may appear (a stdio server's args and env values).
+    public static func parse(_ text: String, field: String, files: Bool = false) -> (Template, [Placeholder.Problem]) {
+        var (segments, problems) = Placeholder.parse(text)
+        if !files {
+            for case .file(_, let column) in segments { problems.append(.fileNotHere(column: column)) }
+            problems.sort { $0.column < $1.column }
+        }
         return (Template(segments: segments, field: field, source: text), problems)
     }
 
@@ -28,9 +33,14 @@ public struct Template: Sendable, Equatable {
         self.source = source
     }
 
-    /// The names referred to, in order (duplicates kept).
+    /// The names referred to as values, in order (duplicates kept).
     public var names: [String] {
         segments.compactMap { if case .reference(let name, _, _) = $0 { name } else { nil } }
+    }
+
+    /// The names referred to as files (`${file:NAME}`), in order (duplicates kept).
+    public var fileNames: [String] {
+        segments.compactMap { if case .file(let name, _) = $0 { name } else { nil } }
     }
 }
 
@@ -69,8 +79,8 @@ public enum McpResolver {
     /// comes back together, located (server, field, column), as one error (78).
     public static func child(_ server: McpServerDefinition, file: String) throws(StigmerError) -> McpChild {
         var problems: [LocatedProblem] = []
-        func template(_ field: String, _ text: String) -> Template {
-            let (t, found) = Template.parse(text, field: field)
+        func template(_ field: String, _ text: String, files: Bool = false) -> Template {
+            let (t, found) = Template.parse(text, field: field, files: files)
             problems += found.map { LocatedProblem(server: server.name, field: field, problem: $0) }
             return t
         }
@@ -81,8 +91,8 @@ public enum McpResolver {
         case .stdio(let s):
             child = McpChild(
                 server: server.name, command: template("command", s.command),
-                args: s.args.enumerated().map { template("args[\($0.offset)]", $0.element) },
-                env: s.env.map { (name: $0.key, template: template("env.\($0.key)", $0.value)) },
+                args: s.args.enumerated().map { template("args[\($0.offset)]", $0.element, files: true) },
+                env: s.env.map { (name: $0.key, template: template("env.\($0.key)", $0.value, files: true)) },
                 workingDir: s.workingDir.map { template("working_dir", $0) }, isDocker: false)
         case .docker(let d):
             // docker run -i --rm … -e NAME … IMAGE ARGS: names only in argv; the docker

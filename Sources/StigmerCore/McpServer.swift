@@ -86,10 +86,14 @@ public struct McpServerDefinition: Sendable, Equatable, Redacted {
 
     public var name: String
     public var transport: Transport
+    /// A sandbox profile (`--sandbox FILE`) for this server, as written: relative to the
+    /// config file's directory.
+    public var sandbox: String?
 
-    public init(name: String, transport: Transport) {
+    public init(name: String, transport: Transport, sandbox: String? = nil) {
         self.name = name
         self.transport = transport
+        self.sandbox = sandbox
     }
 
     public var redactedDescription: String { "McpServer(\(name): \(transport.name))" }

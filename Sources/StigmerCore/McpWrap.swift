@@ -8,10 +8,17 @@ public enum McpWrap {
     public static func wrap(_ root: Document, form: McpConfigForm, launcher: String, config: String,
                             executionID: String?, extraArgs: [String] = [], extraEnv: [(String, String)] = []) -> Document {
         let env: Document? = extraEnv.isEmpty ? nil : .object(extraEnv.map { ($0.0, .string($0.1)) })
-        func launch(_ server: String) -> [String] {
+        // A server's sandbox profile goes on its command line, absolute: the wrapped entry
+        // may be read from anywhere.
+        let directory = config.lastIndex(of: "/").map { String(config[..<$0]) } ?? "."
+        func launch(_ server: String, sandbox: Document?) -> [String] {
             var args = ["mcp", "run"]
             if let executionID { args += ["--execution-id", executionID] }
-            return args + ["--config", config, "--server", server] + extraArgs
+            args += ["--config", config, "--server", server]
+            if case .scalar(let path, _)? = sandbox?.kind, !path.isEmpty {
+                args += ["--sandbox", path.hasPrefix("/") || path.hasPrefix("~/") ? path : "\(directory.isEmpty ? "" : directory)/\(path)"]
+            }
+            return args + extraArgs
         }
         switch form {
         case .mcpServers:
@@ -21,9 +28,9 @@ public enum McpWrap {
                 var server = entry.value
                 // An http or sse server becomes a stdio entry that starts the bridge: the
                 // client never holds its headers.
-                for key in ["command", "args", "env", "cwd", "type", "url", "headers"] { server = server.setting(key, nil) }
+                for key in ["command", "args", "env", "cwd", "type", "url", "headers", "sandbox"] { server = server.setting(key, nil) }
                 // Client-specific fields (disabled, autoApprove, …) stay.
-                var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(entry.key)))]
+                var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(entry.key, sandbox: entry.value["sandbox"])))]
                 if let env { fields.append(("env", env)) }
                 server = Document.object(fields).merging(server)
                 e.value = server
@@ -45,10 +52,10 @@ public enum McpWrap {
         }
     }
 
-    static func rewriteStigmer(_ item: Document, _ launcher: String, _ env: Document?, _ launch: (String) -> [String]) -> Document {
+    static func rewriteStigmer(_ item: Document, _ launcher: String, _ env: Document?, _ launch: (String, Document?) -> [String]) -> Document {
         guard item["stdio"] != nil || item["docker"] != nil || item["http"] != nil,
               case .scalar(let name, _)? = item["name"]?.kind else { return item }
-        var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(name)))]
+        var fields: [(String, Document)] = [("command", .string(launcher)), ("args", .list(launch(name, item["sandbox"])))]
         // Escaped: the wrapped entry's env is itself a template when it is read again.
         if let env, case .mapping(let entries) = env.kind {
             fields.append(("env_placeholders", .object(entries.map { entry in
@@ -56,7 +63,7 @@ public enum McpWrap {
             })))
         }
         let stdio = Document.object(fields)
-        return item.setting("docker", nil).setting("http", nil).setting("stdio", stdio)
+        return item.setting("docker", nil).setting("http", nil).setting("sandbox", nil).setting("stdio", stdio)
     }
 }
 

@@ -3,6 +3,8 @@
 ///     ${NAME}             the context's value
 ///     ${NAME:-fallback}   fallback (literal text) when NAME is unset or empty
 ///     ${env:NAME}         alias of ${NAME} (VS Code / Cursor configs)
+///     ${file:NAME}        the path of a sealed memfd holding NAME's value (`/dev/fd/N`):
+///                         a stdio server's args and env values only
 ///     $${                 a literal "${"
 ///     $NAME, $5, $(x)     left alone: only "${" starts a placeholder
 ///
@@ -14,6 +16,8 @@ public enum Placeholder {
         case literal(String)
         /// `column` is the 1-based position (in Unicode scalars) of the `$`.
         case reference(name: String, fallback: String?, column: Int)
+        /// `${file:NAME}`: resolved to the path of a file holding the value.
+        case file(name: String, column: Int)
     }
 
     public enum Problem: Sendable, Equatable, CustomStringConvertible {
@@ -21,10 +25,12 @@ public enum Placeholder {
         case badName(column: Int)
         case unsupported(column: Int)
         case missing(name: String, column: Int)
+        /// `${file:NAME}` where no file can be handed over.
+        case fileNotHere(column: Int)
 
         public var column: Int {
             switch self {
-            case .unterminated(let c), .badName(let c), .unsupported(let c), .missing(_, let c): c
+            case .unterminated(let c), .badName(let c), .unsupported(let c), .missing(_, let c), .fileNotHere(let c): c
             }
         }
 
@@ -33,8 +39,9 @@ public enum Placeholder {
             switch self {
             case .unterminated: "unterminated ${ (close it with }, or write $${ for a literal ${)"
             case .badName: "bad variable name inside ${…}; names must match [A-Za-z_][A-Za-z0-9_]*"
-            case .unsupported: "unsupported expansion; only ${NAME}, ${NAME:-fallback} and ${env:NAME} are supported"
+            case .unsupported: "unsupported expansion; only ${NAME}, ${NAME:-fallback}, ${env:NAME} and ${file:NAME} are supported"
             case .missing(let name, _): "${\(name)} is not set in the execution context"
+            case .fileNotHere: "${file:…} is only for a stdio server's args and env values (a descriptor cannot be handed to a command name, a directory, an http server or a container); use ${NAME} here"
             }
         }
     }
@@ -42,10 +49,10 @@ public enum Placeholder {
     /// The grammar, in one pass over `bytes` and without building anything: `literal` gets
     /// each run of input taken as it is (the `${` of a `$${`, a lone `$`, a placeholder with a
     /// problem), `reference` each well-formed reference — its name's and fallback's byte
-    /// ranges and its column. Returns every syntax problem. `parse` builds segments on it;
-    /// `mcp check` only looks names up.
+    /// ranges, its column, and whether it is a `${file:NAME}`. Returns every syntax problem.
+    /// `parse` builds segments on it; `mcp check` only looks names up.
     public static func scan(_ bytes: UnsafeBufferPointer<UInt8>, literal: (Range<Int>) -> Void,
-                            reference: (_ name: Range<Int>, _ fallback: Range<Int>?, _ column: Int) -> Void) -> [Problem] {
+                            reference: (_ name: Range<Int>, _ fallback: Range<Int>?, _ column: Int, _ file: Bool) -> Void) -> [Problem] {
         var problems: [Problem] = []
         var i = 0
         let n = bytes.count
@@ -87,9 +94,15 @@ public enum Placeholder {
                 break
             }
             var nameStart = i + 2
+            var file = false
             if close - nameStart >= 4, bytes[nameStart] == UInt8(ascii: "e"), bytes[nameStart + 1] == UInt8(ascii: "n"),
                bytes[nameStart + 2] == UInt8(ascii: "v"), bytes[nameStart + 3] == UInt8(ascii: ":") {
                 nameStart += 4
+            } else if close - nameStart >= 5, bytes[nameStart] == UInt8(ascii: "f"), bytes[nameStart + 1] == UInt8(ascii: "i"),
+                      bytes[nameStart + 2] == UInt8(ascii: "l"), bytes[nameStart + 3] == UInt8(ascii: "e"),
+                      bytes[nameStart + 4] == UInt8(ascii: ":") {
+                nameStart += 5
+                file = true
             }
             var nameEnd = nameStart
             while nameEnd < close, VariableName.isContinuation(bytes[nameEnd]) { nameEnd += 1 }
@@ -102,6 +115,8 @@ public enum Placeholder {
                 let text = (nameEnd + 2)..<close
                 if !validName {
                     problem = .badName(column: at)
+                } else if file {
+                    problem = .unsupported(column: at)  // a file is there or it is not: no fallback
                 } else if containsOpen(UnsafeBufferPointer(rebasing: bytes[text])) {
                     problem = .unsupported(column: at)  // no nesting in fallbacks
                 } else {
@@ -118,7 +133,7 @@ public enum Placeholder {
                 problems.append(problem)
                 literal(i..<(close + 1))
             } else {
-                reference(nameStart..<nameEnd, fallback, at)
+                reference(nameStart..<nameEnd, fallback, at, file)
             }
             i = close + 1
         }
@@ -137,10 +152,11 @@ public enum Placeholder {
             }
         }
         let problems = bytes.withUnsafeBufferPointer { buffer in
-            scan(buffer, literal: { literal.append(contentsOf: buffer[$0]) }, reference: { name, fallback, column in
+            scan(buffer, literal: { literal.append(contentsOf: buffer[$0]) }, reference: { name, fallback, column, file in
                 flush()
-                segments.append(.reference(name: String(decoding: buffer[name], as: UTF8.self),
-                                           fallback: fallback.map { String(decoding: buffer[$0], as: UTF8.self) }, column: column))
+                let name = String(decoding: buffer[name], as: UTF8.self)
+                segments.append(file ? .file(name: name, column: column)
+                                     : .reference(name: name, fallback: fallback.map { String(decoding: buffer[$0], as: UTF8.self) }, column: column))
             })
         }
         flush()
@@ -164,18 +180,25 @@ public enum Placeholder {
                 } else {
                     problems.append(.missing(name: name, column: column))
                 }
+            case .file(_, let column):
+                // A string has no descriptor to point at.
+                problems.append(.fileNotHere(column: column))
             }
         }
         if problems.isEmpty { return .success(out) }
         return .failure(ProblemList(problems.sorted { $0.column < $1.column }))
     }
 
-    /// Names a template refers to (whether or not a fallback is given), in order, unique.
+    /// Names a template refers to (whether or not a fallback is given, as a value or as a
+    /// file), in order, unique.
     public static func references(in text: String) -> [String] {
         var seen = Set<String>()
         var out: [String] = []
-        for case .reference(let name, _, _) in parse(text).segments where seen.insert(name).inserted {
-            out.append(name)
+        for segment in parse(text).segments {
+            switch segment {
+            case .literal: break
+            case .reference(let name, _, _), .file(let name, _): if seen.insert(name).inserted { out.append(name) }
+            }
         }
         return out
     }
@@ -236,7 +259,7 @@ extension McpServerDefinition {
     public var referencedNames: [String] {
         var seen = Set<String>()
         var out: [String] = []
-        forEachTemplate { _, template in
+        forEachTemplate { _, template, _ in
             for name in Placeholder.references(in: template) where seen.insert(name).inserted { out.append(name) }
         }
         return out
@@ -265,11 +288,12 @@ extension McpServerDefinition {
             names.append(name)
             return fresh
         }
-        forEachTemplate { field, template in
+        forEachTemplate { field, template, filesAllowed in
             var text = template
             var found: [Placeholder.Problem] = text.withUTF8 { bytes in
                 var missing: [Placeholder.Problem] = []
-                var syntax = Placeholder.scan(bytes, literal: { _ in }, reference: { range, fallback, column in
+                var syntax = Placeholder.scan(bytes, literal: { _ in }, reference: { range, fallback, column, file in
+                    if file && !filesAllowed { missing.append(.fileNotHere(column: column)) }
                     let name = String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
                     let found = state(&known[name], name)
                     // As `resolve`: a value wins unless a fallback is given and the value is empty.
@@ -289,24 +313,25 @@ extension McpServerDefinition {
     }
 
     /// Calls `body` with each templated field — the fields DESIGN.md §4 applies placeholders
-    /// to (never keys or server names) — its path (built only when asked for) and text.
-    func forEachTemplate(_ body: (_ field: () -> String, _ template: String) -> Void) {
-        func pairs(_ prefix: String, _ list: [ConfigPair]) {
-            for pair in list { body({ "\(prefix).\(pair.key)" }, pair.value) }
+    /// to (never keys or server names) — its path (built only when asked for), text, and
+    /// whether `${file:NAME}` may appear in it (a stdio server's args and env values).
+    func forEachTemplate(_ body: (_ field: () -> String, _ template: String, _ filesAllowed: Bool) -> Void) {
+        func pairs(_ prefix: String, _ list: [ConfigPair], files: Bool) {
+            for pair in list { body({ "\(prefix).\(pair.key)" }, pair.value, files) }
         }
         switch transport {
         case .stdio(let s):
-            body({ "command" }, s.command)
-            for (i, arg) in s.args.enumerated() { body({ "args[\(i)]" }, arg) }
-            pairs("env", s.env)
-            if let dir = s.workingDir { body({ "working_dir" }, dir) }
+            body({ "command" }, s.command, false)
+            for (i, arg) in s.args.enumerated() { body({ "args[\(i)]" }, arg, true) }
+            pairs("env", s.env, files: true)
+            if let dir = s.workingDir { body({ "working_dir" }, dir, false) }
         case .http(let h):
-            body({ "url" }, h.url)
-            pairs("headers", h.headers)
-            pairs("query_params", h.queryParams)
+            body({ "url" }, h.url, false)
+            pairs("headers", h.headers, files: false)
+            pairs("query_params", h.queryParams, files: false)
         case .docker(let d):
-            for (i, arg) in d.args.enumerated() { body({ "args[\(i)]" }, arg) }
-            pairs("env", d.env)
+            for (i, arg) in d.args.enumerated() { body({ "args[\(i)]" }, arg, false) }
+            pairs("env", d.env, files: false)
         }
     }
 }

@@ -155,7 +155,13 @@ public enum ResourceDecoder {
                 : "server \(quoted(name)) sets \(present.joined(separator: " and ")); keep exactly one")
         }
         let body = try map.require(present[0]).mapping()
-        switch present[0] {
+        var server = try serverTransport(name: name, kind: present[0], body)
+        server.sandbox = try map.optional("sandbox")?.nonEmptyString()
+        return server
+    }
+
+    static func serverTransport(name: String, kind: String, _ body: FieldMap) throws(StigmerError) -> McpServerDefinition {
+        switch kind {
         case "stdio":
             return McpServerDefinition(name: name, transport: .stdio(StdioServer(
                 command: try body.require("command").nonEmptyString(),
@@ -208,6 +214,7 @@ public enum ResourceDecoder {
         for (name, field) in try object.mapping().fields {
             let map = try field.mapping()
             let type = try map.optional("type")?.string()
+            let sandbox = try map.optional("sandbox")?.nonEmptyString()
             if let url = map.optional("url") {
                 if let type, !["http", "sse", "streamable-http", "streamableHttp"].contains(type) {
                     throw field.error("server \(quoted(name)) has a url but type \(quoted(type)); expected http, sse or streamable-http")
@@ -215,7 +222,7 @@ public enum ResourceDecoder {
                 servers.append(McpServerDefinition(name: name, transport: .http(HttpServer(
                     url: try url.nonEmptyString(),
                     headers: try map.optional("headers")?.pairs() ?? [],
-                    transportType: type))))
+                    transportType: type)), sandbox: sandbox))
             } else if let command = map.optional("command") {
                 if let type, type != "stdio" {
                     throw field.error("server \(quoted(name)) has a command but type \(quoted(type)); expected stdio")
@@ -224,7 +231,7 @@ public enum ResourceDecoder {
                     command: try command.nonEmptyString(),
                     args: try map.optional("args")?.stringList() ?? [],
                     env: try map.optional("env")?.pairs(validatingNames: true) ?? [],
-                    workingDir: try map.optional("cwd")?.string()))))
+                    workingDir: try map.optional("cwd")?.string())), sandbox: sandbox))
             } else {
                 throw field.error("server \(quoted(name)) needs a command (stdio) or a url (http)")
             }

@@ -37,6 +37,9 @@ public struct ChildSpec: Sendable {
     /// Fields the child reads from a pipe instead of its argv or environment (the HTTP
     /// bridge's url, headers and query parameters, which may hold secrets).
     public var handoff: Handoff?
+    /// `run --file-var NAME`: NAME's value as a sealed memfd, `NAME_FILE=/dev/fd/N` in the
+    /// environment, no `NAME`.
+    public var fileVariables: [String] = []
 
     public init(argv: [Template], environment: Environment, base: [String]?, workingDirectory: Template? = nil,
                 file: String = "", server: String = "") {
@@ -58,7 +61,13 @@ public struct ChildSpec: Sendable {
     public var names: [String]? {
         guard case .templates = environment else { return nil }
         var seen = Set<String>()
-        return templates.flatMap(\.names).filter { seen.insert($0).inserted }
+        return templates.flatMap { $0.names + $0.fileNames }.filter { seen.insert($0).inserted }
+    }
+
+    /// The names handed over as files (`${file:NAME}`, `--file-var`), in order, unique.
+    public var fileNames: [String] {
+        var seen = Set<String>()
+        return (templates.flatMap(\.fileNames) + fileVariables).filter { seen.insert($0).inserted }
     }
 
     var templates: [Template] {
@@ -73,11 +82,25 @@ public struct ChildSpec: Sendable {
     public func unresolved(_ values: borrowing SecretBytes) -> StigmerError? {
         var problems: [LocatedProblem] = []
         for template in templates {
-            for case .reference(let name, let fallback, let column) in template.segments where fallback == nil && values.entry(name) == nil {
-                problems.append(LocatedProblem(server: server, field: template.field, problem: .missing(name: name, column: column)))
+            for segment in template.segments {
+                switch segment {
+                case .reference(let name, nil, let column), .file(let name, let column):
+                    if values.entry(name) == nil {
+                        problems.append(LocatedProblem(server: server, field: template.field, problem: .missing(name: name, column: column)))
+                    }
+                default: break
+                }
             }
         }
-        return problems.isEmpty ? nil : McpResolver.error(problems, file: file)
+        if !problems.isEmpty { return McpResolver.error(problems, file: file) }
+        let missing = fileVariables.filter { values.entry($0) == nil }
+        if !missing.isEmpty {
+            return .unresolved("--file-var \(missing.joined(separator: ", ")): not set in the execution context; nothing was launched (check the name, or set it in the context)")
+        }
+        if case .everyValue = environment, let clash = fileVariables.first(where: { values.entry($0 + "_FILE") != nil }) {
+            return .usage("--file-var \(clash) sets \(clash)_FILE, which the context sets too; nothing was launched (drop one of them)")
+        }
+        return nil
     }
 
     /// Which argv entries hold a secret (argv is readable by every user in /proc).
@@ -85,11 +108,14 @@ public struct ChildSpec: Sendable {
         argv.filter { $0.names.contains { values.entry($0)?.isSecret == true } }
     }
 
-    static func pieces(_ template: Template, _ values: borrowing SecretBytes) -> [ChildPiece] {
+    static func pieces(_ template: Template, _ values: borrowing SecretBytes, files: SecretFiles? = nil) -> [ChildPiece] {
         var out: [ChildPiece] = []
         for segment in template.segments {
             switch segment {
             case .literal(let text): out.append(.text(Array(text.utf8)))
+            case .file(let name, _):
+                // Checked before: every file name has its descriptor.
+                out.append(.text(Array((files?.path(of: name) ?? "/dev/null").utf8)))
             case .reference(let name, let fallback, _):
                 // ${NAME:-fallback}: the fallback when unset or empty (DESIGN.md §4).
                 if let entry = values.entry(name), !(fallback != nil && entry.range.isEmpty) {
@@ -176,18 +202,22 @@ public struct ChildImage {
     /// The encoded handoff, in the arena (`spec.handoff`), else empty.
     public let handoff: UnsafeRawBufferPointer
 
-    public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]]) throws(StigmerError) {
+    public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]], files: SecretFiles? = nil) throws(StigmerError) {
         var variables: [(name: String, pieces: [ChildPiece])] = []
         switch spec.environment {
         case .everyValue:
-            for entry in values.entries { variables.append((entry.name, [.value(entry)])) }
+            for entry in values.entries where !spec.fileVariables.contains(entry.name) { variables.append((entry.name, [.value(entry)])) }
+            for name in spec.fileVariables {
+                variables.append((name + "_FILE", [.text(Array((files?.path(of: name) ?? "/dev/null").utf8))]))
+            }
         case .templates(let env):
-            for (name, template) in env { variables.append((name, ChildSpec.pieces(template, values))) }
+            for (name, template) in env { variables.append((name, ChildSpec.pieces(template, values, files: files))) }
         }
-        let kept = ChildEnvironment.inherited(inherited, base: spec.base, overridden: Set(variables.map(\.name)))
+        // A file-only variable is not inherited either.
+        let kept = ChildEnvironment.inherited(inherited, base: spec.base, overridden: Set(variables.map(\.name) + spec.fileVariables))
         var environment: [[ChildPiece]] = kept.map { [.text($0)] }
         for (name, pieces) in variables { environment.append([.text(Array(name.utf8) + [UInt8(ascii: "=")])] + pieces) }
-        let arguments = spec.argv.map { ChildSpec.pieces($0, values) }
+        let arguments = spec.argv.map { ChildSpec.pieces($0, values, files: files) }
         let handoffPieces = spec.handoff?.pieces(values) ?? []
 
         let pointer = MemoryLayout<UnsafeMutablePointer<CChar>?>.stride

@@ -13,6 +13,8 @@ public struct HardeningSpec: Sendable, Equatable {
     public var maskOutput = false
     /// Whether the child is kept out of the launcher's home, store and token files.
     public var isolation = Isolation.Policy.auto
+    /// What else the child may reach: filesystem trees, TCP ports, a network of its own.
+    public var sandbox = SandboxSpec()
 
     public init(seccomp: String = "default", memoryLimit: String? = nil, allowCoreDumps: Bool = false,
                 initMode: Bool = false, maskOutput: Bool = false, isolation: Isolation.Policy = .auto) {
@@ -25,6 +27,20 @@ public struct HardeningSpec: Sendable, Equatable {
     }
 
     public var supervises: Bool { initMode || maskOutput }
+
+    /// With every sandbox profile merged in (each file once): its trees and ports added to
+    /// the flags', its seccomp and memory limit used where the flags left the default.
+    public func resolved() throws(StigmerError) -> HardeningSpec {
+        var out = self
+        var seen: [String] = []
+        for path in sandbox.profiles {
+            let real = Isolation.realPath(path) ?? path
+            guard !seen.contains(real) else { continue }
+            seen.append(real)
+            try SandboxProfile.apply(path, to: &out)
+        }
+        return out
+    }
 
     /// Compiles the filter and parses the limit.
     public func compile() throws(StigmerError) -> Hardening {

@@ -78,6 +78,8 @@ public struct Hardening: Sendable {
     public var workingDirectory: String?
     /// A Landlock ruleset the child restricts itself with (`Isolation`), -1: none.
     public var landlockRuleset: Int32 = -1
+    /// `--no-network`: a network namespace of the child's own, loopback only.
+    public var privateNetwork = false
 
     public init(filter: CompiledFilter? = nil, addressSpaceLimit: Int64? = nil, allowCoreDumps: Bool = false) {
         self.filter = filter
@@ -164,7 +166,7 @@ public enum Launcher {
                     stdout_fd: stdoutFD, stderr_fd: stderrFD, reset_signals: 1, cwd: cwd,
                     inherited_ignored: UnsafePointer(inherited.ignored),
                     foreground_terminal: signals.foregroundTerminal, parent: signals.parent,
-                    landlock_ruleset: hardening.landlockRuleset)
+                    landlock_ruleset: hardening.landlockRuleset, private_network: hardening.privateNetwork ? 1 : 0)
                 return body(&launch)
             }
         }

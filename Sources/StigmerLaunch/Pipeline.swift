@@ -74,6 +74,7 @@ public struct LaunchPlan {
 /// The launch sequence of SECURITY.md, in its order, in one place.
 public enum Launch {
     public static func run(_ plan: LaunchPlan) throws(StigmerError) -> Never {
+        var plan = plan
         let log = plan.logger
         // 1. Not dumpable, core limit 0 — before any secret is in memory, so no other
         //    process of this user can read ours and no crash can write it to disk.
@@ -82,8 +83,9 @@ public enum Launch {
         // anything here could change it.
         let inheritedSignals = InheritedSignals()
         SQLiteStore.configureShortLived()
-        // Nonsense is refused before anything is opened.
+        // Nonsense is refused before anything is opened; sandbox profiles are read.
         try check(plan)
+        plan.hardening = try plan.hardening.resolved()
         // 6, prepared first: the filter and limits are built before anything is opened;
         //    a profile that cannot be built stops the launch with no secret decrypted.
         var hardening = try plan.hardening.compile()
@@ -93,8 +95,15 @@ public enum Launch {
         }
         // 6, prepared first: the Landlock ruleset that keeps the child out of our home,
         //    store and token files, also before anything is opened.
-        let isolation = try Isolation.build(protecting: protectedPaths(plan), policy: plan.hardening.isolation) { log.debug("\($0())") }
+        //    With --fs-*/--net-*, the same ruleset is the sandbox; --no-network's namespace is
+        //    checked for now and made in the child's last steps.
+        let isolation = try Isolation.build(protecting: protectedPaths(plan), policy: plan.hardening.isolation,
+                                            sandbox: plan.hardening.sandbox) { log.debug("\($0())") }
         if let ruleset = isolation.ruleset { hardening.landlockRuleset = ruleset }
+        if plan.hardening.sandbox.noNetwork {
+            try PrivateNetwork.check()
+            hardening.privateNetwork = true
+        }
         // 2-3. Only the names this launch needs, decrypted straight into locked memory
         //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.
         let values = try open(plan)
@@ -104,6 +113,8 @@ public enum Launch {
         for argument in plan.child.secretArguments(values) {
             Stderr.line("stigmer-exec: warning: server \(plan.child.server) \(argument.field) holds a secret; argv is readable in /proc/PID/cmdline — pass it through env instead")
         }
+        // Values the child reads as files: sealed memfds, on no filesystem.
+        let files = try SecretFiles(plan.child.fileNames, values: values)
         // What the child reads from a pipe instead of argv or environment (the HTTP
         // bridge's headers): the pipe's read end is the child's, named in its argv.
         var child = plan.child
@@ -114,10 +125,11 @@ public enum Launch {
         }
         // 4. argv and envp built in a secret area of their own, minus every STIGMER_*
         //    control variable (the key, tokens, ids).
-        let image = try ChildImage(child, values: values, inherited: ChildEnvironment.current())
+        let image = try ChildImage(child, values: values, inherited: ChildEnvironment.current(), files: files)
         if let handoffPipe { try hand(image.handoff, over: handoffPipe) }
         let display = plan.child.argv[0].names.isEmpty ? nil : plan.child.argv[0].source
         let path = try Launcher.resolve(image.command, path: image.path, display: display)
+        isolation.allowCommand(path, childPath: image.path) { log.debug("\($0())") }
         hardening.workingDirectory = image.workingDirectory
         // What --mask-output conceals stays in locked memory of its own while the child runs.
         let masker = plan.hardening.maskOutput ? try Masker(secretsOf: values) : nil
@@ -125,6 +137,7 @@ public enum Launch {
         _ = consume values
         TestHooks.pauseWhileHoldingSecrets()
         log.debug("launching", metadata: ["command": "\(display ?? image.command)", "mode": "\(plan.supervises ? "supervise" : "exec")"])
+        try files.handOver()
         guard plan.supervises else {
             // 5-6. Signals reset, limits, no_new_privs, the filter last, execve: this
             //      process becomes the child.
@@ -132,7 +145,7 @@ public enum Launch {
                               inherited: inheritedSignals, display: display)
         }
         let status = try supervise(plan, image: image, path: path, display: display, hardening: hardening,
-                                   inherited: inheritedSignals, masker: masker, handoff: handoffPipe?.read)
+                                   inherited: inheritedSignals, masker: masker, handoff: handoffPipe?.read, files: files)
         if plan.deleteOnExit, case .stored(let id) = plan.values { deleteContext(id, plan, after: status) }
         exit(status.shell)
     }
@@ -229,7 +242,7 @@ public enum Launch {
     /// The supervising modes: spawn, then forward signals, reap, mask output, until the
     /// child exits.
     static func supervise(_ plan: LaunchPlan, image: ChildImage, path: String, display: String?, hardening: Hardening,
-                          inherited: InheritedSignals, masker: Masker?, handoff: Int32?) throws(StigmerError) -> ExitStatus {
+                          inherited: InheritedSignals, masker: Masker?, handoff: Int32?, files: SecretFiles) throws(StigmerError) -> ExitStatus {
         let initMode = plan.hardening.initMode
         // PID 1 reaps everything anyway; elsewhere, become a subreaper so orphans of the
         // child are re-parented here and reaped, as tini does.
@@ -259,6 +272,7 @@ public enum Launch {
                                        stdoutFD: childEnds[0], stderrFD: childEnds[1], display: display)
         for fd in childEnds where fd >= 0 { Sys.close(fd) }
         if let handoff { Sys.close(handoff) }  // the child's now
+        files.close()
         // The child has exec'd: our copy of its argv and environment is no longer needed.
         image.arena.wipe()
         return try Supervisor.supervise(child: child, group: group, reapAll: initMode, signals: signals, outputs: outputs, masker: masker)

@@ -30,7 +30,8 @@ struct FlagParityTests {
         "--seccomp": "strict", "--memory-limit": "512Mi", "--token-file": "/t", "--token-fd": "4", "--tls-ca": "/ca.pem",
         "--fetch-timeout": "5s", "--server": "grpc://127.0.0.1:1", "--agent": "a", "--instance": "i", "--env-ref": "base",
         "--env": "A=1", "--secret": "S", "--env-file": "/e.env", "--secret-file": "/s.env", "--config": "/c.json",
-        "--context-server": "grpcs://h:2",
+        "--context-server": "grpcs://h:2", "--fs-read": "/r", "--fs-write": "/w", "--fs-exec": "/x", "--net-connect": "443,8443",
+        "--net-bind": "8080", "--sandbox": "best-effort", "--file-var": "TOKEN",
     ]
 
     /// Values each parser must refuse.
@@ -38,6 +39,7 @@ struct FlagParityTests {
         ("--key-fd", "-1"), ("--key-fd", "x"), ("--token-fd", "three"), ("--log-level", "loud"),
         ("--memory-limit", "512iM"), ("--memory-limit", "0"), ("--memory-limit", "12X"), ("--memory-limit", "M"),
         ("--env", "1A=x"), ("--env", "NOEQUALS"), ("--secret", "bad name"),
+        ("--net-connect", "70000"), ("--net-connect", "http"), ("--net-bind", "1,,2"), ("--net-bind", "-5"), ("--file-var", "1X"),
     ]
 
     static func cases(_ table: [LaunchArguments.Flag], tail: [String]) -> [[String]] {

@@ -27,6 +27,25 @@ struct PlaceholderTests {
         #expect(try resolve("[${EMPTY}]").get() == "[]")
     }
 
+    @Test func fileReferences() throws {
+        let (segments, problems) = Placeholder.parse("--token-file=${file:A} ${A}")
+        #expect(problems.isEmpty)
+        #expect(segments == [.literal("--token-file="), .file(name: "A", column: 14), .literal(" "),
+                             .reference(name: "A", fallback: nil, column: 24)])
+        #expect(Placeholder.references(in: "${file:A}${B_2}${A}") == ["A", "B_2"])
+        // No fallback (a file is there or not), names as ever, and $${ stays literal.
+        #expect(Placeholder.parse("${file:A:-x}").problems == [.unsupported(column: 1)])
+        #expect(Placeholder.parse("${file:1A}").problems == [.badName(column: 1)])
+        #expect(Placeholder.parse("${file:}").problems == [.badName(column: 1)])
+        #expect(Placeholder.parse("$${file:A}").segments == [.literal("${file:A}")])
+        // A string has no descriptor: resolving one is a problem, not a path.
+        #expect(resolve("${file:A}") == .failure(Placeholder.ProblemList([.fileNotHere(column: 1)])))
+        // Only where a descriptor can be handed over.
+        #expect(Template.parse("${file:A}", field: "command").1 == [.fileNotHere(column: 1)])
+        #expect(Template.parse("${file:A}", field: "args[0]", files: true).1.isEmpty)
+        #expect(Template.parse("x ${file:A}", field: "args[0]", files: true).0.fileNames == ["A"])
+    }
+
     @Test func dollarFormsLeftAlone() throws {
         #expect(try resolve("$A $5 $(date) $").get() == "$A $5 $(date) $")
         #expect(try resolve("costs $$5").get() == "costs $$5")
@@ -99,6 +118,8 @@ struct PlaceholderTests {
                     case .reference(let name, let fallback, _):
                         let v = values[name]
                         expected += (v.map { $0.isEmpty && fallback != nil ? fallback! : $0 } ?? fallback)!
+                    case .file:
+                        Issue.record("a ${file:…} resolved into a string")
                     }
                 }
                 #expect(out == expected)

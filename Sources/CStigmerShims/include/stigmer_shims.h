@@ -49,18 +49,44 @@ struct stigmer_launch {
     int foreground_terminal; // >= 0 (spawn, new group): tcsetpgrp(this fd, child)
     pid_t parent;          // > 0 (spawn): die with this parent (PR_SET_PDEATHSIG)
     int landlock_ruleset;  // >= 0: landlock_restrict_self after no_new_privs, before the filters
+    int private_network;   // 1: a network namespace of its own (loopback only), before the working directory
 };
 
 // Landlock (raw syscalls): the highest ABI, or -errno (ENOSYS/EOPNOTSUPP: none).
 int stigmer_landlock_abi(void);
 // A ruleset handling these filesystem rights (close-on-exec), or -errno.
 int stigmer_landlock_create(uint64_t handled_fs);
+// The same, also handling these network rights (ABI >= 4; 0: none), or -errno.
+int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net);
+// Allows `access` (bind 1, connect 2) for one TCP port. 0 or -errno.
+int stigmer_landlock_allow_port(int ruleset, uint64_t access, uint64_t port);
+// Allows beneath `path` (symlinks followed): dir_access for a directory, file_access for
+// anything else; *is_dir (may be NULL) says which it was. 0 or -errno.
+int stigmer_landlock_allow_path(int ruleset, const char *path, uint64_t dir_access, uint64_t file_access, int *is_dir);
+// Allows rights[i] beneath each paths[i] (rights[i] & file_mask for a file), around the
+// protected paths (absolute, resolved) inside it; status[i]: the rules added (0: none
+// needed), -errno, or STIGMER_INSIDE_PROTECTED (it lies inside a protected path: nothing
+// added). Returns the rules added, or -ENOMEM.
+// status[i] must be 1 on input for a tree a flag named (resolved even when a file), else 0.
+#define STIGMER_INSIDE_PROTECTED (-100000)
+int stigmer_landlock_allow_trees(int ruleset, const char *const *paths, const uint64_t *rights, int count,
+                                 uint64_t file_mask, const char *const *protected, int pcount, int *status);
+// The directories /etc/ld.so.conf names (following includes), NUL-separated, in `out`;
+// returns the bytes used.
+size_t stigmer_ld_so_conf_dirs(char *out, size_t size);
+// A memfd (close-on-exec, not executable where the kernel has MFD_NOEXEC_SEAL, number >= 3)
+// holding `bytes`, sealed against writing, growing, shrinking and further seals. fd or -errno.
+int stigmer_sealed_memfd(const char *name, const void *bytes, size_t count);
 // Allows `access` beneath the file or directory open at parent_fd (O_PATH). 0 or -errno.
 int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access);
 // Allows everything around the protected paths (absolute, resolved): every entry of each
 // of their ancestor directories, from /, except the way down to a protected path —
 // directories with dir_access, the rest with file_access. Returns the rules added.
 int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access);
+// The same below `root` (absolute, resolved, a directory) instead of /: a tree the child
+// may reach, minus the protected paths inside it.
+int stigmer_landlock_around_from(int ruleset, const char *root, const char *const *paths, int count,
+                                 uint64_t dir_access, uint64_t file_access);
 
 // Runs the steps in this process and execve's. Returns only on failure: -errno, with
 // *failed_step naming the step (a static string).
