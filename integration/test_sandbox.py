@@ -360,7 +360,51 @@ def test_no_network_is_refused_with_an_http_mcp_server(home, tmp_path):
     cfg = write_json(tmp_path / "claude.json", envsrv_claude(tmp_path / "shutdown"))
     proc = run(["mcp", "run", "--no-network", "--execution-id", MCP_EXEC_ID, "--config", cfg, "--server", "remote"],
                home, new_session=True)
-    one_line_error(proc, 64, secrets_=mcp.canaries)
+    one_line_error(proc, 64, "--no-network", "remote", secrets_=mcp.canaries)
+    # The same from the entry's own profile: refused alike, never a bridge without a network.
+    profile = tmp_path / "offline.yaml"
+    profile.write_text("net:\n  none: true\n")
+    doc = envsrv_claude(tmp_path / "shutdown")
+    doc["mcpServers"]["remote"]["sandbox"] = str(profile)
+    cfg = write_json(tmp_path / "claude-offline.json", doc)
+    proc = run(["mcp", "run", "--execution-id", MCP_EXEC_ID, "--config", cfg, "--server", "remote"], home, new_session=True)
+    one_line_error(proc, 64, "--no-network", "remote", secrets_=mcp.canaries)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start processes as another user")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs a system python3 another user can run")
+def test_a_confined_child_cannot_read_another_processs_environment(bin_path):
+    """/proc is in the base set (runtimes read /proc/self), but Landlock limits ptrace-mode
+    access to processes in its own domain: a confined child cannot read the environment of
+    a same-uid process outside it (another launched server, say). Control: a child with no
+    Landlock at all can. As another user than root: a root child passes the ptrace check
+    for every process, Landlock or not (root is outside the threat model)."""
+    canary = new_canary("sibling-env")
+    work = Path(tempfile.mkdtemp(prefix="stigmer-sibling-"))
+    os.chmod(work, 0o755)
+    launcher = work / "stigmer-exec"
+    shutil.copy(bin_path, launcher)
+    os.chmod(launcher, 0o755)
+    probe = work / "sandbox_probe.py"
+    shutil.copy(PROBE, probe)
+    as_nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    sibling = subprocess.Popen(["/usr/bin/sleep", "60"], env={"SIBLING_SECRET": canary.decode()}, **as_nobody)
+    try:
+        def confined(*flags):
+            return subprocess.run([str(launcher), "run", "--env", "A=1", *flags, "--", "/usr/bin/python3", "-I", "-S", str(probe),
+                                   "readfile", f"/proc/{sibling.pid}/environ"],
+                                  env={"PATH": "/usr/bin:/bin", "HOME": str(work), "STIGMER_HOME": str(work / "home")},
+                                  capture_output=True, timeout=60, **as_nobody)
+        control = confined("--no-isolation")
+        assert results(control) == ["ok"], "the control could not read a sibling's environment: the test would be blind"
+        for flags in (["--fs-read", str(work)], ["--net-connect", "443"]):  # a filesystem sandbox; a network-only one
+            proc = confined(*flags)
+            assert results(proc) in (["EACCES"], ["EPERM"]), (flags, records(proc))
+            assert canary not in proc.stdout and canary not in proc.stderr
+    finally:
+        sibling.kill()
+        sibling.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------

@@ -67,7 +67,8 @@ public struct LaunchArguments: Equatable {
             values = .ephemeral(sources: sources, runtime: runtime)
         }
         var child = ChildSpec.command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil)
-        child.fileVariables = fileVariables
+        var seen = Set<String>()
+        child.fileVariables = fileVariables.filter { seen.insert($0).inserted }
         return LaunchPlan(values: values, location: contextLocation(), child: child,
                           hardening: hardening, deleteOnExit: deleteOnExit, logger: logger)
     }
@@ -88,9 +89,6 @@ public struct LaunchArguments: Equatable {
             hardening.sandbox.profiles.append(profile.hasPrefix("/") || profile.hasPrefix("~/") ? profile : directory + "/" + profile)
         }
         if case .http = definition.transport {
-            if hardening.sandbox.noNetwork {
-                throw .usage("--no-network cannot apply to server \(quoted(name)): it is an http server, reached over the network by the bridge; use --net-connect PORT to limit where it connects")
-            }
             return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: try bridgeSpec(definition, file: file),
                               hardening: hardening, logger: logger)
         }

@@ -86,6 +86,10 @@ public enum Launch {
         // Nonsense is refused before anything is opened; sandbox profiles are read.
         try check(plan)
         plan.hardening = try plan.hardening.resolved()
+        if plan.hardening.sandbox.noNetwork && plan.child.handoff != nil {
+            // From a flag or a profile: the bridge is the network.
+            throw .usage("--no-network cannot apply to server \(quoted(plan.child.server)): it is an http server, reached over the network by the bridge; use --net-connect PORT to limit where it connects")
+        }
         // 6, prepared first: the filter and limits are built before anything is opened;
         //    a profile that cannot be built stops the launch with no secret decrypted.
         var hardening = try plan.hardening.compile()
