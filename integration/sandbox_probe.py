@@ -55,6 +55,7 @@ DEPTH = int(os.environ.get("SANDBOX_PROBE_DEPTH", "0"))
 ARITY = {
     "read": 1, "readfile": 1, "stat": 1, "write": 1, "remove": 1, "rename": 2, "mkdir": 1,
     "list": 1, "exec": 1, "connect": 2, "bind": 1, "listen-and-connect": 0, "socket": 0,
+    "unix-connect": 1, "socketpair": 0,
     "fdinfo": 1, "tryw": 1, "addseal": 1, "env": 1, "showenv": 1, "envscan": 1,
 }
 
@@ -179,6 +180,21 @@ def do_socket():
     return {}
 
 
+def do_unix_connect(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+    return {}
+
+
+def do_socketpair():
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"x")
+        assert b.recv(1) == b"x"
+    return {}
+
+
 def do_fdinfo(arg):
     fd = fd_number(arg)
     out = {"fd": fd}
@@ -257,7 +273,7 @@ ACTIONS = {
     "rename": do_rename, "mkdir": do_mkdir, "list": do_list, "exec": do_exec, "connect": do_connect,
     "bind": do_bind, "listen-and-connect": do_listen_and_connect, "socket": do_socket,
     "fdinfo": do_fdinfo, "tryw": do_tryw, "addseal": do_addseal, "env": do_env, "showenv": do_showenv,
-    "envscan": do_envscan,
+    "envscan": do_envscan, "unix-connect": do_unix_connect, "socketpair": do_socketpair,
 }
 
 

@@ -407,6 +407,31 @@ def test_a_confined_child_cannot_read_another_processs_environment(bin_path):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def test_a_filesystem_sandbox_refuses_unix_sockets(home, tree, tmp_path):
+    """Landlock cannot keep a child from connecting to a Unix socket outside its trees by
+    path (think /var/run/docker.sock): under --fs-*, socket(AF_UNIX) fails with EACCES (the
+    seccomp filter), socketpair() still works; --allow-unix-sockets (or fs.unix_sockets in
+    a profile) gives them back — and then the socket outside is reachable, as the control
+    shows."""
+    path = tmp_path / "daemon.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    try:
+        expect(sandboxed(home, [], "unix-connect", path, "socketpair"), ["ok", "ok"])
+        for seccomp in ("default", "strict", "none"):
+            proc = sandboxed(home, ["--fs-read", tree.a, *PY_READ, "--seccomp", seccomp], "unix-connect", path, "socketpair")
+            expect(proc, ["EACCES", "ok"])
+        expect(sandboxed(home, ["--fs-read", tree.a, *PY_READ, "--allow-unix-sockets"], "unix-connect", path), ["ok"])
+        profile = tmp_path / "unix.yaml"
+        profile.write_text(f"fs:\n  read: [{tree.a}]\n  unix_sockets: true\n")
+        expect(sandboxed(home, ["--sandbox", profile, *PY_READ], "unix-connect", path), ["ok"])
+        # Only a filesystem sandbox refuses them: TCP rules alone do not.
+        expect(sandboxed(home, ["--net-connect", "443"], "unix-connect", path), ["ok"])
+    finally:
+        listener.close()
+
+
 # --------------------------------------------------------------------------
 # 3. fail closed (debug builds: STIGMER_TEST_LANDLOCK_ABI)
 

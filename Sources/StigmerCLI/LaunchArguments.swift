@@ -206,6 +206,7 @@ public struct LaunchArguments: Equatable {
         Flag("--net-connect") { guard let p = SandboxSpec.ports($1) else { return false }; $0.hardening.sandbox.netConnect += p; return true },
         Flag("--net-bind") { guard let p = SandboxSpec.ports($1) else { return false }; $0.hardening.sandbox.netBind += p; return true },
         Flag("--no-network", value: false) { a, _ in a.hardening.sandbox.noNetwork = true; return true },
+        Flag("--allow-unix-sockets", value: false) { a, _ in a.hardening.sandbox.unixSockets = true; return true },
         Flag("--sandbox") { $0.hardening.sandbox.add($1); return true },
         Flag("--token-file") { $0.remote.tokenFile = $1; return true },
         Flag("--token-fd") { guard let fd = descriptor($1) else { return false }; $0.remote.tokenFD = fd; return true },

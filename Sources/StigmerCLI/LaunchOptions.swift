@@ -45,6 +45,9 @@ public struct HardeningOptions: ParsableArguments {
     @Flag(name: .customLong("no-network"), help: "Run the child in a network namespace of its own (loopback only); refuse if one cannot be made.")
     public var noNetwork = false
 
+    @Flag(name: .customLong("allow-unix-sockets"), help: "Under a filesystem sandbox, let the child create Unix sockets (refused by default: Landlock cannot stop a connect to one outside the trees by path).")
+    public var allowUnixSockets = false
+
     @Option(name: .customLong("sandbox"), help: ArgumentHelp("A sandbox profile (YAML or JSON: fs, net, seccomp, limits), or best-effort: run with what the kernel enforces and say what it does not.", valueName: "FILE|best-effort"))
     public var sandbox: [String] = []
 
@@ -65,6 +68,7 @@ public struct HardeningOptions: ParsableArguments {
         spec.sandbox.netConnect = netConnect.flatMap { SandboxSpec.ports($0) ?? [] }
         spec.sandbox.netBind = netBind.flatMap { SandboxSpec.ports($0) ?? [] }
         spec.sandbox.noNetwork = noNetwork
+        spec.sandbox.unixSockets = allowUnixSockets
         for value in sandbox { spec.sandbox.add(value) }
         return spec
     }

@@ -55,6 +55,12 @@ public struct HardeningSpec: Sendable, Equatable {
             guard documents.count == 1 else { throw .data("\(seccomp): expected one seccomp profile (JSON)") }
             hardening.filter = try OCIProfile.decode(Field(root: documents[0], file: seccomp)).compile()
         }
+        if sandbox.hasFS && !sandbox.unixSockets {
+            guard let filter = SeccompProfile.refusingUnixSockets(hardening.filter) else {
+                throw .notPermitted("cannot refuse Unix sockets to a filesystem sandbox on this architecture; nothing was launched (--allow-unix-sockets lets the child have them)")
+            }
+            hardening.filter = filter
+        }
         return hardening
     }
 

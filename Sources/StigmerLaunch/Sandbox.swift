@@ -22,6 +22,9 @@ public struct SandboxSpec: Sendable, Equatable {
     public var netBind: [UInt16] = []
     /// A network namespace of its own: loopback only.
     public var noNetwork = false
+    /// Under a filesystem sandbox, let the child create Unix sockets (refused by default:
+    /// Landlock cannot keep it from connecting to one outside its trees by path).
+    public var unixSockets = false
     /// Run with what the kernel enforces (and say what it does not) instead of refusing.
     public var bestEffort = false
     /// Profile files (`--sandbox FILE`, an MCP entry's `sandbox`), merged by
@@ -59,7 +62,7 @@ public struct SandboxSpec: Sendable, Equatable {
 
 /// A sandbox profile file (`--sandbox FILE`), YAML or JSON:
 ///
-///     fs:      { read: [PATH…], write: [PATH…], exec: [PATH…] }   # relative to the file; ~/ is $HOME
+///     fs:      { read: [PATH…], write: [PATH…], exec: [PATH…], unix_sockets: false }   # relative to the file; ~/ is $HOME
 ///     net:     { connect: [PORT…], bind: [PORT…], none: true }
 ///     seccomp: default | strict | none | PATH                    # unless --seccomp names another
 ///     limits:  { memory: 512M }                                   # unless --memory-limit is given
@@ -77,7 +80,8 @@ enum SandboxProfile {
             return directory + "/" + text
         }
         if let fs = try root.optional("fs")?.mapping() {
-            try fs.rejectUnknown(["read", "write", "exec"])
+            try fs.rejectUnknown(["read", "write", "exec", "unix_sockets"])
+            if try fs.optional("unix_sockets")?.bool() == true { spec.sandbox.unixSockets = true }
             spec.sandbox.fsRead += try fs.optional("read")?.stringList().map(place) ?? []
             spec.sandbox.fsWrite += try fs.optional("write")?.stringList().map(place) ?? []
             spec.sandbox.fsExec += try fs.optional("exec")?.stringList().map(place) ?? []

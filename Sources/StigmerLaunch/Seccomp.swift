@@ -296,6 +296,47 @@ extension SeccompProfile {
         return out + main
     }
 
+    /// Under a filesystem sandbox: `socket(AF_UNIX, …)` fails with EACCES. Landlock (ABI ≤ 7)
+    /// does not restrict connecting to a Unix socket by its path, so without this a confined
+    /// child could still reach `/var/run/docker.sock` or any socket whose mode lets it.
+    /// `socketpair` (a pair of connected sockets, no path) stays allowed. Prepended to
+    /// `filter`'s first program (one load), or a program of its own with `--seccomp none`.
+    /// Hand-written for the native architecture (no libseccomp work at launch); nil where
+    /// it has no entry here.
+    public static func refusingUnixSockets(_ filter: CompiledFilter?) -> CompiledFilter? {
+        #if arch(x86_64)
+        let arch: UInt32 = 0xC000_003E, socket: UInt32 = 41  // AUDIT_ARCH_X86_64, __NR_socket
+        #elseif arch(arm64)
+        let arch: UInt32 = 0xC000_00B7, socket: UInt32 = 198  // AUDIT_ARCH_AARCH64, __NR_socket
+        #else
+        return nil
+        #endif
+        let allow = UInt32(SECCOMP_RET_ALLOW)
+        func stmt(_ code: Int32, _ k: UInt32) -> sock_filter { sock_filter(code: UInt16(code), jt: 0, jf: 0, k: k) }
+        func jeq(_ k: UInt32, _ jt: UInt8, _ jf: UInt8) -> sock_filter {
+            sock_filter(code: UInt16(BPF_JMP | BPF_JEQ | BPF_K), jt: jt, jf: jf, k: k)
+        }
+        let check: [sock_filter] = [
+            stmt(BPF_LD | BPF_W | BPF_ABS, 4),     // arch
+            jeq(arch, 1, 0),
+            stmt(BPF_RET | BPF_K, allow),          // other ABIs: the main filter decides
+            stmt(BPF_LD | BPF_W | BPF_ABS, 0),     // syscall number
+            jeq(socket, 1, 0),
+            stmt(BPF_RET | BPF_K, allow),
+            stmt(BPF_LD | BPF_W | BPF_ABS, 16),    // arg0 (the family), low 32 bits
+            jeq(UInt32(AF_UNIX), 0, 1),
+            stmt(BPF_RET | BPF_K, UInt32(SECCOMP_RET_ERRNO) | UInt32(EACCES)),
+            stmt(BPF_RET | BPF_K, allow),
+        ]
+        guard let filter, !filter.programs.isEmpty else {
+            return CompiledFilter(name: "unix-sockets", denyWriteExecute: false, programs: [check], unknownSyscalls: [])
+        }
+        var programs = filter.programs
+        programs[0] = SeccompProfile.prepend(check, to: programs[0])
+        return CompiledFilter(name: filter.name, denyWriteExecute: filter.denyWriteExecute, programs: programs,
+                              unknownSyscalls: filter.unknownSyscalls)
+    }
+
     /// A small hand-written program: for the native architecture's `personality`, allow
     /// only the listed values (compared on all 64 bits), else EPERM; everything else is
     /// left to the main filter (stacked, or with `prepend`, run into it).
