@@ -55,7 +55,7 @@ DEPTH = int(os.environ.get("SANDBOX_PROBE_DEPTH", "0"))
 ARITY = {
     "read": 1, "readfile": 1, "stat": 1, "write": 1, "remove": 1, "rename": 2, "mkdir": 1,
     "list": 1, "exec": 1, "connect": 2, "bind": 1, "listen-and-connect": 0, "socket": 0,
-    "unix-connect": 1, "socketpair": 0,
+    "unix-connect": 1, "socketpair": 0, "abstract-connect": 1, "kill": 1, "setns": 1, "socket-proto": 1,
     "fdinfo": 1, "tryw": 1, "addseal": 1, "env": 1, "showenv": 1, "envscan": 1,
 }
 
@@ -195,6 +195,37 @@ def do_socketpair():
     return {}
 
 
+def do_abstract_connect(name):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect("\0" + name)
+    return {}
+
+
+def do_kill(pid):
+    os.kill(int(pid), 0)  # signal 0: only whether a signal may be sent
+    return {}
+
+
+def do_setns(path):
+    import ctypes  # os.setns is Python 3.12's
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+    return {}
+
+
+def do_socket_proto(proto):
+    """socket(AF_INET, SOCK_STREAM, PROTO): creation only (MPTCP 262, SCTP 132)."""
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM, int(proto)).close()
+    return {}
+
+
 def do_fdinfo(arg):
     fd = fd_number(arg)
     out = {"fd": fd}
@@ -274,6 +305,7 @@ ACTIONS = {
     "bind": do_bind, "listen-and-connect": do_listen_and_connect, "socket": do_socket,
     "fdinfo": do_fdinfo, "tryw": do_tryw, "addseal": do_addseal, "env": do_env, "showenv": do_showenv,
     "envscan": do_envscan, "unix-connect": do_unix_connect, "socketpair": do_socketpair,
+    "abstract-connect": do_abstract_connect, "kill": do_kill, "setns": do_setns, "socket-proto": do_socket_proto,
 }
 
 

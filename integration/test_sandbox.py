@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    docker_agent,
     SANDBOX_PROBE,
     probe_cmd,
     probe_records,
@@ -746,3 +747,171 @@ def test_real_mcp_server_works_under_a_read_only_profile(home, tmp_path, bin_pat
     assert out["reads"] == {"own_script": "ok", "stdlib": "ok", "outside": "EACCES", "key": "EACCES"}, \
         f"{out['reads']}\nserver stderr: {errlog.read_text(errors='replace')[-2000:]}"
     mcp.assert_no_canary(errlog.read_bytes())
+
+
+# --------------------------------------------------------------------------
+# 6. What an attacking child tried (a review as the child), and the answers
+
+
+def test_a_tree_inside_the_home_is_refused_even_through_a_symlink(home, tmp_path):
+    key_init(home)
+    (home / "inner").mkdir()
+    link = tmp_path / "looks-innocent"
+    link.symlink_to(home)
+    for tree in (home, home / "inner", link):
+        proc = sandboxed(home, ["--fs-read", tree, *PY_READ], "read", home / KEY_FILE)
+        one_line_error(proc, 64, "--fs-read", "keeps from the child")
+
+
+def test_the_root_directory_as_a_tree_still_keeps_the_home_out(home):
+    key_init(home)
+    proc = sandboxed(home, ["--fs-read", "/", *PY_READ], "read", "/etc/hostname", "read", home / KEY_FILE)
+    expect(proc, ["ok", "EACCES"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to bind-mount")
+def test_a_bind_mount_of_the_homes_parent_is_no_way_around(home, tmp_path):
+    """The same files through another mount: mountinfo gives their other names, which are
+    kept out as the home is — by the default isolation and by a sandbox over the alias."""
+    key_init(home)
+    (home.parent / "beside.txt").write_bytes(b"beside")
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    if subprocess.run(["mount", "--bind", str(home.parent), str(alias)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        through = alias / home.name / KEY_FILE
+        expect(sandboxed(home, ["--no-isolation"], "read", through), ["ok"])  # control: the alias reaches the key
+        expect(sandboxed(home, [], "read", through, "read", alias / "beside.txt"), ["EACCES", "ok"])
+        expect(sandboxed(home, ["--fs-read", alias, *PY_READ], "read", through, "read", alias / "beside.txt"), ["EACCES", "ok"])
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+
+
+def test_tcp_rules_are_not_bypassed_with_mptcp_or_sctp(home, listeners):
+    """Landlock's TCP rules cover IPPROTO_TCP only: under --net-*, the socket guard refuses
+    MPTCP (which falls back to plain TCP, to any port) and SCTP."""
+    port = listeners()
+    control = sandboxed(home, [], "socket-proto", 262)
+    if results(control) != ["ok"]:
+        pytest.skip(f"no MPTCP here: {records(control)}")
+    expect(sandboxed(home, ["--net-connect", port], "socket-proto", 262, "socket-proto", 132, "connect", "127.0.0.1", port),
+           ["EACCES", "EACCES", "ok"])
+
+
+def test_no_network_refuses_unix_sockets_too(home, tmp_path):
+    path = tmp_path / "daemon.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    try:
+        expect(sandboxed(home, ["--no-network"], "unix-connect", path, "socketpair"), ["EACCES", "ok"])
+        expect(sandboxed(home, ["--no-network", "--allow-unix-sockets"], "unix-connect", path), ["ok"])
+    finally:
+        listener.close()
+
+
+def test_a_sandbox_scopes_signals_and_abstract_sockets(home, tree):
+    """Landlock ABI 6: a confined child can neither signal a process outside its sandbox
+    nor reach an abstract Unix socket made outside it. Control: unconfined, it can."""
+    name = f"stigmer-test-{os.getpid()}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(8)
+    sibling = subprocess.Popen(["sleep", "60"])
+    try:
+        expect(sandboxed(home, ["--no-isolation"], "kill", sibling.pid, "abstract-connect", name), ["ok", "ok"])
+        proc = sandboxed(home, ["--fs-read", tree.a, *PY_READ, "--allow-unix-sockets"], "kill", sibling.pid, "abstract-connect", name)
+        expect(proc, ["EPERM", "EPERM"])
+    finally:
+        sibling.kill()
+        sibling.wait()
+        listener.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the escape needs a root child")
+def test_a_root_child_cannot_setns_out_of_no_network(home):
+    """Even with no filter and no isolation, a root child's network namespace belongs to a
+    user namespace of its own: the host's namespaces are out of its reach."""
+    sibling = subprocess.Popen(["sleep", "60"])
+    try:
+        target = f"/proc/{sibling.pid}/ns/net"
+        expect(sandboxed(home, ["--seccomp", "none", "--no-isolation"], "setns", target), ["ok"])  # control
+        proc = sandboxed(home, ["--no-network", "--seccomp", "none", "--no-isolation"], "setns", target)
+        assert results(proc)[0] in ("EACCES", "EPERM"), records(proc)
+    finally:
+        sibling.kill()
+        sibling.wait()
+
+
+def test_an_empty_profile_section_denies_rather_than_disables(home, tree, tmp_path, listeners):
+    port = listeners()
+    profile = tmp_path / "empty.yaml"
+    profile.write_text("fs:\n  read: []\nnet:\n  connect: []\n")
+    proc = sandboxed(home, ["--sandbox", profile, *PY_READ], "read", tree.a / "file.txt", "connect", "127.0.0.1", port)
+    expect(proc, ["EACCES", "EACCES"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check unshares a UTS namespace, which needs root")
+def test_the_command_lines_seccomp_wins_over_a_profiles(home, tree, tmp_path):
+    profile = tmp_path / "loose.yaml"
+    profile.write_text(f"fs:\n  read: [{tree.a}]\nseccomp: none\n")
+    # unshare(CLONE_NEWUTS): the default filter refuses it (EPERM); with no filter root may.
+    status = "import ctypes; print(ctypes.CDLL(None, use_errno=True).unshare(0x04000000) == 0)"
+
+    def seccomp_mode(*flags):
+        proc = run(["run", "--env", "A=1", "--sandbox", profile, *PY_READ, *flags, "--", PYTHON, "-I", "-S", "-c", status],
+                   home, new_session=True)
+        ok(proc)
+        return proc.stdout.decode().strip()
+
+    assert seccomp_mode() == "True", "the profile's seccomp: none was not applied: the check would be blind"
+    assert seccomp_mode("--seccomp", "default") == "False", "an explicit --seccomp default lost to the profile"
+
+
+def test_a_docker_server_refuses_a_sandbox(home, tmp_path):
+    mcp = McpContext(home, tmp_path)
+    cfg, path = docker_agent(tmp_path, "#!/bin/sh\nexit 0\n", "docker-sandboxed", "boxed", "${SECRET_TOKEN}")
+    for flags in (["--no-network"], ["--net-connect", "443"], ["--fs-read", str(tmp_path)]):
+        proc = run(["mcp", "run", *flags, "--execution-id", MCP_EXEC_ID, "--config", cfg, "--server", "boxed"], home,
+                   env_extra={"PATH": path}, new_session=True)
+        one_line_error(proc, 64, "docker server", "container", secrets_=mcp.canaries)
+
+
+def test_the_sandbox_keeps_the_child_off_its_own_config_and_profile(home, tmp_path):
+    """Under a filesystem sandbox that can write where its config and profile live, the
+    child still cannot change them (it would loosen its next launch)."""
+    McpContext(home, tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    profile = project / "sandbox.yaml"
+    readable = ", ".join([*PYTHON_DIRS, str(INTEGRATION_DIR)])
+    profile.write_text(f"fs:\n  write: [{project}]\n  read: [{readable}]\n")
+    (project / "src").mkdir()
+    (project / "notes.txt").write_text("x")
+    cfg = write_json(project / ".mcp.json", {"mcpServers": {"probe": {
+        "command": PYTHON, "args": ["-I", "-S", str(PROBE), "write", str(profile), "write", str(project / ".mcp.json"),
+                                    "write", str(project / "src" / "new.txt"), "write", str(project / "notes.txt"),
+                                    "write", str(project / "new-beside.txt")],
+        "sandbox": "sandbox.yaml"}}})
+    proc = run(["mcp", "run", "--execution-id", MCP_EXEC_ID, "--config", cfg, "--server", "probe"], home, new_session=True)
+    # What exists beside them stays writable, below as well; a new entry right beside
+    # them cannot be made (the same rule as beside the home).
+    expect(proc, ["EACCES", "EACCES", "ok", "ok", "EACCES"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's environ as root")
+def test_the_key_given_in_the_environment_is_wiped_from_a_supervisors(home, tmp_path):
+    """With --init the launcher stays as the parent; a root child can read its
+    /proc/PPID/environ. A key given as STIGMER_ENCRYPTION_KEY has been wiped from it."""
+    key_b64 = key_init(home)
+    canary = new_canary("ctx")
+    simple_context(home, "wipe-1", canary)
+    (home / KEY_FILE).unlink()  # the key only in the environment
+    out = tmp_path / "environ.bin"
+    proc = run(["run", "--execution-id", "wipe-1", "--init", "--no-isolation", "--", "sh", "-c", f"cat /proc/$PPID/environ > {out}"],
+               home, env_extra={"STIGMER_ENCRYPTION_KEY": key_b64}, new_session=True)
+    ok(proc)
+    environ = out.read_bytes()
+    assert b"STIGMER_ENCRYPTION_KEY=" in environ, "the check would be blind: the variable is not there at all"
+    assert key_b64.encode() not in environ, "the key is still readable in the supervisor's environment"

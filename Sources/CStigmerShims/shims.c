@@ -238,9 +238,15 @@ int stigmer_landlock_abi(void) {
 int stigmer_landlock_create(uint64_t handled_fs) { return stigmer_landlock_create_net(handled_fs, 0); }
 
 int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net) {
-    // The attribute's size says which fields we fill: ABI 1-3 know only the first.
-    uint64_t attr[2] = { handled_fs, handled_net };
-    long fd = syscall(SYS_landlock_create_ruleset, attr, handled_net ? sizeof attr : sizeof attr[0], 0);
+    return stigmer_landlock_create_scoped(handled_fs, handled_net, 0);
+}
+
+int stigmer_landlock_create_scoped(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped) {
+    // The attribute's size says which fields we fill: ABI 1-3 know only the first, 4-5
+    // the first two.
+    uint64_t attr[3] = { handled_fs, handled_net, scoped };
+    size_t size = scoped ? sizeof attr : handled_net ? 2 * sizeof attr[0] : sizeof attr[0];
+    long fd = syscall(SYS_landlock_create_ruleset, attr, size, 0);
     return fd < 0 ? -errno : (int)fd;
 }
 
@@ -502,8 +508,11 @@ static size_t ld_so_conf(const char *path, char *out, size_t used, size_t size, 
         if (!word) continue;
         if (strcmp(word, "include") == 0) {
             for (char *pattern; (pattern = strtok_r(NULL, " \t\r", &line));) {
+                // Relative: to the including file's directory, as ldconfig reads it.
                 char full[PATH_MAX];
-                snprintf(full, sizeof full, "%s%s", pattern[0] == '/' ? "" : "/etc/", pattern);
+                const char *slash = strrchr(path, '/');
+                int dir = pattern[0] == '/' || !slash ? 0 : (int)(slash - path) + 1;
+                snprintf(full, sizeof full, "%.*s%s", dir, path, pattern);
                 glob_t g;
                 if (glob(full, 0, NULL, &g) == 0) {
                     for (size_t k = 0; k < g.gl_pathc; k++) used = ld_so_conf(g.gl_pathv[k], out, used, size, depth + 1);
@@ -517,6 +526,98 @@ static size_t ld_so_conf(const char *path, char *out, size_t used, size_t size, 
             used += len;
         }
     }
+    return used;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo: undone in place.
+static void mountinfo_unescape(char *s) {
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 3;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+}
+
+// Is `prefix` (a path) `path` itself or one of its ancestors?
+static size_t path_under(const char *path, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (n == 1 && prefix[0] == '/') return 1;
+    if (strncmp(path, prefix, n) != 0 || (path[n] != 0 && path[n] != '/')) return 0;
+    return n;
+}
+
+struct mount_line { char *dev, *root, *point; };
+
+size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, size_t size) {
+    int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    size_t cap = 16384, len = 0;
+    char *text = malloc(cap);
+    for (ssize_t n; text; len += (size_t)n) {
+        if (len + 1 >= cap) {
+            char *bigger = realloc(text, cap * 2);
+            if (!bigger) { free(text); text = NULL; break; }
+            text = bigger;
+            cap *= 2;
+        }
+        do { n = read(fd, text + len, cap - 1 - len); } while (n < 0 && errno == EINTR);
+        if (n <= 0) break;
+    }
+    close(fd);
+    if (!text) return 0;
+    text[len] = 0;
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS …"
+    int lines = 1;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    struct mount_line *m = calloc((size_t)lines, sizeof *m);
+    int nm = 0;
+    for (char *line = text, *next; m && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char *save, *field[5];
+        int nf = 0;
+        for (char *f = strtok_r(line, " ", &save); f && nf < 5; f = strtok_r(NULL, " ", &save)) field[nf++] = f;
+        if (nf < 5) continue;
+        mountinfo_unescape(field[3]);
+        mountinfo_unescape(field[4]);
+        m[nm++] = (struct mount_line){ field[2], field[3], field[4] };
+    }
+    size_t used = 0;
+    for (int p = 0; m && p < count; p++) {
+        // The mount the path is reached through: the longest mount point above it (the
+        // last one listed, when one is mounted over another).
+        int home = -1;
+        size_t best = 0;
+        for (int i = 0; i < nm; i++) {
+            size_t n = path_under(paths[p], m[i].point);
+            if (n && n >= best) { best = n; home = i; }
+        }
+        if (home < 0) continue;
+        // Its place inside the filesystem: the mount's root, then the rest of the path.
+        char inside[PATH_MAX];
+        const char *rest = paths[p] + (best == 1 ? 0 : best);
+        int w = snprintf(inside, sizeof inside, "%s%s", strcmp(m[home].root, "/") == 0 ? "" : m[home].root, rest);
+        if (w <= 0 || (size_t)w >= sizeof inside) continue;
+        for (int i = 0; i < nm; i++) {
+            if (i == home || strcmp(m[i].dev, m[home].dev) != 0) continue;
+            size_t n = path_under(inside, m[i].root);
+            if (!n) continue;
+            char alias[PATH_MAX];
+            const char *tail = inside + (n == 1 ? 0 : n);
+            w = snprintf(alias, sizeof alias, "%s%s", strcmp(m[i].point, "/") == 0 && tail[0] == '/' ? "" : m[i].point, tail);
+            if (w <= 0 || (size_t)w >= sizeof alias || strcmp(alias, paths[p]) == 0) continue;
+            if (used + (size_t)w + 1 > size) break;
+            memcpy(out + used, alias, (size_t)w + 1);
+            used += (size_t)w + 1;
+        }
+    }
+    free(m);
+    free(text);
     return used;
 }
 
@@ -551,12 +652,77 @@ static int write_id_map(const char *path, unsigned id) {
 // CAP_SYS_ADMIN) a plain one; otherwise inside a user namespace of its own where this
 // uid and gid map to themselves (so files keep their owners, and execve drops the
 // namespace's capabilities). 0 or -errno, *step naming what failed.
+// Root: a user namespace with every id mapped to itself. Only a process with CAP_SETUID
+// in the parent namespace may write such a map, and after unshare we are no longer in it:
+// a forked helper, still outside, writes ours and exits (as unshare(1) does).
+static int root_user_namespace(const char **step) {
+    int sync[2];
+    *step = "pipe2";
+    if (pipe2(sync, O_CLOEXEC) != 0) return -errno;
+    pid_t self = getpid();
+    pid_t helper = fork();
+    if (helper < 0) {
+        int e = errno;
+        close(sync[0]);
+        close(sync[1]);
+        *step = "fork";
+        return -e;
+    }
+    if (helper == 0) {
+        close(sync[1]);
+        char go;
+        ssize_t n;
+        do { n = read(sync[0], &go, 1); } while (n < 0 && errno == EINTR);
+        if (n != 1) _exit(1);
+        char digits[16], path[48];
+        int nd = 0;
+        for (unsigned v = (unsigned)self; nd == 0 || v > 0; v /= 10) digits[nd++] = (char)('0' + v % 10);
+        for (const char *map = "u"; map; map = map[0] == 'u' ? "g" : NULL) {
+            size_t at = 0;
+            memcpy(path, "/proc/", 6), at = 6;
+            for (int i = nd - 1; i >= 0; i--) path[at++] = digits[i];
+            path[at++] = '/';
+            path[at++] = map[0];
+            memcpy(path + at, "id_map", 7);
+            if (write_proc(path, "0 0 4294967295\n", 15) != 0) _exit(2);
+        }
+        _exit(0);
+    }
+    close(sync[0]);
+    *step = "unshare(CLONE_NEWUSER | CLONE_NEWNET)";
+    int rc = unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 0 : -errno;
+    if (rc == 0) {
+        char go = 1;
+        if (write(sync[1], &go, 1) != 1) rc = -EPIPE;
+    }
+    close(sync[1]);  // on failure: the helper reads EOF and leaves
+    int status = 0;
+    while (waitpid(helper, &status, 0) < 0 && errno == EINTR) {}
+    if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        *step = "writing the user namespace's id maps";
+        rc = -EPERM;
+    }
+    return rc;
+}
+
 static int private_network(const char **step) {
-    *step = "unshare(CLONE_NEWNET)";
-    if (unshare(CLONE_NEWNET) != 0) {
-        if (errno != EPERM) return -errno;
-        uid_t uid = getuid();
-        gid_t gid = getgid();
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (uid == 0) {
+        // Root too gets a user namespace of its own, every id mapped to itself: the child
+        // keeps root's files, but holds no capability over the host's namespaces (in a
+        // plain network namespace a root child could setns back out).
+        int rc = root_user_namespace(step);
+        if (rc == -EPERM || rc == -EINVAL || rc == -ENOSPC || rc == -EUSERS) {
+            // No user namespaces here (or no way to map them): a plain network namespace;
+            // the default and strict filters refuse setns.
+            if (rc == -EPERM && strcmp(*step, "writing the user namespace's id maps") == 0) return rc;
+            *step = "unshare(CLONE_NEWNET)";
+            if (unshare(CLONE_NEWNET) != 0) return -errno;
+        } else if (rc != 0) {
+            return rc;
+        }
+    } else {
         *step = "unshare(CLONE_NEWUSER | CLONE_NEWNET)";
         if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) return -errno;
         *step = "writing the user namespace's id maps";

@@ -93,9 +93,10 @@ public struct LaunchArguments: Equatable {
                               hardening: hardening, logger: logger)
         }
         let child = try McpResolver.child(definition, file: file)
-        let spec = ChildSpec(argv: [child.command] + child.args, environment: .templates(child.env),
+        var spec = ChildSpec(argv: [child.command] + child.args, environment: .templates(child.env),
                              base: ChildEnvironment.mcpBase + (child.isDocker ? ChildEnvironment.dockerBase : []),
                              workingDirectory: child.workingDir, file: file, server: name)
+        spec.container = child.isDocker
         return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: spec, hardening: hardening, logger: logger)
     }
 
@@ -185,7 +186,7 @@ public struct LaunchArguments: Equatable {
 
     /// Flags both launch commands take.
     public static let commonFlags: [Flag] = contextFlags + [
-        Flag("--seccomp") { $0.hardening.seccomp = $1; return true },
+        Flag("--seccomp") { $0.hardening.seccomp = $1; $0.hardening.seccompGiven = true; return true },
         Flag("--memory-limit") { $0.hardening.memoryLimit = $1; return true },
         Flag("--allow-core-dumps", value: false) { a, _ in a.hardening.allowCoreDumps = true; return true },
         Flag("--init", value: false) { a, _ in a.hardening.initMode = true; return true },

@@ -6,8 +6,8 @@ import StigmerLaunch
 public struct HardeningOptions: ParsableArguments {
     public init() {}
 
-    @Option(help: ArgumentHelp("default, strict, none, or the path of an OCI/Docker seccomp JSON profile.", valueName: "PROFILE"))
-    public var seccomp: String = "default"
+    @Option(help: ArgumentHelp("default (the default), strict, none, or the path of an OCI/Docker seccomp JSON profile.", valueName: "PROFILE"))
+    public var seccomp: String?
 
     @Option(name: .customLong("memory-limit"), help: ArgumentHelp("The child's address-space limit (RLIMIT_AS), e.g. 512M, 512Mi or 2G.", valueName: "SIZE"))
     public var memoryLimit: String?
@@ -60,7 +60,7 @@ public struct HardeningOptions: ParsableArguments {
     }
 
     public var spec: HardeningSpec {
-        var spec = HardeningSpec(seccomp: seccomp, memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput,
+        var spec = HardeningSpec(seccomp: seccomp ?? "default", memoryLimit: memoryLimit, allowCoreDumps: allowCoreDumps, initMode: initMode, maskOutput: maskOutput,
                                  isolation: requireIsolation ? .require : noIsolation ? .off : .auto)
         spec.sandbox.fsRead = fsRead
         spec.sandbox.fsWrite = fsWrite
@@ -68,6 +68,7 @@ public struct HardeningOptions: ParsableArguments {
         spec.sandbox.netConnect = netConnect.flatMap { SandboxSpec.ports($0) ?? [] }
         spec.sandbox.netBind = netBind.flatMap { SandboxSpec.ports($0) ?? [] }
         spec.sandbox.noNetwork = noNetwork
+        spec.seccompGiven = seccomp != nil
         spec.sandbox.unixSockets = allowUnixSockets
         for value in sandbox { spec.sandbox.add(value) }
         return spec

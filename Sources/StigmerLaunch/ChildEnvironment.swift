@@ -40,6 +40,9 @@ public struct ChildSpec: Sendable {
     /// `run --file-var NAME`: NAME's value as a sealed memfd, `NAME_FILE=/dev/fd/N` in the
     /// environment, no `NAME`.
     public var fileVariables: [String] = []
+    /// A docker server: the child is the docker CLI, and the server runs in a container the
+    /// daemon starts — out of reach of a sandbox on the CLI.
+    public var container = false
 
     public init(argv: [Template], environment: Environment, base: [String]?, workingDirectory: Template? = nil,
                 file: String = "", server: String = "") {

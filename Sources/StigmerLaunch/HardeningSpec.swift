@@ -1,11 +1,14 @@
 import StigmerCore
 import StigmerManifests
+import StigmerSystem
 
 /// The hardening a launch asks for, as the user wrote it (DESIGN.md §6): compiled into a
 /// `Hardening` before anything is opened.
 public struct HardeningSpec: Sendable, Equatable {
     /// `default`, `strict`, `none`, or the path of an OCI/Docker seccomp JSON profile.
     public var seccomp = "default"
+    /// `--seccomp` was given: a sandbox profile's `seccomp` does not replace it.
+    public var seccompGiven = false
     /// `512M`, `2G`, `512Mi`, `1048576`: RLIMIT_AS for the child.
     public var memoryLimit: String?
     public var allowCoreDumps = false
@@ -33,7 +36,8 @@ public struct HardeningSpec: Sendable, Equatable {
     public func resolved() throws(StigmerError) -> HardeningSpec {
         var out = self
         var seen: [String] = []
-        for path in sandbox.profiles {
+        for given in sandbox.profiles {
+            let path = given.hasPrefix("~/") ? (Sys.getenv("HOME") ?? "~") + given.dropFirst() : given
             let real = Isolation.realPath(path) ?? path
             guard !seen.contains(real) else { continue }
             seen.append(real)
@@ -55,9 +59,11 @@ public struct HardeningSpec: Sendable, Equatable {
             guard documents.count == 1 else { throw .data("\(seccomp): expected one seccomp profile (JSON)") }
             hardening.filter = try OCIProfile.decode(Field(root: documents[0], file: seccomp)).compile()
         }
-        if sandbox.hasFS && !sandbox.unixSockets {
-            guard let filter = SeccompProfile.refusingUnixSockets(hardening.filter) else {
-                throw .notPermitted("cannot refuse Unix sockets to a filesystem sandbox on this architecture; nothing was launched (--allow-unix-sockets lets the child have them)")
+        let guard_ = SeccompProfile.SocketGuard(unix: (sandbox.hasFS || sandbox.noNetwork) && !sandbox.unixSockets,
+                                                 streamProtocols: sandbox.hasNet)
+        if !guard_.isEmpty {
+            guard let filter = SeccompProfile.guarding(hardening.filter, with: guard_) else {
+                throw .notPermitted("cannot refuse Unix, MPTCP and SCTP sockets to a sandbox on this architecture; nothing was launched")
             }
             hardening.filter = filter
         }

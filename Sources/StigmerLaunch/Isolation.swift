@@ -81,7 +81,10 @@ public struct Isolation {
     /// nothing.
     public static func build(protecting candidates: [String], policy: Policy, sandbox: SandboxSpec = SandboxSpec(),
                              log: (@autoclosure () -> String) -> Void) throws(StigmerError) -> Isolation {
-        let paths = Array(Set(candidates.compactMap(realPath))).sorted()
+        var paths = Array(Set(candidates.compactMap(realPath))).sorted()
+        // The same files seen through another mount (a bind mount of a parent, say) are
+        // protected under that name too.
+        if policy != .off { paths = Array(Set(paths + mountAliases(paths))).sorted() }
         let protected = policy == .off ? [] : paths
         guard sandbox.hasFS || sandbox.hasNet else { return try around(paths, policy: policy, log: log) }
         let abi = abi()
@@ -106,7 +109,10 @@ public struct Isolation {
         let fsRights = sandbox.hasFS || !protected.isEmpty ? handled(abi: abi) : 0
         let netRights = sandbox.hasNet && abi >= 4 ? bindTCP | connectTCP : 0
         guard fsRights != 0 || netRights != 0 else { return Isolation(ruleset: nil) }
-        let ruleset = stigmer_landlock_create_net(fsRights, netRights)
+        // ABI 6: the child can neither signal nor reach the abstract Unix sockets of
+        // processes outside its sandbox (the MCP client, the user's other programs).
+        let scoped: UInt64 = abi >= 6 ? 1 | 2 : 0
+        let ruleset = stigmer_landlock_create_scoped(fsRights, netRights, scoped)
         guard ruleset >= 0 else {
             throw StigmerError(.notPermitted, "cannot create a Landlock ruleset; nothing was launched", cause: Errno(-ruleset).description)
         }
@@ -202,6 +208,27 @@ public struct Isolation {
             throw StigmerError(.notPermitted, "cannot add the Landlock rule for \(flag) \(quoted(tree.path)); nothing was launched", cause: Errno(-rc).description)
         }
         return Int(total)
+    }
+
+    /// Where else `paths` (resolved) can be reached: for each, every other mount of the same
+    /// filesystem whose root holds it (/proc/self/mountinfo, parsed in C).
+    static func mountAliases(_ paths: [String]) -> [String] {
+        guard !paths.isEmpty else { return [] }
+        var pointers = paths.compactMap { strdup($0) }
+        defer { for p in pointers { free(p) } }
+        var buffer = [CChar](repeating: 0, count: 8192)
+        let used = pointers.withUnsafeMutableBufferPointer { p in
+            p.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                buffer.withUnsafeMutableBufferPointer { stigmer_mount_aliases(p.baseAddress, Int32(p.count), $0.baseAddress, $0.count) }
+            }
+        }
+        var out: [String] = []
+        var start = 0
+        for i in 0..<used where buffer[i] == 0 {
+            out.append(buffer[start..<i].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) })
+            start = i + 1
+        }
+        return out
     }
 
     static func walk(_ ruleset: Int32, from root: String, _ paths: [String], dir: UInt64, file: UInt64) throws(StigmerError) -> Int {

@@ -86,9 +86,14 @@ public enum Launch {
         // Nonsense is refused before anything is opened; sandbox profiles are read.
         try check(plan)
         plan.hardening = try plan.hardening.resolved()
-        if plan.hardening.sandbox.noNetwork && plan.child.handoff != nil {
+        let sandbox = plan.hardening.sandbox
+        if sandbox.noNetwork && plan.child.handoff != nil {
             // From a flag or a profile: the bridge is the network.
             throw .usage("--no-network cannot apply to server \(quoted(plan.child.server)): it is an http server, reached over the network by the bridge; use --net-connect PORT to limit where it connects")
+        }
+        if plan.child.container && (sandbox.hasFS || sandbox.hasNet || sandbox.noNetwork) {
+            // Silently confining only the docker CLI would be a sandbox in name only.
+            throw .usage("server \(quoted(plan.child.server)) is a docker server: a sandbox (--fs-*, --net-*, --no-network, a profile) would confine the docker CLI, not the container the daemon starts; give the container its own limits (network: none, read-only volumes) and drop the sandbox")
         }
         // 6, prepared first: the filter and limits are built before anything is opened;
         //    a profile that cannot be built stops the launch with no secret decrypted.
@@ -111,6 +116,9 @@ public enum Launch {
         // 2-3. Only the names this launch needs, decrypted straight into locked memory
         //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.
         let values = try open(plan)
+        // Read and used: the key and tokens given in our own environment are wiped from it
+        // (a supervisor's /proc/PID/environ stays readable by root for the child's life).
+        ControlVariable.wipe([.encryptionKey, .token, .operatorToken])
         log.debug("values opened", metadata: ["variables": "\(values.entries.count)", "memory": "\(values.kind.rawValue)"])
         // Every placeholder resolves, or nothing starts (78 names them all).
         if let error = plan.child.unresolved(values) { throw error }
@@ -188,6 +196,12 @@ public enum Launch {
         }
         out += plan.location.protectedFiles
         if !["default", "strict", "none"].contains(plan.hardening.seccomp) { out.append(plan.hardening.seccomp) }
+        // Under a filesystem sandbox the child may write where its own config and profiles
+        // live: it must not loosen its next launch.
+        if plan.hardening.sandbox.hasFS {
+            out += plan.hardening.sandbox.profiles.map { $0.hasPrefix("~/") ? (Sys.getenv("HOME") ?? "~") + $0.dropFirst() : $0 }
+            if !plan.child.file.isEmpty { out.append(plan.child.file) }
+        }
         return out
     }
 
@@ -277,6 +291,7 @@ public enum Launch {
         for fd in childEnds where fd >= 0 { Sys.close(fd) }
         if let handoff { Sys.close(handoff) }  // the child's now
         files.close()
+        if hardening.landlockRuleset >= 0 { Sys.close(hardening.landlockRuleset) }
         // The child has exec'd: our copy of its argv and environment is no longer needed.
         image.arena.wipe()
         return try Supervisor.supervise(child: child, group: group, reapAll: initMode, signals: signals, outputs: outputs, masker: masker)

@@ -33,8 +33,13 @@ public struct SandboxSpec: Sendable, Equatable {
 
     public init() {}
 
-    public var hasFS: Bool { !(fsRead.isEmpty && fsWrite.isEmpty && fsExec.isEmpty) }
-    public var hasNet: Bool { !(netConnect.isEmpty && netBind.isEmpty) }
+    /// A profile's `fs:` or `net:` section with its lists, even empty ones: what is not
+    /// listed is denied (an empty list is "none", never "no sandbox").
+    public var fsDeclared = false
+    public var netDeclared = false
+
+    public var hasFS: Bool { fsDeclared || !(fsRead.isEmpty && fsWrite.isEmpty && fsExec.isEmpty) }
+    public var hasNet: Bool { netDeclared || !(netConnect.isEmpty && netBind.isEmpty) }
 
     /// `--sandbox VALUE`: `best-effort`, or a profile file.
     public mutating func add(_ value: String) {
@@ -64,7 +69,7 @@ public struct SandboxSpec: Sendable, Equatable {
 ///
 ///     fs:      { read: [PATH…], write: [PATH…], exec: [PATH…], unix_sockets: false }   # relative to the file; ~/ is $HOME
 ///     net:     { connect: [PORT…], bind: [PORT…], none: true }
-///     seccomp: default | strict | none | PATH                    # unless --seccomp names another
+///     seccomp: default | strict | none | PATH                    # unless --seccomp is given
 ///     limits:  { memory: 512M }                                   # unless --memory-limit is given
 ///     best_effort: false
 enum SandboxProfile {
@@ -81,6 +86,7 @@ enum SandboxProfile {
         }
         if let fs = try root.optional("fs")?.mapping() {
             try fs.rejectUnknown(["read", "write", "exec", "unix_sockets"])
+            if ["read", "write", "exec"].contains(where: { fs[$0] != nil }) { spec.sandbox.fsDeclared = true }
             if try fs.optional("unix_sockets")?.bool() == true { spec.sandbox.unixSockets = true }
             spec.sandbox.fsRead += try fs.optional("read")?.stringList().map(place) ?? []
             spec.sandbox.fsWrite += try fs.optional("write")?.stringList().map(place) ?? []
@@ -88,6 +94,7 @@ enum SandboxProfile {
         }
         if let net = try root.optional("net")?.mapping() {
             try net.rejectUnknown(["connect", "bind", "none"])
+            if net["connect"] != nil || net["bind"] != nil { spec.sandbox.netDeclared = true }
             func ports(_ key: String) throws(StigmerError) -> [UInt16] {
                 var out: [UInt16] = []
                 for item in try net.optional(key)?.sequence() ?? [] {
@@ -101,7 +108,8 @@ enum SandboxProfile {
             spec.sandbox.netBind += try ports("bind")
             if try net.optional("none")?.bool() == true { spec.sandbox.noNetwork = true }
         }
-        if let seccomp = root.optional("seccomp"), spec.seccomp == "default" {
+        // The command line's --seccomp wins.
+        if let seccomp = root.optional("seccomp"), !spec.seccompGiven {
             let name = try seccomp.nonEmptyString()
             spec.seccomp = ["default", "strict", "none"].contains(name) ? name : place(name)
         }
@@ -128,10 +136,13 @@ enum SandboxBase {
         ("/etc/ld.so.cache", .read), ("/etc/ld.so.preload", .read), ("/etc/passwd", .read), ("/etc/group", .read),
         ("/etc/nsswitch.conf", .read), ("/etc/hosts", .read), ("/etc/host.conf", .read), ("/etc/resolv.conf", .read),
         ("/etc/gai.conf", .read), ("/etc/services", .read), ("/etc/protocols", .read), ("/etc/localtime", .read),
-        ("/etc/ssl", .read), ("/etc/ca-certificates", .read), ("/etc/pki", .read),
+        // Certificates, not /etc/ssl or /etc/pki whole: their private/ holds TLS keys.
+        ("/etc/ssl/certs", .read), ("/etc/ssl/openssl.cnf", .read), ("/etc/ca-certificates", .read),
+        ("/etc/pki/tls/certs", .read), ("/etc/pki/ca-trust", .read),
         ("/usr/share/zoneinfo", .read), ("/usr/share/ca-certificates", .read),
+        // Not /dev/pts: other terminals (every one, for root). Its own terminal is already open.
         ("/dev/null", .device), ("/dev/zero", .device), ("/dev/full", .device), ("/dev/random", .device),
-        ("/dev/urandom", .device), ("/dev/tty", .device), ("/dev/pts", .device), ("/dev/ptmx", .device),
+        ("/dev/urandom", .device), ("/dev/tty", .device),
         ("/proc", .read),
     ]
 

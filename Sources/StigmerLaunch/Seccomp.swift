@@ -296,40 +296,125 @@ extension SeccompProfile {
         return out + main
     }
 
-    /// Under a filesystem sandbox: `socket(AF_UNIX, …)` fails with EACCES. Landlock (ABI ≤ 7)
-    /// does not restrict connecting to a Unix socket by its path, so without this a confined
-    /// child could still reach `/var/run/docker.sock` or any socket whose mode lets it.
-    /// `socketpair` (a pair of connected sockets, no path) stays allowed. Prepended to
-    /// `filter`'s first program (one load), or a program of its own with `--seccomp none`.
-    /// Hand-written for the native architecture (no libseccomp work at launch); nil where
-    /// it has no entry here.
-    public static func refusingUnixSockets(_ filter: CompiledFilter?) -> CompiledFilter? {
-        #if arch(x86_64)
-        let arch: UInt32 = 0xC000_003E, socket: UInt32 = 41  // AUDIT_ARCH_X86_64, __NR_socket
-        #elseif arch(arm64)
-        let arch: UInt32 = 0xC000_00B7, socket: UInt32 = 198  // AUDIT_ARCH_AARCH64, __NR_socket
-        #else
-        return nil
-        #endif
+    static func stmt(_ code: Int32, _ k: UInt32) -> sock_filter { sock_filter(code: UInt16(code), jt: 0, jf: 0, k: k) }
+
+    static func jeq(_ k: UInt32, _ jt: UInt8, _ jf: UInt8) -> sock_filter {
+        sock_filter(code: UInt16(BPF_JMP | BPF_JEQ | BPF_K), jt: jt, jf: jf, k: k)
+    }
+
+    /// The head of a hand-written check: anything but syscall `nr` of architecture `arch`
+    /// is allowed (left to the main filter); `nr` goes on to the next instruction.
+    static func onlySyscall(_ nr: UInt32, arch: UInt32) -> [sock_filter] {
         let allow = UInt32(SECCOMP_RET_ALLOW)
-        func stmt(_ code: Int32, _ k: UInt32) -> sock_filter { sock_filter(code: UInt16(code), jt: 0, jf: 0, k: k) }
-        func jeq(_ k: UInt32, _ jt: UInt8, _ jf: UInt8) -> sock_filter {
-            sock_filter(code: UInt16(BPF_JMP | BPF_JEQ | BPF_K), jt: jt, jf: jf, k: k)
-        }
-        let check: [sock_filter] = [
+        return [
             stmt(BPF_LD | BPF_W | BPF_ABS, 4),     // arch
             jeq(arch, 1, 0),
             stmt(BPF_RET | BPF_K, allow),          // other ABIs: the main filter decides
             stmt(BPF_LD | BPF_W | BPF_ABS, 0),     // syscall number
-            jeq(socket, 1, 0),
-            stmt(BPF_RET | BPF_K, allow),
-            stmt(BPF_LD | BPF_W | BPF_ABS, 16),    // arg0 (the family), low 32 bits
-            jeq(UInt32(AF_UNIX), 0, 1),
-            stmt(BPF_RET | BPF_K, UInt32(SECCOMP_RET_ERRNO) | UInt32(EACCES)),
+            jeq(nr, 1, 0),
             stmt(BPF_RET | BPF_K, allow),
         ]
+    }
+
+    /// What a sandbox refuses at `socket()`, where Landlock cannot:
+    /// - `unix`: `socket(AF_UNIX, …)`. Landlock (ABI ≤ 7) does not restrict connecting to a
+    ///   Unix socket by its path, so a confined child (or one without a network) could still
+    ///   reach `/var/run/docker.sock`. `socketpair` (no path) stays allowed.
+    /// - `streamProtocols`: `socket(AF_INET or AF_INET6, …, IPPROTO_MPTCP or IPPROTO_SCTP)`.
+    ///   Landlock's TCP rules cover `IPPROTO_TCP` only: MPTCP (which falls back to plain TCP)
+    ///   and SCTP would reach any port.
+    /// EACCES, as Landlock answers. Every ABI the kernel runs for this machine is checked: the
+    /// native one, its 32-bit one (i386's `socketcall` multiplexes socket creation behind a
+    /// pointer, so it is refused whole) and x32.
+    public struct SocketGuard: Sendable, Equatable {
+        public var unix = false
+        public var streamProtocols = false
+
+        public init(unix: Bool = false, streamProtocols: Bool = false) {
+            self.unix = unix
+            self.streamProtocols = streamProtocols
+        }
+
+        public var isEmpty: Bool { !unix && !streamProtocols }
+    }
+
+    /// A classic BPF program with symbolic jump targets, resolved when it is assembled.
+    struct Assembler {
+        enum Target: Hashable { case label(String), next }
+        var code: [(op: sock_filter, jt: Target, jf: Target)] = []
+        var labels: [String: Int] = [:]
+
+        mutating func label(_ name: String) { labels[name] = code.count }
+        mutating func stmt(_ op: Int32, _ k: UInt32) { code.append((SeccompProfile.stmt(op, k), .next, .next)) }
+        mutating func jeq(_ k: UInt32, _ jt: Target, _ jf: Target) {
+            code.append((SeccompProfile.jeq(k, 0, 0), jt, jf))
+        }
+
+        func assemble() -> [sock_filter] {
+            code.enumerated().map { i, entry in
+                func offset(_ t: Target) -> UInt8 {
+                    guard case .label(let name) = t, let at = labels[name] else { return 0 }
+                    return UInt8(at - i - 1)  // forward only, and short: checked by the tests
+                }
+                var op = entry.op
+                op.jt = offset(entry.jt)
+                op.jf = offset(entry.jf)
+                return op
+            }
+        }
+    }
+
+    /// `guard`'s checks in front of `filter`'s first program (one load), or a program of its
+    /// own when there is no filter (`--seccomp none`). Hand-written: no libseccomp work at
+    /// launch. nil on an architecture with no entry here.
+    public static func guarding(_ filter: CompiledFilter?, with guard_: SocketGuard) -> CompiledFilter? {
+        guard !guard_.isEmpty else { return filter }
+        // (audit arch, socket syscall numbers, socketcall number or nil)
+        #if arch(x86_64)
+        let abis: [(UInt32, [UInt32], UInt32?)] = [
+            (0xC000_003E, [41, 0x4000_0000 | 41], nil),  // x86_64 and x32
+            (0x4000_0003, [359], 102),                    // i386
+        ]
+        #elseif arch(arm64)
+        let abis: [(UInt32, [UInt32], UInt32?)] = [
+            (0xC000_00B7, [198], nil),                    // aarch64
+            (0x4000_0028, [281], nil),                    // arm (EABI)
+        ]
+        #else
+        return nil
+        #endif
+        let allow = UInt32(SECCOMP_RET_ALLOW), refuse = UInt32(SECCOMP_RET_ERRNO) | UInt32(EACCES)
+        var a = Assembler()
+        a.stmt(BPF_LD | BPF_W | BPF_ABS, 4)  // arch
+        for (i, abi) in abis.enumerated() { a.jeq(abi.0, .label("abi\(i)"), .next) }
+        a.stmt(BPF_RET | BPF_K, allow)  // an ABI not listed: the main filter decides
+        for (i, abi) in abis.enumerated() {
+            a.label("abi\(i)")
+            a.stmt(BPF_LD | BPF_W | BPF_ABS, 0)  // syscall number
+            for nr in abi.1 { a.jeq(nr, .label("socket"), .next) }
+            if let socketcall = abi.2 { a.jeq(socketcall, .label("refuse"), .next) }
+            a.stmt(BPF_RET | BPF_K, allow)
+        }
+        a.label("socket")
+        a.stmt(BPF_LD | BPF_W | BPF_ABS, 16)  // arg0, the family (low 32 bits)
+        if guard_.unix { a.jeq(UInt32(AF_UNIX), .label("refuse"), .next) }
+        if guard_.streamProtocols {
+            a.jeq(UInt32(AF_INET), .label("inet"), .next)
+            a.jeq(UInt32(AF_INET6), .label("inet"), .next)
+        }
+        a.stmt(BPF_RET | BPF_K, allow)
+        if guard_.streamProtocols {
+            a.label("inet")
+            a.stmt(BPF_LD | BPF_W | BPF_ABS, 32)  // arg2, the protocol (low 32 bits)
+            a.jeq(262, .label("refuse"), .next)   // IPPROTO_MPTCP
+            a.jeq(132, .label("refuse"), .next)   // IPPROTO_SCTP
+            a.stmt(BPF_RET | BPF_K, allow)
+        }
+        a.label("refuse")
+        a.stmt(BPF_RET | BPF_K, refuse)
+        let check = a.assemble()
         guard let filter, !filter.programs.isEmpty else {
-            return CompiledFilter(name: "unix-sockets", denyWriteExecute: false, programs: [check], unknownSyscalls: [])
+            return CompiledFilter(name: "socket-guard", denyWriteExecute: false, programs: [check], unknownSyscalls: [])
         }
         var programs = filter.programs
         programs[0] = SeccompProfile.prepend(check, to: programs[0])
@@ -345,18 +430,8 @@ extension SeccompProfile {
         let nr = UInt32(bitPattern: seccomp_syscall_resolve_name("personality"))
         let allow = UInt32(SECCOMP_RET_ALLOW)
         let deny = UInt32(SECCOMP_RET_ERRNO) | UInt32(EPERM)
-        func stmt(_ code: Int32, _ k: UInt32) -> sock_filter { sock_filter(code: UInt16(code), jt: 0, jf: 0, k: k) }
-        func jeq(_ k: UInt32, _ jt: UInt8, _ jf: UInt8) -> sock_filter {
-            sock_filter(code: UInt16(BPF_JMP | BPF_JEQ | BPF_K), jt: jt, jf: jf, k: k)
-        }
         let n = UInt8(allowed.count)
-        var prog: [sock_filter] = [
-            stmt(BPF_LD | BPF_W | BPF_ABS, 4),        // arch
-            jeq(arch, 1, 0),
-            stmt(BPF_RET | BPF_K, allow),             // other ABIs: the main filter decides
-            stmt(BPF_LD | BPF_W | BPF_ABS, 0),        // syscall number
-            jeq(nr, 1, 0),
-            stmt(BPF_RET | BPF_K, allow),
+        var prog: [sock_filter] = onlySyscall(nr, arch: arch) + [
             stmt(BPF_LD | BPF_W | BPF_ABS, 20),       // arg0, high 32 bits (little-endian)
             jeq(0, 0, n + 1),                         // non-zero: deny
             stmt(BPF_LD | BPF_W | BPF_ABS, 16),       // arg0, low 32 bits

@@ -25,6 +25,24 @@ public enum ControlVariable: String, CaseIterable, Sendable {
         return String(cString: raw)
     }
 
+    /// Zeroes the values of `variables` in this process's own environment block (in place,
+    /// `explicit_bzero`): read and used, they need not stay readable in /proc/PID/environ.
+    /// They read as unset afterwards.
+    public static func wipe(_ variables: [ControlVariable]) {
+        var cursor = environ
+        while let entry = cursor.pointee {
+            for variable in variables {
+                let name = variable.rawValue
+                let matches = name.withCString { strncmp(entry, $0, name.utf8.count) == 0 } && entry[name.utf8.count] == 0x3D  // "="
+                if matches {
+                    let value = entry + name.utf8.count + 1
+                    explicit_bzero(value, strlen(value))
+                }
+            }
+            cursor += 1
+        }
+    }
+
     /// `option` when given, else the variable.
     public func or(_ option: String?) -> String? {
         if let option { return option }

@@ -62,9 +62,32 @@ struct SandboxTests {
 
         // The flags win over the profile's seccomp and limit.
         var flagged = HardeningSpec(seccomp: "none", memoryLimit: "1G")
+        flagged.seccompGiven = true
         flagged.sandbox.profiles = [dir + "/p.yaml"]
         let kept = try flagged.resolved()
         #expect(kept.seccomp == "none" && kept.memoryLimit == "1G")
+    }
+
+    @Test func emptySectionsStillSandbox() throws {
+        let dir = temporaryDirectory()
+        write(dir + "/p.yaml", "fs:\n  read: []\nnet:\n  connect: []\n")
+        var spec = HardeningSpec()
+        spec.sandbox.profiles = [dir + "/p.yaml"]
+        let out = try spec.resolved()
+        #expect(out.sandbox.hasFS && out.sandbox.hasNet)
+        #expect(!HardeningSpec().sandbox.hasFS && !HardeningSpec().sandbox.hasNet)
+    }
+
+    @Test func socketGuardJumpsLandInTheProgram() throws {
+        for guard_ in [SeccompProfile.SocketGuard(unix: true), .init(streamProtocols: true), .init(unix: true, streamProtocols: true)] {
+            let filter = try #require(SeccompProfile.guarding(nil, with: guard_))
+            let program = filter.programs[0]
+            for (i, op) in program.enumerated() where op.code & 0x07 == 0x05 {  // BPF_JMP
+                #expect(i + 1 + Int(op.jt) < program.count && i + 1 + Int(op.jf) < program.count)
+            }
+            #expect(program.last?.code == 0x06)  // BPF_RET
+        }
+        #expect(SeccompProfile.guarding(nil, with: .init()) == nil)
     }
 
     @Test func profileErrorsAreLocated() {

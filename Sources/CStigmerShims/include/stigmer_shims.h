@@ -58,6 +58,8 @@ int stigmer_landlock_abi(void);
 int stigmer_landlock_create(uint64_t handled_fs);
 // The same, also handling these network rights (ABI >= 4; 0: none), or -errno.
 int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net);
+// The same, also scoped (ABI >= 6: 1 abstract Unix sockets, 2 signals; 0: none), or -errno.
+int stigmer_landlock_create_scoped(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped);
 // Allows `access` (bind 1, connect 2) for one TCP port. 0 or -errno.
 int stigmer_landlock_allow_port(int ruleset, uint64_t access, uint64_t port);
 // Allows beneath `path` (symlinks followed): dir_access for a directory, file_access for
@@ -71,6 +73,10 @@ int stigmer_landlock_allow_path(int ruleset, const char *path, uint64_t dir_acce
 #define STIGMER_INSIDE_PROTECTED (-100000)
 int stigmer_landlock_allow_trees(int ruleset, const char *const *paths, const uint64_t *rights, int count,
                                  uint64_t file_mask, const char *const *protected, int pcount, int *status);
+// Other names of `paths` (absolute, resolved): through every other mount of the same
+// filesystem (device) whose root holds them, from /proc/self/mountinfo. NUL-separated in
+// `out`; returns the bytes used.
+size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, size_t size);
 // The directories /etc/ld.so.conf names (following includes), NUL-separated, in `out`;
 // returns the bytes used.
 size_t stigmer_ld_so_conf_dirs(char *out, size_t size);
