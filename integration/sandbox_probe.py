@@ -56,6 +56,7 @@ ARITY = {
     "read": 1, "readfile": 1, "stat": 1, "write": 1, "remove": 1, "rename": 2, "mkdir": 1,
     "list": 1, "exec": 1, "connect": 2, "bind": 1, "listen-and-connect": 0, "socket": 0,
     "unix-connect": 1, "socketpair": 0, "abstract-connect": 1, "kill": 1, "setns": 1, "socket-proto": 1,
+    "socket-type": 1, "io-uring-setup": 0,
     "fdinfo": 1, "tryw": 1, "addseal": 1, "env": 1, "showenv": 1, "envscan": 1,
 }
 
@@ -226,6 +227,22 @@ def do_socket_proto(proto):
     return {}
 
 
+def do_socket_type(kind):
+    """socket(AF_INET, TYPE, 0): creation only (SOCK_SEQPACKET 5 is SCTP where it is loaded)."""
+    socket.socket(socket.AF_INET, int(kind), 0).close()
+    return {}
+
+
+def do_io_uring_setup():
+    """io_uring_setup(0, NULL): EINVAL (or EFAULT) where io_uring is there, ENOSYS where refused."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(425, 0, None) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return {}
+
+
 def do_fdinfo(arg):
     fd = fd_number(arg)
     out = {"fd": fd}
@@ -306,6 +323,7 @@ ACTIONS = {
     "fdinfo": do_fdinfo, "tryw": do_tryw, "addseal": do_addseal, "env": do_env, "showenv": do_showenv,
     "envscan": do_envscan, "unix-connect": do_unix_connect, "socketpair": do_socketpair,
     "abstract-connect": do_abstract_connect, "kill": do_kill, "setns": do_setns, "socket-proto": do_socket_proto,
+    "socket-type": do_socket_type, "io-uring-setup": do_io_uring_setup,
 }
 
 

@@ -770,6 +770,52 @@ def test_the_root_directory_as_a_tree_still_keeps_the_home_out(home):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to bind-mount")
+def test_a_bind_mount_of_the_key_itself_is_no_way_around(home, tmp_path):
+    key_init(home)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "k"
+    target.write_bytes(b"")
+    if subprocess.run(["mount", "--bind", str(home / KEY_FILE), str(target)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        expect(sandboxed(home, ["--no-isolation"], "read", target), ["ok"])  # control
+        expect(sandboxed(home, [], "read", target), ["EACCES"])
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount")
+def test_a_hidden_alias_does_not_close_an_unrelated_directory(home, tmp_path):
+    """A bind mount of the home's parent that another mount hides is not a way to the key,
+    and must not make the launcher refuse what is really there."""
+    key_init(home)
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    if subprocess.run(["mount", "--bind", str(home.parent), str(alias)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(alias)], check=True)
+        try:
+            expect(sandboxed(home, [], "write", alias / "new.txt", "list", alias), ["ok", "ok"])
+        finally:
+            subprocess.run(["umount", str(alias)], check=True)
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
+def test_no_network_works_for_root_in_a_rootless_container(home, bin_path, tmp_path):
+    """Root of a user namespace that maps only one id (podman or docker rootless): the
+    child's namespace maps what that root holds, and the launch works."""
+    proc = subprocess.run(["unshare", "-U", "-r", str(bin_path), "run", "--env", "A=1", "--no-network", "--",
+                           PYTHON, "-I", "-S", str(PROBE), "readfile", "/proc/self/uid_map", "listen-and-connect"],
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STIGMER_HOME": str(tmp_path / "h")},
+                          capture_output=True, timeout=60)
+    assert [r["result"] for r in records(proc)] == ["ok", "ok"], describe(proc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to bind-mount")
 def test_a_bind_mount_of_the_homes_parent_is_no_way_around(home, tmp_path):
     """The same files through another mount: mountinfo gives their other names, which are
     kept out as the home is — by the default isolation and by a sandbox over the alias."""
@@ -797,6 +843,18 @@ def test_tcp_rules_are_not_bypassed_with_mptcp_or_sctp(home, listeners):
         pytest.skip(f"no MPTCP here: {records(control)}")
     expect(sandboxed(home, ["--net-connect", port], "socket-proto", 262, "socket-proto", 132, "connect", "127.0.0.1", port),
            ["EACCES", "EACCES", "ok"])
+    # SOCK_SEQPACKET with protocol 0 is SCTP where its module is loaded: refused whatever.
+    expect(sandboxed(home, ["--net-connect", port], "socket-type", 5), ["EACCES"])
+
+
+def test_the_socket_guard_is_not_bypassed_through_io_uring(home, tree):
+    """io_uring creates sockets without socket(): with a guard and no filter of its own
+    (--seccomp none) its calls answer ENOSYS. Control: without a sandbox they reach the
+    kernel (EINVAL or EFAULT for the empty call)."""
+    control = results(sandboxed(home, ["--seccomp", "none"], "io-uring-setup"))
+    assert control[0] in ("EINVAL", "EFAULT"), control
+    for flags in (["--fs-read", tree.a, *PY_READ], ["--net-connect", "443"], ["--no-network"]):
+        expect(sandboxed(home, [*flags, "--seccomp", "none"], "io-uring-setup"), ["ENOSYS"])
 
 
 def test_no_network_refuses_unix_sockets_too(home, tmp_path):
@@ -850,6 +908,10 @@ def test_an_empty_profile_section_denies_rather_than_disables(home, tree, tmp_pa
     profile.write_text("fs:\n  read: []\nnet:\n  connect: []\n")
     proc = sandboxed(home, ["--sandbox", profile, *PY_READ], "read", tree.a / "file.txt", "connect", "127.0.0.1", port)
     expect(proc, ["EACCES", "EACCES"])
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("fs: {}\nnet: {}\n")
+    expect(sandboxed(home, ["--sandbox", bare, *PY_READ], "read", tree.a / "file.txt", "connect", "127.0.0.1", port),
+           ["EACCES", "EACCES"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the check unshares a UTS namespace, which needs root")

@@ -603,18 +603,34 @@ size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, siz
         const char *rest = paths[p] + (best == 1 ? 0 : best);
         int w = snprintf(inside, sizeof inside, "%s%s", strcmp(m[home].root, "/") == 0 ? "" : m[home].root, rest);
         if (w <= 0 || (size_t)w >= sizeof inside) continue;
+        struct stat original;
+        if (stat(paths[p], &original) != 0) continue;
         for (int i = 0; i < nm; i++) {
             if (i == home || strcmp(m[i].dev, m[home].dev) != 0) continue;
-            size_t n = path_under(inside, m[i].root);
-            if (!n) continue;
             char alias[PATH_MAX];
-            const char *tail = inside + (n == 1 ? 0 : n);
-            w = snprintf(alias, sizeof alias, "%s%s", strcmp(m[i].point, "/") == 0 && tail[0] == '/' ? "" : m[i].point, tail);
-            if (w <= 0 || (size_t)w >= sizeof alias || strcmp(alias, paths[p]) == 0) continue;
-            if (used + (size_t)w + 1 > size) break;
+            size_t n = path_under(inside, m[i].root);
+            if (n) {
+                // The mount shows a directory above the path: the path again, below it.
+                const char *tail = inside + (n == 1 ? 0 : n);
+                w = snprintf(alias, sizeof alias, "%s%s", strcmp(m[i].point, "/") == 0 && tail[0] == '/' ? "" : m[i].point, tail);
+                if (w <= 0 || (size_t)w >= sizeof alias || strcmp(alias, paths[p]) == 0) continue;
+                // Only a name that leads to the same file (another mount may hide it).
+                struct stat seen;
+                if (stat(alias, &seen) != 0 || seen.st_dev != original.st_dev || seen.st_ino != original.st_ino) continue;
+            } else if (path_under(m[i].root, inside)) {
+                // The mount shows something inside the path (the key file bound elsewhere):
+                // its mount point is kept out whole.
+                w = snprintf(alias, sizeof alias, "%s", m[i].point);
+                if (w <= 0 || (size_t)w >= sizeof alias) continue;
+            } else {
+                continue;
+            }
+            // Full: fail closed, the caller refuses the launch.
+            if (used + (size_t)w + 1 > size) { used = (size_t)-1; break; }
             memcpy(out + used, alias, (size_t)w + 1);
             used += (size_t)w + 1;
         }
+        if (used == (size_t)-1) break;
     }
     free(m);
     free(text);
@@ -648,19 +664,61 @@ static int write_id_map(const char *path, unsigned id) {
     return write_proc(path, text, n);
 }
 
-// A network namespace of the child's own, with only loopback, up. As root (or with
-// CAP_SYS_ADMIN) a plain one; otherwise inside a user namespace of its own where this
-// uid and gid map to themselves (so files keep their owners, and execve drops the
-// namespace's capabilities). 0 or -errno, *step naming what failed.
+// A network namespace of the child's own, with only loopback, up, inside a user namespace
+// of its own: for root every id it holds mapped to itself (a helper writes the maps), for
+// anyone else its own uid and gid (so files keep their owners, and execve drops the
+// namespace's capabilities). Root where no user namespace can be made: a plain one.
+// 0 or -errno, *step naming what failed.
 // Root: a user namespace with every id mapped to itself. Only a process with CAP_SETUID
 // in the parent namespace may write such a map, and after unshare we are no longer in it:
 // a forked helper, still outside, writes ours and exits (as unshare(1) does).
+// Each range of this process's own id map ("inside outside count" lines), written as an
+// identity map ("inside inside count"): what the new namespace may map is what ours holds
+// (all of it for root on the host; less in a rootless container). 0 or -errno.
+static int identity_map(const char *own, const char *target) {
+    char in[4096], out[4096];
+    int fd = open(own, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t n = read(fd, in, sizeof in - 1);
+    close(fd);
+    if (n <= 0) return -EIO;
+    in[n] = 0;
+    size_t w = 0;
+    for (char *p = in; *p;) {
+        unsigned long long f[3];
+        int nf = 0;
+        while (nf < 3) {
+            while (*p == ' ' || *p == '\t') p++;
+            if (*p < '0' || *p > '9') break;
+            unsigned long long v = 0;
+            while (*p >= '0' && *p <= '9') v = v * 10 + (unsigned long long)(*p++ - '0');
+            f[nf++] = v;
+        }
+        while (*p && *p != '\n') p++;
+        if (*p == '\n') p++;
+        if (nf != 3) continue;
+        unsigned long long fields[3] = { f[0], f[0], f[2] };
+        for (int i = 0; i < 3; i++) {
+            char digits[24];
+            int nd = 0;
+            unsigned long long v = fields[i];
+            do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v > 0);
+            if (w + (size_t)nd + 2 > sizeof out) return -E2BIG;
+            while (nd > 0) out[w++] = digits[--nd];
+            out[w++] = i == 2 ? '\n' : ' ';
+        }
+    }
+    if (w == 0) return -EINVAL;
+    return write_proc(target, out, w);
+}
+
 static int root_user_namespace(const char **step) {
     int sync[2];
     *step = "pipe2";
     if (pipe2(sync, O_CLOEXEC) != 0) return -errno;
     pid_t self = getpid();
-    pid_t helper = fork();
+    // The raw system call, not glibc's fork(): no atfork handlers between fork and execve.
+    pid_t helper = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (helper < 0) {
         int e = errno;
         close(sync[0]);
@@ -684,7 +742,7 @@ static int root_user_namespace(const char **step) {
             path[at++] = '/';
             path[at++] = map[0];
             memcpy(path + at, "id_map", 7);
-            if (write_proc(path, "0 0 4294967295\n", 15) != 0) _exit(2);
+            if (identity_map(map[0] == 'u' ? "/proc/self/uid_map" : "/proc/self/gid_map", path) != 0) _exit(2);
         }
         _exit(0);
     }

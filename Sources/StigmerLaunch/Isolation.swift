@@ -84,7 +84,7 @@ public struct Isolation {
         var paths = Array(Set(candidates.compactMap(realPath))).sorted()
         // The same files seen through another mount (a bind mount of a parent, say) are
         // protected under that name too.
-        if policy != .off { paths = Array(Set(paths + mountAliases(paths))).sorted() }
+        if policy != .off { paths = Array(Set(paths + (try mountAliases(paths)))).sorted() }
         let protected = policy == .off ? [] : paths
         guard sandbox.hasFS || sandbox.hasNet else { return try around(paths, policy: policy, log: log) }
         let abi = abi()
@@ -212,23 +212,28 @@ public struct Isolation {
 
     /// Where else `paths` (resolved) can be reached: for each, every other mount of the same
     /// filesystem whose root holds it (/proc/self/mountinfo, parsed in C).
-    static func mountAliases(_ paths: [String]) -> [String] {
+    static func mountAliases(_ paths: [String]) throws(StigmerError) -> [String] {
         guard !paths.isEmpty else { return [] }
         var pointers = paths.compactMap { strdup($0) }
         defer { for p in pointers { free(p) } }
-        var buffer = [CChar](repeating: 0, count: 8192)
-        let used = pointers.withUnsafeMutableBufferPointer { p in
-            p.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
-                buffer.withUnsafeMutableBufferPointer { stigmer_mount_aliases(p.baseAddress, Int32(p.count), $0.baseAddress, $0.count) }
+        // Usually there is none: a small buffer first (a launch touches every page of it).
+        for size in [1024, 1 << 20] {
+            var buffer = [CChar](repeating: 0, count: size)
+            let used = pointers.withUnsafeMutableBufferPointer { p in
+                p.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                    buffer.withUnsafeMutableBufferPointer { stigmer_mount_aliases(p.baseAddress, Int32(p.count), $0.baseAddress, $0.count) }
+                }
             }
+            guard used >= 0, used <= size else { continue }  // (size_t)-1: too small
+            var out: [String] = []
+            var start = 0
+            for i in 0..<used where buffer[i] == 0 {
+                out.append(buffer[start..<i].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) })
+                start = i + 1
+            }
+            return out
         }
-        var out: [String] = []
-        var start = 0
-        for i in 0..<used where buffer[i] == 0 {
-            out.append(buffer[start..<i].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) })
-            start = i + 1
-        }
-        return out
+        throw .notPermitted("the launcher's files are mounted under more names than it can keep from the child; nothing was launched")
     }
 
     static func walk(_ ruleset: Int32, from root: String, _ paths: [String], dir: UInt64, file: UInt64) throws(StigmerError) -> Int {

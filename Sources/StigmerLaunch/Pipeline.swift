@@ -118,7 +118,8 @@ public enum Launch {
         let values = try open(plan)
         // Read and used: the key and tokens given in our own environment are wiped from it
         // (a supervisor's /proc/PID/environ stays readable by root for the child's life).
-        ControlVariable.wipe([.encryptionKey, .token, .operatorToken])
+        // (The store's location, which may hold a password, only when nothing reads it again.)
+        ControlVariable.wipe([.encryptionKey, .token, .operatorToken] + (plan.deleteOnExit ? [] : [.store]))
         log.debug("values opened", metadata: ["variables": "\(values.entries.count)", "memory": "\(values.kind.rawValue)"])
         // Every placeholder resolves, or nothing starts (78 names them all).
         if let error = plan.child.unresolved(values) { throw error }

@@ -86,7 +86,8 @@ enum SandboxProfile {
         }
         if let fs = try root.optional("fs")?.mapping() {
             try fs.rejectUnknown(["read", "write", "exec", "unix_sockets"])
-            if ["read", "write", "exec"].contains(where: { fs[$0] != nil }) { spec.sandbox.fsDeclared = true }
+            // The section itself, even empty, is a sandbox: what it does not list is denied.
+            spec.sandbox.fsDeclared = true
             if try fs.optional("unix_sockets")?.bool() == true { spec.sandbox.unixSockets = true }
             spec.sandbox.fsRead += try fs.optional("read")?.stringList().map(place) ?? []
             spec.sandbox.fsWrite += try fs.optional("write")?.stringList().map(place) ?? []
@@ -94,7 +95,9 @@ enum SandboxProfile {
         }
         if let net = try root.optional("net")?.mapping() {
             try net.rejectUnknown(["connect", "bind", "none"])
-            if net["connect"] != nil || net["bind"] != nil { spec.sandbox.netDeclared = true }
+            // Its port lists, even empty (or an empty section), restrict TCP; `none` alone
+            // asks for the namespace only.
+            if net["connect"] != nil || net["bind"] != nil || net.fields.isEmpty { spec.sandbox.netDeclared = true }
             func ports(_ key: String) throws(StigmerError) -> [UInt16] {
                 var out: [UInt16] = []
                 for item in try net.optional(key)?.sequence() ?? [] {
@@ -108,10 +111,11 @@ enum SandboxProfile {
             spec.sandbox.netBind += try ports("bind")
             if try net.optional("none")?.bool() == true { spec.sandbox.noNetwork = true }
         }
-        // The command line's --seccomp wins.
+        // The command line's --seccomp wins, then the first profile that names one.
         if let seccomp = root.optional("seccomp"), !spec.seccompGiven {
             let name = try seccomp.nonEmptyString()
             spec.seccomp = ["default", "strict", "none"].contains(name) ? name : place(name)
+            spec.seccompGiven = true
         }
         if let limits = try root.optional("limits")?.mapping() {
             try limits.rejectUnknown(["memory"])

@@ -325,7 +325,9 @@ extension SeccompProfile {
     ///   and SCTP would reach any port.
     /// EACCES, as Landlock answers. Every ABI the kernel runs for this machine is checked: the
     /// native one, its 32-bit one (i386's `socketcall` multiplexes socket creation behind a
-    /// pointer, so it is refused whole) and x32.
+    /// pointer, so it is refused whole) and x32. io_uring can create sockets without
+    /// `socket()`: with a guard its calls answer ENOSYS (runtimes fall back), as the default
+    /// filter already does.
     public struct SocketGuard: Sendable, Equatable {
         public var unix = false
         public var streamProtocols = false
@@ -353,8 +355,10 @@ extension SeccompProfile {
         func assemble() -> [sock_filter] {
             code.enumerated().map { i, entry in
                 func offset(_ t: Target) -> UInt8 {
-                    guard case .label(let name) = t, let at = labels[name] else { return 0 }
-                    return UInt8(at - i - 1)  // forward only, and short: checked by the tests
+                    guard case .label(let name) = t else { return 0 }
+                    // A label missing or behind would make a check fail open: a bug here.
+                    guard let at = labels[name], at > i, at - i - 1 <= 255 else { preconditionFailure("bad BPF label \(name)") }
+                    return UInt8(at - i - 1)
                 }
                 var op = entry.op
                 op.jt = offset(entry.jt)
@@ -369,16 +373,18 @@ extension SeccompProfile {
     /// launch. nil on an architecture with no entry here.
     public static func guarding(_ filter: CompiledFilter?, with guard_: SocketGuard) -> CompiledFilter? {
         guard !guard_.isEmpty else { return filter }
-        // (audit arch, socket syscall numbers, socketcall number or nil)
+        // (audit arch, socket syscall numbers, socketcall number or nil); io_uring_setup,
+        // _enter and _register are 425-427 on each of them (x32: with its bit).
+        let uring: [UInt32] = [425, 426, 427]
         #if arch(x86_64)
-        let abis: [(UInt32, [UInt32], UInt32?)] = [
-            (0xC000_003E, [41, 0x4000_0000 | 41], nil),  // x86_64 and x32
-            (0x4000_0003, [359], 102),                    // i386
+        let abis: [(UInt32, [UInt32], UInt32?, [UInt32])] = [
+            (0xC000_003E, [41, 0x4000_0000 | 41], nil, uring + uring.map { 0x4000_0000 | $0 }),  // x86_64 and x32
+            (0x4000_0003, [359], 102, uring),                                                   // i386
         ]
         #elseif arch(arm64)
-        let abis: [(UInt32, [UInt32], UInt32?)] = [
-            (0xC000_00B7, [198], nil),                    // aarch64
-            (0x4000_0028, [281], nil),                    // arm (EABI)
+        let abis: [(UInt32, [UInt32], UInt32?, [UInt32])] = [
+            (0xC000_00B7, [198], nil, uring),  // aarch64
+            (0x4000_0028, [281], nil, uring),  // arm (EABI)
         ]
         #else
         return nil
@@ -393,6 +399,7 @@ extension SeccompProfile {
             a.stmt(BPF_LD | BPF_W | BPF_ABS, 0)  // syscall number
             for nr in abi.1 { a.jeq(nr, .label("socket"), .next) }
             if let socketcall = abi.2 { a.jeq(socketcall, .label("refuse"), .next) }
+            for nr in abi.3 { a.jeq(nr, .label("enosys"), .next) }
             a.stmt(BPF_RET | BPF_K, allow)
         }
         a.label("socket")
@@ -404,14 +411,29 @@ extension SeccompProfile {
         }
         a.stmt(BPF_RET | BPF_K, allow)
         if guard_.streamProtocols {
+            // Only what Landlock's TCP rules cover, or what they never claim to (datagrams,
+            // raw): a stream socket of protocol 0 (TCP) or 6, a datagram or raw socket.
+            // Anything else — MPTCP (262) or SCTP streams, SEQPACKET (SCTP again), DCCP —
+            // would reach any port.
             a.label("inet")
-            a.stmt(BPF_LD | BPF_W | BPF_ABS, 32)  // arg2, the protocol (low 32 bits)
-            a.jeq(262, .label("refuse"), .next)   // IPPROTO_MPTCP
-            a.jeq(132, .label("refuse"), .next)   // IPPROTO_SCTP
+            a.stmt(BPF_LD | BPF_W | BPF_ABS, 24)   // arg1, the type (low 32 bits)
+            a.stmt(BPF_ALU | BPF_AND | BPF_K, 0xF)  // without SOCK_NONBLOCK | SOCK_CLOEXEC
+            a.jeq(UInt32(SOCK_STREAM.rawValue), .label("stream"), .next)
+            a.jeq(UInt32(SOCK_DGRAM.rawValue), .label("allow"), .next)
+            a.jeq(UInt32(SOCK_RAW.rawValue), .label("allow"), .next)
+            a.stmt(BPF_RET | BPF_K, refuse)
+            a.label("stream")
+            a.stmt(BPF_LD | BPF_W | BPF_ABS, 32)   // arg2, the protocol (low 32 bits)
+            a.jeq(0, .label("allow"), .next)
+            a.jeq(UInt32(IPPROTO_TCP), .label("allow"), .next)
+            a.stmt(BPF_RET | BPF_K, refuse)
+            a.label("allow")
             a.stmt(BPF_RET | BPF_K, allow)
         }
         a.label("refuse")
         a.stmt(BPF_RET | BPF_K, refuse)
+        a.label("enosys")
+        a.stmt(BPF_RET | BPF_K, UInt32(SECCOMP_RET_ERRNO) | UInt32(ENOSYS))
         let check = a.assemble()
         guard let filter, !filter.programs.isEmpty else {
             return CompiledFilter(name: "socket-guard", denyWriteExecute: false, programs: [check], unknownSyscalls: [])

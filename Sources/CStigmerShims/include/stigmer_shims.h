@@ -74,8 +74,9 @@ int stigmer_landlock_allow_path(int ruleset, const char *path, uint64_t dir_acce
 int stigmer_landlock_allow_trees(int ruleset, const char *const *paths, const uint64_t *rights, int count,
                                  uint64_t file_mask, const char *const *protected, int pcount, int *status);
 // Other names of `paths` (absolute, resolved): through every other mount of the same
-// filesystem (device) whose root holds them, from /proc/self/mountinfo. NUL-separated in
-// `out`; returns the bytes used.
+// filesystem (device) whose root holds them (checked to be the same file), and the mount
+// points of mounts that show something inside them, from /proc/self/mountinfo.
+// NUL-separated in `out`; returns the bytes used, or (size_t)-1 when `out` is too small.
 size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, size_t size);
 // The directories /etc/ld.so.conf names (following includes), NUL-separated, in `out`;
 // returns the bytes used.
