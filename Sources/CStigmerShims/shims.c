@@ -604,7 +604,7 @@ size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, siz
         int w = snprintf(inside, sizeof inside, "%s%s", strcmp(m[home].root, "/") == 0 ? "" : m[home].root, rest);
         if (w <= 0 || (size_t)w >= sizeof inside) continue;
         struct stat original;
-        if (stat(paths[p], &original) != 0) continue;
+        int have_original = 0;  // stat'ed only when a candidate turns up (rarely)
         for (int i = 0; i < nm; i++) {
             if (i == home || strcmp(m[i].dev, m[home].dev) != 0) continue;
             char alias[PATH_MAX];
@@ -616,6 +616,10 @@ size_t stigmer_mount_aliases(const char *const *paths, int count, char *out, siz
                 if (w <= 0 || (size_t)w >= sizeof alias || strcmp(alias, paths[p]) == 0) continue;
                 // Only a name that leads to the same file (another mount may hide it).
                 struct stat seen;
+                if (!have_original) {
+                    if (stat(paths[p], &original) != 0) break;
+                    have_original = 1;
+                }
                 if (stat(alias, &seen) != 0 || seen.st_dev != original.st_dev || seen.st_ino != original.st_ino) continue;
             } else if (path_under(m[i].root, inside)) {
                 // The mount shows something inside the path (the key file bound elsewhere):
