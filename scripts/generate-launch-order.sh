@@ -41,10 +41,10 @@ done
 python3 - "$work" scripts/launch.order <<'PY'
 import glob, re, sys
 names, seen = [], set()
-extra = ("stigmer_landlock_around landlock_walk landlock_is_ancestor landlock_is_protected "
+extra = ("stigmer_landlock_around_from landlock_walk landlock_is_ancestor landlock_is_protected "
          "stigmer_landlock_allow stigmer_landlock_create stigmer_landlock_abi stigmer_exec stigmer_prepare "
          "landlock_fds_close syscall __open64 __libc_open64 __openat64 __libc_openat64 __close "
-         "stigmer_landlock_create_net stigmer_landlock_allow_trees stigmer_landlock_around_from stigmer_landlock_allow_port "
+         "stigmer_landlock_create_scoped stigmer_landlock_allow_trees stigmer_landlock_allow_port "
          "stigmer_landlock_allow_path private_network write_proc write_id_map").split()
 for path in sorted(glob.glob(sys.argv[1] + "/cg.out.*")):  # fewer than 10 modes: the names sort in order
     for line in open(path):

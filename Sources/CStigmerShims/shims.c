@@ -235,11 +235,7 @@ int stigmer_landlock_abi(void) {
     return v < 0 ? -errno : (int)v;
 }
 
-int stigmer_landlock_create(uint64_t handled_fs) { return stigmer_landlock_create_net(handled_fs, 0); }
-
-int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net) {
-    return stigmer_landlock_create_scoped(handled_fs, handled_net, 0);
-}
+int stigmer_landlock_create(uint64_t handled_fs) { return stigmer_landlock_create_scoped(handled_fs, 0, 0); }
 
 int stigmer_landlock_create_scoped(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped) {
     // The attribute's size says which fields we fill: ABI 1-3 know only the first, 4-5
@@ -382,10 +378,6 @@ static int landlock_walk(int ruleset, char *path, size_t len, const char *const 
     close(dfd);
     free(buffer);
     return rules;
-}
-
-int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access) {
-    return stigmer_landlock_around_from(ruleset, "/", paths, count, dir_access, file_access);
 }
 
 int stigmer_landlock_around_from(int ruleset, const char *root, const char *const *paths, int count,
@@ -722,6 +714,7 @@ static int root_user_namespace(const char **step) {
     if (pipe2(sync, O_CLOEXEC) != 0) return -errno;
     pid_t self = getpid();
     // The raw system call, not glibc's fork(): no atfork handlers between fork and execve.
+    // The helper inherits what this process is: non-dumpable, core limit 0.
     pid_t helper = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (helper < 0) {
         int e = errno;

@@ -85,8 +85,7 @@ public struct LaunchArguments: Equatable {
         // The entry's own sandbox profile, relative to the config.
         var hardening = hardening
         if let profile = definition.sandbox {
-            let directory = file.lastIndex(of: "/").map { String(file[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
-            hardening.sandbox.profiles.append(profile.hasPrefix("/") || profile.hasPrefix("~/") ? profile : directory + "/" + profile)
+            hardening.sandbox.profiles.append(RelativePath.beside(file, profile))
         }
         if case .http = definition.transport {
             return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: try bridgeSpec(definition, file: file),

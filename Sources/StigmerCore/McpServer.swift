@@ -99,6 +99,22 @@ public struct McpServerDefinition: Sendable, Equatable, Redacted {
     public var redactedDescription: String { "McpServer(\(name): \(transport.name))" }
 }
 
+/// Paths a config or a sandbox profile names: absolute ones and `~/…` stay as written,
+/// the rest are beside the file that names them.
+public enum RelativePath {
+    public static func beside(_ file: String, _ path: String) -> String {
+        if path.hasPrefix("/") || path == "~" || path.hasPrefix("~/") { return path }
+        guard let slash = file.lastIndex(of: "/") else { return path }
+        return String(file[...slash]) + path
+    }
+
+    /// `~` and `~/…` under `home` (the launcher's HOME), when there is one.
+    public static func expandingHome(_ path: String, home: String?) -> String {
+        guard let home, path == "~" || path.hasPrefix("~/") else { return path }
+        return home + path.dropFirst()
+    }
+}
+
 /// Which of the two config forms a file was written in; `mcp wrap` answers in the same form.
 public enum McpConfigForm: Sendable, Equatable {
     /// Stigmer's `mcp_servers` list inside an Agent or McpServer manifest.

@@ -10,13 +10,12 @@ public enum McpWrap {
         let env: Document? = extraEnv.isEmpty ? nil : .object(extraEnv.map { ($0.0, .string($0.1)) })
         // A server's sandbox profile goes on its command line, absolute: the wrapped entry
         // may be read from anywhere.
-        let directory = config.lastIndex(of: "/").map { String(config[..<$0]) } ?? "."
         func launch(_ server: String, sandbox: Document?) -> [String] {
             var args = ["mcp", "run"]
             if let executionID { args += ["--execution-id", executionID] }
             args += ["--config", config, "--server", server]
             if case .scalar(let path, _)? = sandbox?.kind, !path.isEmpty {
-                args += ["--sandbox", path.hasPrefix("/") || path.hasPrefix("~/") ? path : "\(directory.isEmpty ? "" : directory)/\(path)"]
+                args += ["--sandbox", RelativePath.beside(config, path)]
             }
             return args + extraArgs
         }

@@ -35,9 +35,10 @@ public struct HardeningSpec: Sendable, Equatable {
     /// the flags', its seccomp and memory limit used where the flags left the default.
     public func resolved() throws(StigmerError) -> HardeningSpec {
         var out = self
+        // Expanded once, here: the launch keeps these names from a sandboxed child too.
+        out.sandbox.profiles = sandbox.profiles.map { RelativePath.expandingHome($0, home: Sys.getenv("HOME")) }
         var seen: [String] = []
-        for given in sandbox.profiles {
-            let path = given.hasPrefix("~/") ? (Sys.getenv("HOME") ?? "~") + given.dropFirst() : given
+        for path in out.sandbox.profiles {
             let real = Isolation.realPath(path) ?? path
             guard !seen.contains(real) else { continue }
             seen.append(real)

@@ -270,9 +270,4 @@ public struct Isolation {
         let p = String(cString: resolved)
         return p == "/" ? nil : p
     }
-
-    static func parent(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
-        return String(path[..<slash])
-    }
 }

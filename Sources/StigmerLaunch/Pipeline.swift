@@ -142,7 +142,8 @@ public enum Launch {
         if let handoffPipe { try hand(image.handoff, over: handoffPipe) }
         let display = plan.child.argv[0].names.isEmpty ? nil : plan.child.argv[0].source
         let path = try Launcher.resolve(image.command, path: image.path, display: display)
-        isolation.allowCommand(path, childPath: image.path) { log.debug("\($0())") }
+        // (Its paths are not logged when the command came from the context: it may be a secret.)
+        isolation.allowCommand(path, childPath: image.path) { message in if display == nil { log.debug("\(message())") } }
         hardening.workingDirectory = image.workingDirectory
         // What --mask-output conceals stays in locked memory of its own while the child runs.
         let masker = plan.hardening.maskOutput ? try Masker(secretsOf: values) : nil
@@ -200,7 +201,7 @@ public enum Launch {
         // Under a filesystem sandbox the child may write where its own config and profiles
         // live: it must not loosen its next launch.
         if plan.hardening.sandbox.hasFS {
-            out += plan.hardening.sandbox.profiles.map { $0.hasPrefix("~/") ? (Sys.getenv("HOME") ?? "~") + $0.dropFirst() : $0 }
+            out += plan.hardening.sandbox.profiles  // as `resolved()` expanded them
             if !plan.child.file.isEmpty { out.append(plan.child.file) }
         }
         return out

@@ -78,12 +78,8 @@ enum SandboxProfile {
         guard documents.count == 1 else { throw .data("\(path): expected one sandbox profile (a YAML or JSON mapping)") }
         let root = try Field(root: documents[0], file: path).mapping()
         try root.rejectUnknown(["fs", "net", "seccomp", "limits", "best_effort"])
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
-        func place(_ text: String) -> String {
-            if text.hasPrefix("/") { return text }
-            if text == "~" || text.hasPrefix("~/"), let home = Sys.getenv("HOME") { return home + text.dropFirst() }
-            return directory + "/" + text
-        }
+        let home = Sys.getenv("HOME")
+        func place(_ text: String) -> String { RelativePath.expandingHome(RelativePath.beside(path, text), home: home) }
         if let fs = try root.optional("fs")?.mapping() {
             try fs.rejectUnknown(["read", "write", "exec", "unix_sockets"])
             // The section itself, even empty, is a sandbox: what it does not list is denied.

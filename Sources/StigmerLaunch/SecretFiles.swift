@@ -31,8 +31,6 @@ public final class SecretFiles {
         descriptors.first { $0.name == name }.map { "/dev/fd/\($0.fd)" }
     }
 
-    public var isEmpty: Bool { descriptors.isEmpty }
-
     /// Lets the descriptors pass execve (the child's, from now on).
     public func handOver() throws(StigmerError) {
         for (name, fd) in descriptors where fcntl(fd, F_SETFD, 0) != 0 {

@@ -31,6 +31,8 @@ public enum ControlVariable: String, CaseIterable, Sendable {
     public static func wipe(_ variables: [ControlVariable]) {
         var cursor = environ
         while let entry = cursor.pointee {
+            defer { cursor += 1 }
+            guard entry[0] == 0x53 else { continue }  // "S": the others cannot be ours
             for variable in variables {
                 let name = variable.rawValue
                 let matches = name.withCString { strncmp(entry, $0, name.utf8.count) == 0 } && entry[name.utf8.count] == 0x3D  // "="
@@ -39,7 +41,6 @@ public enum ControlVariable: String, CaseIterable, Sendable {
                     explicit_bzero(value, strlen(value))
                 }
             }
-            cursor += 1
         }
     }
 

@@ -56,9 +56,8 @@ struct stigmer_launch {
 int stigmer_landlock_abi(void);
 // A ruleset handling these filesystem rights (close-on-exec), or -errno.
 int stigmer_landlock_create(uint64_t handled_fs);
-// The same, also handling these network rights (ABI >= 4; 0: none), or -errno.
-int stigmer_landlock_create_net(uint64_t handled_fs, uint64_t handled_net);
-// The same, also scoped (ABI >= 6: 1 abstract Unix sockets, 2 signals; 0: none), or -errno.
+// The same, also handling these network rights (ABI >= 4; 0: none) and scoped (ABI >= 6:
+// 1 abstract Unix sockets, 2 signals; 0: none), or -errno.
 int stigmer_landlock_create_scoped(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped);
 // Allows `access` (bind 1, connect 2) for one TCP port. 0 or -errno.
 int stigmer_landlock_allow_port(int ruleset, uint64_t access, uint64_t port);
@@ -86,12 +85,10 @@ size_t stigmer_ld_so_conf_dirs(char *out, size_t size);
 int stigmer_sealed_memfd(const char *name, const void *bytes, size_t count);
 // Allows `access` beneath the file or directory open at parent_fd (O_PATH). 0 or -errno.
 int stigmer_landlock_allow(int ruleset, int parent_fd, uint64_t access);
-// Allows everything around the protected paths (absolute, resolved): every entry of each
-// of their ancestor directories, from /, except the way down to a protected path —
-// directories with dir_access, the rest with file_access. Returns the rules added.
-int stigmer_landlock_around(int ruleset, const char *const *paths, int count, uint64_t dir_access, uint64_t file_access);
-// The same below `root` (absolute, resolved, a directory) instead of /: a tree the child
-// may reach, minus the protected paths inside it.
+// Allows everything below `root` (absolute, resolved, a directory; "/" for the default
+// isolation) around the protected paths (absolute, resolved): every entry of each of their
+// ancestor directories, except the way down to a protected path — directories with
+// dir_access, the rest with file_access. Returns the rules added.
 int stigmer_landlock_around_from(int ruleset, const char *root, const char *const *paths, int count,
                                  uint64_t dir_access, uint64_t file_access);
 
