@@ -34,7 +34,11 @@ unit: build
 integration: build
 	@$(call with_postgres, python3 -m pytest -q integration)
 
-test: build
+# The static launcher too: an injected pod's init container runs it from an image with
+# nothing else in it (integration/test_kube_pod.py); `make release` reuses it.
+export STIGMER_STATIC_LAUNCHER := $(shell pwd)/.build-static/release/stigmer-exec
+
+test: build launcher
 	@$(call with_postgres, $(SWIFT) test --skip-build && python3 -m pytest -q integration)
 
 # Only what the demo needs: the launcher, not the tests, gRPC or PostgreSQL (~1/3 of `build`).

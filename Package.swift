@@ -122,11 +122,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The companion's Kubernetes injector: the mutating webhook, `inject`, and the
+        // registry client that reads an image's command (HTTP/1.1 and TLS on NIO, as the bridge).
+        .target(
+            name: "StigmerKube",
+            dependencies: [
+                "StigmerCore", "StigmerSystem", "StigmerManifests", "StigmerBridge",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "stigmer-exec-full",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerStore", "StigmerEngine",
-                "StigmerRemote", "StigmerCLI", "StigmerBridge",
+                "StigmerRemote", "StigmerCLI", "StigmerBridge", "StigmerKube",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -142,6 +159,7 @@ let package = Package(
             path: "benchmarks/stigmer-bench"
         ),
         .testTarget(name: "StigmerCoreTests", dependencies: ["StigmerCore"]),
+        .testTarget(name: "StigmerKubeTests", dependencies: ["StigmerKube", "StigmerCore", "StigmerManifests"]),
         .testTarget(name: "StigmerBridgeTests", dependencies: ["StigmerBridge", "StigmerCore"]),
         .testTarget(name: "StigmerCryptoTests", dependencies: ["StigmerCrypto", "StigmerSystem"]),
         .testTarget(name: "StigmerManifestsTests", dependencies: ["StigmerManifests"]),

@@ -11,13 +11,16 @@ the pytest fixtures (and builds them from these helpers).
   timeout, raise naming what was awaited), `read_line`, `wait_exit`, `wait_gone`, …
 - The stored-context workflow: `key_init`, `apply_examples`, `create_context`, …
 - An MCP client (the official SDK's stdio client) for `mcp run` and wrapped configs.
-- Remote and PostgreSQL: `Server` (`stigmer-exec serve`), `PgCluster`, a recording
-  stand-in companion, gRPC stubs and RFC 9180 HPKE opening.
+- Remote and PostgreSQL: `Server` (`stigmer-exec serve`, a `BackgroundProcess`),
+  `PgCluster`, a recording stand-in companion, gRPC stubs and RFC 9180 HPKE opening.
+- Kubernetes: `k8s_round_trip`, a document through the official client's model and back
+  (the `kubernetes` package is needed only by the tests that call it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import hashlib
 import hmac
@@ -731,58 +734,48 @@ SERVING_RE = re.compile(rb"stigmer-exec: serving on (grpcs?)://127\.0\.0\.1:(\d+
 HIDDEN_MSG = "permission denied, or no such context for this token"
 
 
-class Server:
-    """`stigmer-exec serve` on 127.0.0.1; stderr is collected in the background."""
+class BackgroundProcess:
+    """The binary under test running in the background (`args`, in `home`): stdout closed,
+    stderr drained by a thread into `stderr`. A subclass's `start` calls `launch`, which
+    waits for a line on stderr; `stop` signals and waits, `kill` ends it at once (also on
+    leaving a `with` block). `name` says what it is in messages, which end with `describe()`."""
 
-    def __init__(self, home, tmp_path, *, store=None, port=0, tls=None, sweep="60s", log_level="info",
-                 ttl=None, token=OPERATOR_TOKEN, env_extra=None, nofile=None):
+    name = "the process"
+
+    def __init__(self, home, args, env_extra=None):
         self.home = Path(home)
-        self.nofile = nofile
-        self.token_file = Path(tmp_path) / f"operator-token-{secrets.token_hex(4)}"
-        self.token_file.write_text(token + "\n")
-        self.token_file.chmod(0o600)
-        self.args = ["serve", "--listen", f"127.0.0.1:{port}", "--operator-token-file", self.token_file,
-                     "--log-level", log_level, "--sweep-interval", sweep]
-        if store:
-            self.args += ["--store", store]
-        if tls:
-            self.args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        if ttl:
-            self.args += ["--ttl", ttl]
+        self.args = args
         self.env_extra = env_extra
         self.proc = None
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._reader = None
-        self.scheme = self.port = self.url = self.server_key = None
 
-    def start(self, timeout: float = 15.0) -> "Server":
-        limit = self.nofile
-        preexec = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None
-        self.proc = spawn(self.args, self.home, self.env_extra, preexec_fn=preexec)
+    def launch(self, pattern: re.Pattern, timeout: float, line: str, **spawn_kwargs) -> re.Match:
+        """Spawn `args` and return the match of `pattern` (bytes) on stderr once it appears
+        (`line` names it in messages); raise if the process exits first or `timeout` passes."""
+        self.proc = spawn(self.args, self.home, self.env_extra, **spawn_kwargs)
         self.proc.stdout.close()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
-        def bound():
-            m = SERVING_RE.search(self.stderr)
+        def printed():
+            m = pattern.search(self.stderr)
             if m:
                 return m
             if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode} before binding:\n{self.stderr!r}")
+                raise AssertionError(f"{self.name} exited {self.proc.returncode} before {line}:\n{self.describe()}")
             return None
 
-        m = wait_for(bound, timeout, "the 'serving on' line")
-        self.scheme = m.group(1).decode()
-        self.port = int(m.group(2))
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
-        self.server_key = m.group(3).decode()
-        return self
+        return wait_for(printed, timeout, lambda: f"{line}:\n{self.describe()}")
 
     def _drain(self):
         fd = self.proc.stderr.fileno()
         while True:
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # closed under it by stop
+                break
             if not chunk:
                 break
             with self._lock:
@@ -793,8 +786,14 @@ class Server:
         with self._lock:
             return bytes(self._buf)
 
+    def describe(self) -> str:
+        code = None if self.proc is None else self.proc.poll()
+        return (f"{binary_path()} {' '.join(map(str, self.args))}\nexit={code}\n"
+                f"stderr={self.stderr.decode(errors='replace')}")
+
     def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal the server, wait for it, return its exit status."""
+        """Signal the process, wait for it, return its exit status; kill it and raise if it
+        is still running after `timeout` s."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -804,7 +803,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=TIMEOUT_S)
-            raise AssertionError(f"serve did not exit within {timeout} s of {sig!r}:\n{self.stderr!r}")
+            raise AssertionError(f"{self.name} did not exit within {timeout} s of {sig!r}:\n{self.describe()}")
         finally:
             if self._reader:
                 self._reader.join(timeout=5)
@@ -817,6 +816,45 @@ class Server:
             self.proc.wait(timeout=TIMEOUT_S)
         if self._reader:
             self._reader.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class Server(BackgroundProcess):
+    """`stigmer-exec serve` on 127.0.0.1; stderr is collected in the background."""
+
+    name = "serve"
+
+    def __init__(self, home, tmp_path, *, store=None, port=0, tls=None, sweep="60s", log_level="info",
+                 ttl=None, token=OPERATOR_TOKEN, env_extra=None, nofile=None):
+        self.nofile = nofile
+        self.token_file = Path(tmp_path) / f"operator-token-{secrets.token_hex(4)}"
+        self.token_file.write_text(token + "\n")
+        self.token_file.chmod(0o600)
+        args = ["serve", "--listen", f"127.0.0.1:{port}", "--operator-token-file", self.token_file,
+                "--log-level", log_level, "--sweep-interval", sweep]
+        if store:
+            args += ["--store", store]
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if ttl:
+            args += ["--ttl", ttl]
+        super().__init__(home, args, env_extra)
+        self.scheme = self.port = self.url = self.server_key = None
+
+    def start(self, timeout: float = 15.0) -> "Server":
+        limit = self.nofile
+        preexec = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None
+        m = self.launch(SERVING_RE, timeout, "the 'serving on' line", preexec_fn=preexec)
+        self.scheme = m.group(1).decode()
+        self.port = int(m.group(2))
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.server_key = m.group(3).decode()
+        return self
 
 
 def remote_create(home, server_url, exec_id, *args, secret_stdin: bytes | None = None, token=OPERATOR_TOKEN,
@@ -848,6 +886,81 @@ def remote_run(home, server_url, exec_id, cmd, *, token=None, extra=(), env_extr
     env = {} if token is None else {"STIGMER_TOKEN": token}
     env.update(env_extra or {})
     return run(["run", "--server", server_url, "--execution-id", exec_id, *extra, "--", *cmd], home, env_extra=env)
+
+
+# --------------------------------------------------------------------------
+# the Kubernetes client's models (the `kubernetes` package is imported on first use)
+
+_K8S_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_k8s_api = None
+
+
+class _K8sBody:
+    """What ApiClient.deserialize reads from a response: `.data`, the body as JSON text."""
+
+    def __init__(self, document):
+        self.data = json.dumps(document)
+
+
+def _k8s_client():
+    global _k8s_api
+    if _k8s_api is None:
+        from kubernetes import client
+
+        _k8s_api = client.ApiClient()
+    return _k8s_api
+
+
+def k8s_model(document, model: str):
+    """`document` (a dict as read from YAML or JSON) deserialized by the official client as
+    `model` (e.g. "V1Pod"); fields the model does not know are dropped silently."""
+    return _k8s_client().deserialize(_K8sBody(document), model)
+
+
+def _k8s_canonical(value):
+    """Absent and null are the same to the API (`creationTimestamp: null`), and the client
+    writes timestamps back in isoformat (+00:00 for Z): compare those as instants."""
+    if isinstance(value, dict):
+        return {k: _k8s_canonical(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_k8s_canonical(v) for v in value]
+    if isinstance(value, str) and _K8S_TIMESTAMP.match(value):
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def _k8s_differences(want, got, path="") -> list[str]:
+    """Every path where `got` (after the round trip) differs from `want` (as written)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        out = []
+        for key in want.keys() | got.keys():
+            where = f"{path}.{key}"
+            if key not in got:
+                out.append(f"{where}: dropped (unknown to the model: misspelled, misplaced, or not in this API version?)")
+            elif key not in want:
+                out.append(f"{where}: added as {got[key]!r}")
+            else:
+                out += _k8s_differences(want[key], got[key], where)
+        return out
+    if isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            return [f"{path}: {len(want)} items became {len(got)}"]
+        return [d for i, (w, g) in enumerate(zip(want, got)) for d in _k8s_differences(w, g, f"{path}[{i}]")]
+    if want != got or type(want) is not type(got):
+        return [f"{path}: {want!r} became {got!r}"]
+    return []
+
+
+def k8s_round_trip(document, model: str, what: str = "the document"):
+    """Assert that `document` deserialized as `model` (e.g. "V1Pod") and serialized back
+    (`sanitize_for_serialization`) is unchanged, up to nulls and timestamp spelling: a
+    misspelled, misplaced or mistyped field does not survive. `what` names the document in
+    the message. Returns the model object."""
+    obj = k8s_model(document, model)
+    assert type(obj).__name__ == model, f"{what}: deserialized as {type(obj).__name__}, not {model}"
+    lost = _k8s_differences(_k8s_canonical(document), _k8s_canonical(_k8s_client().sanitize_for_serialization(obj)))
+    assert not lost, f"{what} does not survive the client's {model}:\n  " + "\n  ".join(sorted(lost))
+    return obj
 
 
 # --------------------------------------------------------------------------

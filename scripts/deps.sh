@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 purpose=${1:-test}
 
 packages=(libseccomp-dev libsqlite3-dev libyaml-dev zlib1g-dev)
-[ "$purpose" = build ] || packages+=(strace gcc util-linux procps postgresql openssl)
+# The Kubernetes tests: a real OCI runtime, registry and image tools, and what bundles the
+# launcher for an image with nothing in it.
+[ "$purpose" = build ] || packages+=(strace gcc util-linux procps postgresql openssl crun patchelf busybox-static docker-registry skopeo umoci)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,5 +25,5 @@ protoc --proto_path=Protos \
     --swift_out="$out" --swift_opt=Visibility=Public,FileNaming=DropPath \
     --plugin=protoc-gen-grpc-swift="$tools/protoc-gen-grpc-swift-2" \
     --grpc-swift_out="$out" --grpc-swift_opt=Visibility=Public,Server=true,Client=true,FileNaming=DropPath \
-    Protos/stigmer/exec/v1/execution_context.proto
+    Protos/stigmer/exec/v1/execution_context.proto Protos/grpc/health/v1/health.proto
 echo "generated: $(ls "$out"/*.swift | xargs -n1 basename | tr '\n' ' ')"

@@ -40,6 +40,20 @@
 int stigmer_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }
 int stigmer_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
+static void stigmer_exit_on_signal(int sig) { _exit(128 + sig); }
+
+void stigmer_exit_on_termination_signals(void) {
+    static const int signals[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        struct sigaction old;
+        if (sigaction(signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL) continue;
+        struct sigaction action = {0};
+        action.sa_handler = stigmer_exit_on_signal;
+        sigemptyset(&action.sa_mask);
+        sigaction(signals[i], &action, NULL);
+    }
+}
+
 // Drops a read-only mapping's pages that still match the file. With no anonymous page in
 // it, the whole range at once; else page by page from /proc/self/pagemap (bit 63: present,
 // bit 61: a file page), keeping every private copy (a relocated page made read-only).

@@ -87,7 +87,7 @@ public struct HTTPURL: Sendable, Equatable {
     var hostInURL: String { host.contains(":") ? "[\(host)]" : host }
 
     /// The Host header: the port only when it is not the scheme's own.
-    var hostHeader: String { port == (secure ? 443 : 80) ? hostInURL : "\(hostInURL):\(port)" }
+    public var hostHeader: String { port == (secure ? 443 : 80) ? hostInURL : "\(hostInURL):\(port)" }
 
     /// `localhost`, or an address in 127.0.0.0/8 or ::1 — parsed, not matched as text
     /// (`127.example.com` is a name anyone can point anywhere).

@@ -17,14 +17,21 @@ public struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("key-fd"), help: ArgumentHelp("Read the encryption key from this descriptor (then close it). Overrides STIGMER_ENCRYPTION_KEY and the key file.", valueName: "N"))
     public var keyFD: Int32?
 
+    @Option(name: .customLong("error-fd"), help: ArgumentHelp("On a failure of stigmer-exec itself (not of the command it runs), also write one JSON line to this descriptor: {\"status\", \"code\", \"message\", \"names\"}. Closed when the child starts: no line means the exit status is the child's.", valueName: "N"))
+    public var errorFD: Int32?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Default: $STIGMER_LOG_LEVEL, else warning.", valueName: "LEVEL"))
     public var logLevel: Logger.Level?
 
     public func validate() throws {
         if let keyFD, keyFD < 0 { throw ValidationError("--key-fd must be a descriptor number (0 or more)") }
+        if let errorFD {
+            guard errorFD > 2 else { throw ValidationError("--error-fd must be a descriptor number of 3 or more") }
+            ErrorReport.use(errorFD)
+        }
     }
 
-    public var settings: Settings { Settings(home: home, keyFD: keyFD, logLevel: logLevel) }
+    public var settings: Settings { Settings(home: home, keyFD: keyFD, logLevel: logLevel, errorFD: errorFD) }
 
     public func logger() throws(StigmerError) -> Logger { try settings.logger() }
     public func resolvedHome() throws(StigmerError) -> StigmerHome { try settings.resolvedHome() }
@@ -36,11 +43,13 @@ public struct Settings: Equatable {
     public var home: String?
     public var keyFD: Int32?
     public var logLevel: Logger.Level?
+    public var errorFD: Int32?
 
-    public init(home: String? = nil, keyFD: Int32? = nil, logLevel: Logger.Level? = nil) {
+    public init(home: String? = nil, keyFD: Int32? = nil, logLevel: Logger.Level? = nil, errorFD: Int32? = nil) {
         self.home = home
         self.keyFD = keyFD
         self.logLevel = logLevel
+        self.errorFD = errorFD
     }
 
     public func logger() throws(StigmerError) -> Logger {

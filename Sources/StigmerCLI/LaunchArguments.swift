@@ -179,6 +179,12 @@ public struct LaunchArguments: Equatable {
         Flag("--home") { $0.settings.home = $1; return true },
         Flag("--key-fd") { guard let fd = descriptor($1) else { return false }; $0.settings.keyFD = fd; return true },
         Flag("--log-level") { guard let level = Logger.Level(rawValue: $1) else { return false }; $0.settings.logLevel = level; return true },
+        Flag("--error-fd") {
+            guard let fd = descriptor($1), fd > 2 else { return false }
+            $0.settings.errorFD = fd
+            ErrorReport.use(fd)
+            return true
+        },
         Flag("--store") { $0.store = $1; return true },
         Flag("--execution-id") { $0.executionID = $1; return true },
     ]

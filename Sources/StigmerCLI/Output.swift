@@ -58,12 +58,35 @@ extension ParsableCommand {
     public static func exitReporting(_ error: any Error) -> Never {
         if let error = error as? StigmerError {
             if !error.alreadyReported { Stderr.line("stigmer-exec: \(error)") }
+            ErrorReport.write(status: error.exitStatus, code: "\(error.code)", message: error.alreadyReported ? "" : "\(error)", names: error.names)
             Glibc.exit(error.exitStatus)
         }
         let code = exitCode(for: error)
         guard code != .success else { exit(withError: error) }
         let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
         Stderr.line("stigmer-exec: \(text); see --help")
+        ErrorReport.write(status: code.rawValue, code: "usage", message: "\(text); see --help", names: [])
         Glibc.exit(code.rawValue)
+    }
+}
+
+/// `--error-fd N`: a failure of stigmer-exec itself, as one JSON line a caller can tell
+/// from the child's own exit status (the descriptor is close-on-exec: a child that
+/// started leaves it empty). The message is the stderr line's: names, never values.
+public enum ErrorReport {
+    nonisolated(unsafe) static var fd: Int32 = -1
+
+    /// Marks `fd` close-on-exec and remembers it. A descriptor that is not open is
+    /// ignored (the caller then just sees no line).
+    public static func use(_ descriptor: Int32) {
+        guard fcntl(descriptor, F_SETFD, FD_CLOEXEC) == 0 else { return }
+        fd = descriptor
+    }
+
+    static func write(status: Int32, code: String, message: String, names: [String]) {
+        guard fd >= 0 else { return }
+        var line = "{\"status\":\(status),\"code\":\(JSONWriter.quote(code)),\"message\":\(JSONWriter.quote(message)),\"names\":["
+        line += names.map(JSONWriter.quote).joined(separator: ",") + "]}\n"
+        try? IO.writeAll(fd, line)
     }
 }

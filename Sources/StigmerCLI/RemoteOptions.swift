@@ -124,7 +124,7 @@ public enum Dispatch {
     /// Whether `args` (argv without argv[0]) belong to the companion.
     public static func belongsToCompanion(_ args: [String]) -> Bool {
         guard let command = args.first else { return false }
-        if command == "serve" { return true }
+        if ["serve", "webhook", "inject"].contains(command) { return true }
         guard ["context", "apply"].contains(command) else { return false }
         func flag(_ name: String) -> String? {
             for (i, arg) in args.enumerated() {

@@ -36,6 +36,31 @@ public enum JSONWriter {
         }
     }
 
+    /// Compact JSON (no spaces or newlines), for bodies on the wire.
+    public static func writeCompact(_ doc: Document, into out: inout String) {
+        switch doc.kind {
+        case .null:
+            out += "null"
+        case .scalar(let text, let plain):
+            out += plain && isBare(text) ? text : quote(text)
+        case .sequence(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                writeCompact(item, into: &out)
+            }
+            out += "]"
+        case .mapping(let entries):
+            out += "{"
+            for (i, entry) in entries.enumerated() {
+                if i > 0 { out += "," }
+                out += quote(entry.key) + ":"
+                writeCompact(entry.value, into: &out)
+            }
+            out += "}"
+        }
+    }
+
     /// Whether `text` is a JSON literal as it stands: true, false, null, or a number by
     /// RFC 8259's grammar (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`). YAML's
     /// `+1`, `.5`, `1.` and `007` are numbers to YAML but not JSON: they are written as

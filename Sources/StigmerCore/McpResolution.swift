@@ -140,6 +140,10 @@ public enum McpResolver {
     public static func error(_ problems: [LocatedProblem], file: String) -> StigmerError {
         let count = problems.count
         let list = problems.map(\.description).joined(separator: "; ")
-        return .unresolved("\(count) unresolvable placeholder\(count == 1 ? "" : "s") in \(file): \(list)")
+        var error = StigmerError.unresolved("\(count) unresolvable placeholder\(count == 1 ? "" : "s") in \(file): \(list)")
+        for located in problems {
+            if case .missing(let name, _) = located.problem, !error.names.contains(name) { error.names.append(name) }
+        }
+        return error
     }
 }

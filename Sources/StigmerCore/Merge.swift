@@ -45,9 +45,11 @@ public enum Merge {
         let missing = required.filter { result[$0] == nil }
         if !missing.isEmpty {
             let names = missing.sorted().joined(separator: ", ")
-            throw .unresolved(
+            var error = StigmerError.unresolved(
                 "missing required variable\(missing.count == 1 ? "" : "s"): \(names); "
                     + "supply \(missing.count == 1 ? "it" : "them") with an environment_ref, --env, --secret or --env-file")
+            error.names = missing.sorted()
+            throw error
         }
         return result
     }

@@ -34,6 +34,9 @@ public struct StigmerError: Error, Sendable, Equatable, CustomStringConvertible 
     /// Set when another process (the fetch helper) already printed the line: only its
     /// exit status is passed on.
     public var alreadyReported = false
+    /// The variable names an `unresolved` (78) error is about — names, never values — for
+    /// `--error-fd`'s record.
+    public var names: [String] = []
 
     public init(_ code: Code, _ message: String, cause: String? = nil) {
         self.code = code

@@ -98,7 +98,9 @@ public struct ChildSpec: Sendable {
         if !problems.isEmpty { return McpResolver.error(problems, file: file) }
         let missing = fileVariables.filter { values.entry($0) == nil }
         if !missing.isEmpty {
-            return .unresolved("--file-var \(missing.joined(separator: ", ")): not set in the execution context; nothing was launched (check the name, or set it in the context)")
+            var error = StigmerError.unresolved("--file-var \(missing.joined(separator: ", ")): not set in the execution context; nothing was launched (check the name, or set it in the context)")
+            error.names = missing
+            return error
         }
         if case .everyValue = environment, let clash = fileVariables.first(where: { values.entry($0 + "_FILE") != nil }) {
             return .usage("--file-var \(clash) sets \(clash)_FILE, which the context sets too; nothing was launched (drop one of them)")

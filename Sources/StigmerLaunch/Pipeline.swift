@@ -240,6 +240,9 @@ public enum Launch {
                 // Privilege separation: the companion fetches sealed bytes, this process
                 // (which has no network stack) opens them.
                 let server = plan.location.serverURL
+                // A fetch may wait out a server's absence for --fetch-timeout: as a
+                // container's PID 1, stay stoppable meanwhile.
+                if getpid() == 1 { stigmer_exit_on_termination_signals() }
                 let recipient = server != nil ? Delivery.Recipient() : nil
                 let frame = try Companion.fetch(Companion.FetchRequest(
                     executionID: id, names: names, server: server, store: server == nil ? plan.location.store.location : nil,

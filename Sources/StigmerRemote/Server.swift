@@ -23,6 +23,10 @@ public struct ServerConfiguration: Sendable {
     public var store: String
     public var sweepInterval: Duration
     public var defaultTTL: Int64
+    /// HOST:PORT for a plaintext listener that serves only the health service (Kubernetes'
+    /// grpc probes speak no TLS).
+    public var healthHost: String?
+    public var healthPort: Int?
 
     public init(host: String, port: Int, tlsCertificate: String?, tlsKey: String?, operatorToken: String, keys: KeyRing,
                 store: String, sweepInterval: Duration, defaultTTL: Int64) {
@@ -112,10 +116,19 @@ public enum Server {
                 ? .ipv6(host: config.host, port: config.port) : .ipv4(host: config.host, port: config.port)
             let server = GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: security,
                                                               config: Self.transportConfig(logger: logger)),
-                                    services: [service])
+                                    services: [service, HealthService(store: store)])
+            var services: [any Service] = []
+            if let healthHost = config.healthHost, let healthPort = config.healthPort {
+                let healthAddress: GRPCNIOTransportCore.SocketAddress = healthHost.contains(":")
+                    ? .ipv6(host: healthHost, port: healthPort) : .ipv4(host: healthHost, port: healthPort)
+                let health = GRPCServer(transport: .http2NIOPosix(address: healthAddress, transportSecurity: .plaintext,
+                                                                  config: Self.transportConfig(logger: logger)),
+                                        services: [HealthService(store: store)])
+                services.append(HealthServerService(server: health, logger: logger))
+            }
             let sweeper = Sweeper(store: store, interval: config.sweepInterval, logger: logger)
             let group = ServiceGroup(services: [sweeper, GRPCServerService(server: server, logger: logger, tls: config.tlsCertificate != nil,
-                                                                                    serverKey: Base64.encode(ServerIdentity(config.keys.newest).publicKey))],
+                                                                                    serverKey: Base64.encode(ServerIdentity(config.keys.newest).publicKey))] + services,
                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
         }
@@ -141,6 +154,46 @@ struct GRPCServerService<Transport: ServerTransport>: Service {
                     else if let v6 = address.ipv6 { text = "[\(v6.host)]:\(v6.port)" }
                     else { text = "\(address)" }
                     Stderr.line("stigmer-exec: serving on \(tls ? "grpcs" : "grpc")://\(text) with server key \(serverKey)")
+                }
+            }
+        } onCancelOrGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}
+
+/// The gRPC health checking protocol (grpc.health.v1, Check): SERVING while the store
+/// answers an indexed read, NOT_SERVING otherwise — what a readiness probe should see.
+/// For "" (the server) and the context service; any other name is NOT_FOUND.
+struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+    let store: any AsyncStore
+    static let known: Set<String> = ["", "stigmer.exec.v1.ExecutionContextService"]
+
+    func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        guard Self.known.contains(request.service) else { throw RPCError(code: .notFound, message: "unknown service") }
+        var response = Grpc_Health_V1_HealthCheckResponse()
+        do {
+            _ = try await store.executionID(forTokenHash: String(repeating: "0", count: 64))
+            response.status = .serving
+        } catch {
+            response.status = .notServing
+        }
+        return response
+    }
+}
+
+/// The plaintext health-only listener (`serve --health-listen`).
+struct HealthServerService<Transport: ServerTransport>: Service {
+    let server: GRPCServer<Transport>
+    let logger: Logger
+
+    func run() async throws {
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                if let address = try await server.listeningAddress {
+                    let text = address.ipv4.map { "\($0.host):\($0.port)" } ?? address.ipv6.map { "[\($0.host)]:\($0.port)" } ?? "\(address)"
+                    Stderr.line("stigmer-exec: health (grpc.health.v1, plaintext) on grpc://\(text)")
                 }
             }
         } onCancelOrGracefulShutdown: {

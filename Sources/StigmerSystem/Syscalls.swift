@@ -102,6 +102,13 @@ public enum Sys {
     public static var euid: uid_t { geteuid() }
 
     /// Seconds since the Unix epoch.
+    /// CLOCK_MONOTONIC in nanoseconds, for durations.
+    public static func monotonicNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     public static func now() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -27,6 +27,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp("TLS certificate chain (PEM).", valueName: "FILE")) var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("TLS private key (PEM).", valueName: "FILE")) var tlsKey: String?
 
+    @Option(name: .customLong("health-listen"), help: ArgumentHelp("Also serve only the gRPC health service, in plaintext, here (for Kubernetes' grpc probes, which speak no TLS). The main port serves it too.", valueName: "HOST:PORT"))
+    var healthListen: String?
+
     @Option(name: .customLong("operator-token-file"), help: ArgumentHelp("The operator token. Default: $STIGMER_OPERATOR_TOKEN.", valueName: "FILE"))
     var operatorTokenFile: String?
 
@@ -43,11 +46,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logger = try global.logger()
         LockedRegion.prefersSecretMemory = false  // per-fetch TLB shootdowns; see LockedRegion
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw StigmerError.usage("invalid --listen \(quoted(listen)); expected HOST:PORT, e.g. 127.0.0.1:7443")
-        }
-        var host = String(listen[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let (host, port) = try Self.address(listen, flag: "--listen")
+        let health = try healthListen.map { text throws(StigmerError) in try Self.address(text, flag: "--health-listen") }
         let token: String
         if let operatorTokenFile {
             // The same rules as the key file: ours, 0600 or 0400 (77 otherwise).
@@ -64,11 +64,22 @@ struct Serve: AsyncParsableCommand {
         let home = try global.resolvedHome()
         let location = storeOptions.location.location
             ?? { try? home.ensureExists(); return home.path + "/" + SQLiteStore.fileName }()
-        let config = ServerConfiguration(host: host.isEmpty ? "0.0.0.0" : host, port: port, tlsCertificate: tlsCert, tlsKey: tlsKey,
+        var config = ServerConfiguration(host: host.isEmpty ? "0.0.0.0" : host, port: port, tlsCertificate: tlsCert, tlsKey: tlsKey,
                                          operatorToken: token, keys: keys, store: location,
                                          sweepInterval: .seconds(try DurationText.seconds(sweepInterval)),
                                          defaultTTL: try DurationText.seconds(ttl))
+        config.healthHost = health.map { $0.host.isEmpty ? "0.0.0.0" : $0.host }
+        config.healthPort = health?.port
         try await Server.run(config, logger: logger)
+    }
+
+    static func address(_ text: String, flag: String) throws(StigmerError) -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw StigmerError.usage("invalid \(flag) \(quoted(text)); expected HOST:PORT, e.g. 127.0.0.1:7443")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
     }
 }
 

@@ -19,7 +19,7 @@ struct StigmerExec: ParsableCommand {
             78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
             """,
         version: "0.2.0",
-        subcommands: [RunCommand.self, McpCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self]
+        subcommands: [RunCommand.self, McpCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self, InstallCommand.self]
     )
 
     /// Parses and runs; every failure leaves as one line on stderr and its documented

@@ -31,12 +31,12 @@ struct FlagParityTests {
         "--fetch-timeout": "5s", "--server": "grpc://127.0.0.1:1", "--agent": "a", "--instance": "i", "--env-ref": "base",
         "--env": "A=1", "--secret": "S", "--env-file": "/e.env", "--secret-file": "/s.env", "--config": "/c.json",
         "--context-server": "grpcs://h:2", "--fs-read": "/r", "--fs-write": "/w", "--fs-exec": "/x", "--net-connect": "443,8443",
-        "--net-bind": "8080", "--sandbox": "best-effort", "--file-var": "TOKEN",
+        "--net-bind": "8080", "--sandbox": "best-effort", "--file-var": "TOKEN", "--error-fd": "9",
     ]
 
     /// Values each parser must refuse.
     static let bad: [(String, String)] = [
-        ("--key-fd", "-1"), ("--key-fd", "x"), ("--token-fd", "three"), ("--log-level", "loud"),
+        ("--key-fd", "-1"), ("--key-fd", "x"), ("--token-fd", "three"), ("--log-level", "loud"), ("--error-fd", "2"), ("--error-fd", "x"),
         ("--memory-limit", "512iM"), ("--memory-limit", "0"), ("--memory-limit", "12X"), ("--memory-limit", "M"),
         ("--env", "1A=x"), ("--env", "NOEQUALS"), ("--secret", "bad name"),
         ("--net-connect", "70000"), ("--net-connect", "http"), ("--net-bind", "1,,2"), ("--net-bind", "-5"), ("--file-var", "1X"),

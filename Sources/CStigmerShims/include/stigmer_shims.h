@@ -14,6 +14,12 @@
 
 int stigmer_set_dumpable(int dumpable);
 int stigmer_set_child_subreaper(void);
+
+/// As PID 1 (a container's first process), the kernel drops every signal whose
+/// disposition is the default: a launcher waiting for its context would outlive
+/// `docker stop`/`crun kill` until SIGKILL. Makes SIGTERM, SIGINT and SIGHUP end the
+/// process (status 128+N), where they are at the default; execve resets them.
+void stigmer_exit_on_termination_signals(void);
 // A supervisor, once its child runs, drops the pages of its own executable it touched while
 // launching (read-only mappings only; they fault back in from the page cache if needed) and
 // trims the heap. Returns how many bytes of mappings were released.
