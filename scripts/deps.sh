@@ -41,5 +41,7 @@ then
     echo "deps: installing integration/requirements.txt"
     python3 -m pip install -q --disable-pip-version-check -r integration/requirements.txt
 fi
+# The Python client as a user installs it (the tests import it; a few seconds each run).
+[ "$purpose" = build ] || python3 -m pip install -q --disable-pip-version-check ./clients/python
 
 command -v swift >/dev/null || { echo "deps: swift not found; install Swift 6.x (here: /opt/swift/usr/bin)" >&2; exit 1; }

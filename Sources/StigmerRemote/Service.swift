@@ -132,7 +132,7 @@ public struct ExecutionContextService: Stigmer_Exec_V1_ExecutionContextService.S
             }
             if !recipient.isEmpty {
                 guard let identity = ServerIdentity.matching(Array(message.serverPublicKey), in: identities) else {
-                    throw RPCError(code: .failedPrecondition, message: "this server does not hold the server key the caller pinned; check --server-key, or the server's master key")
+                    throw RPCError(code: .permissionDenied, message: "this server does not hold the server key the caller pinned; check --server-key, or the server's master key")
                 }
                 let opened = try engine.open(live.data, only: wanted.isEmpty ? nil : wanted, executionID: id)
                 let sealed = try Delivery.seal(opened, layers: selected.map { $0.value.layer.description }, executionID: id,
