@@ -362,7 +362,10 @@ def test_no_value_on_disk_or_in_the_manifest(main_run, context):
     token_env = [e for e in app["env"] if e["name"] == "STIGMER_TOKEN"]
     assert token_env == [{"name": "STIGMER_TOKEN",
                           "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "token"}}}], app["env"]
-    assert all("value" not in e or e["name"] == "FOO" for e in app["env"]), app["env"]
+    # Plain values: the pod's own FOO, and the bundled companion's path the injector names.
+    assert all("value" not in e or e in ({"name": "FOO", "value": "bar"},
+                                        {"name": "STIGMER_EXEC_FULL", "value": "/stigmer/stigmer-exec-full"})
+               for e in app["env"]), app["env"]
 
 
 # --------------------------------------------------------------------------

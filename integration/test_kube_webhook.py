@@ -91,6 +91,8 @@ DATAERR = 65
 
 # What the test images hold (pushed once per module by the `images` fixture).
 APP_ENTRYPOINT = ["/bin/app"]
+# The injector names the bundled companion (the image's ENV must not choose the fetch helper).
+COMPANION_ENV = {"name": "STIGMER_EXEC_FULL", "value": "/stigmer/stigmer-exec-full"}
 APP_CMD = ["serve", "--data=$(HOME)/data"]  # `$(` the kubelet must not start expanding
 APP_ARGV = ["/bin/app", "serve", "--data=$$(HOME)/data"]
 DOCKER_ENTRYPOINT = ["/docker-entrypoint.sh"]
@@ -337,7 +339,7 @@ def assert_injected(before: dict, after: dict, *, chosen: dict[str, list[str]], 
         assert ca["command"] == expected_command(exec_id, server, options), f"{name}: command {ca['command']}"
         assert ca["args"] == chosen[name], f"{name}: args {ca['args']}, expected {chosen[name]}"
         assert ca["volumeMounts"] == (cb.get("volumeMounts") or []) + [MOUNT], f"{name}: mounts {ca['volumeMounts']}"
-        assert ca["env"] == (cb.get("env") or []) + [token_env(*secret)], f"{name}: env {ca['env']}"
+        assert ca["env"] == (cb.get("env") or []) + [token_env(*secret), COMPANION_ENV], f"{name}: env {ca['env']}"
         rest = ("command", "args", "volumeMounts", "env")
         assert {k: v for k, v in ca.items() if k not in rest} == {k: v for k, v in cb.items() if k not in rest}, \
             f"container {name!r} changed beyond command, args, mounts and env"
@@ -348,7 +350,7 @@ def assert_injected(before: dict, after: dict, *, chosen: dict[str, list[str]], 
         {k: v for k, v in before.items() if k not in ("metadata", "spec")}
     for c in spec_a["containers"] + spec_a["initContainers"]:
         for env in c.get("env", []):
-            if env["name"].startswith("STIGMER_"):
+            if env["name"].startswith("STIGMER_") and env != COMPANION_ENV:
                 assert "value" not in env, f"{c['name']}: {env['name']} carries a value"
 
 
@@ -867,6 +869,20 @@ def _mount_at_stigmer(rev):
     container(pod, "agent")["volumeMounts"].append({"name": "tools", "mountPath": "/stigmer"})
 
 
+def _sidecar_mounts_the_injectors_volume(rev):
+    """After mutation the mount would resolve to the injected volume, read-write."""
+    container(pod_of(rev), "log-shipper").setdefault("volumeMounts", []).append({"name": "stigmer-exec", "mountPath": "/x"})
+
+
+def _args_refer_to_the_token(rev):
+    """Once the injector defines STIGMER_TOKEN, the kubelet would expand this into argv."""
+    container(pod_of(rev), "agent")["args"].append("--key=$(STIGMER_TOKEN)")
+
+
+def _env_from(rev):
+    container(pod_of(rev), "agent")["envFrom"] = [{"configMapRef": {"name": "settings"}}]
+
+
 def _volume_named_stigmer_exec(rev):
     pod_of(rev)["spec"]["volumes"].append({"name": "stigmer-exec", "emptyDir": {}})
 
@@ -890,6 +906,15 @@ DENIALS = {
     "bad-init": (_set("stigmer.ai/init", "yes"), ["stigmer.ai/init"]),
     "bad-mask-output": (_set("stigmer.ai/mask-output", "1"), ["stigmer.ai/mask-output"]),
     "bad-seccomp": (_set("stigmer.ai/seccomp", "profiles/strict.json"), ["stigmer.ai/seccomp"]),
+    # From an attacker's review:
+    "sets-STIGMER_EXEC_FULL": (_env("STIGMER_EXEC_FULL"), ['"agent"', "STIGMER_EXEC_FULL"]),
+    "env-from": (_env_from, ['"agent"', "envFrom"]),
+    "args-refer-to-the-token": (_args_refer_to_the_token, ['"agent"', "$(STIGMER_"]),
+    "sidecar-mounts-the-volume": (_sidecar_mounts_the_injectors_volume, ['"log-shipper"', '"stigmer-exec"']),
+    # A YAML `- - - …` would recurse once per level in the composer: the annotation is JSON
+    # only, and JSON's reader stops at 512 levels; the webhook answers (and keeps running).
+    "command-nested-deep-yaml": (_set("stigmer.ai/command", "- " * 100_000 + "x"), ["stigmer.ai/command"]),
+    "command-nested-deep-json": (_set("stigmer.ai/command", "[" * 100_000 + "]" * 100_000), ["stigmer.ai/command"]),
 }
 
 

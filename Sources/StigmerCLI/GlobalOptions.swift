@@ -27,6 +27,7 @@ public struct GlobalOptions: ParsableArguments {
         if let keyFD, keyFD < 0 { throw ValidationError("--key-fd must be a descriptor number (0 or more)") }
         if let errorFD {
             guard errorFD > 2 else { throw ValidationError("--error-fd must be a descriptor number of 3 or more") }
+            guard errorFD != keyFD else { throw ValidationError("--error-fd and --key-fd must be different descriptors") }
             ErrorReport.use(errorFD)
         }
     }

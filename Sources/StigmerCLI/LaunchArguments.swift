@@ -45,7 +45,10 @@ public struct LaunchArguments: Equatable {
     }
 
     /// Where the context is; warns (once, here) when `--store` carries a password.
-    func contextLocation() -> ContextLocation {
+    func contextLocation() throws(StigmerError) -> ContextLocation {
+        if let errorFD = settings.errorFD, errorFD == settings.keyFD || errorFD == remote.tokenFD {
+            throw .usage("--error-fd must be a descriptor of its own, not the one of --key-fd or --token-fd")
+        }
         var location = ContextLocation(home: settings.home, store: StoreLocation(store), server: remote.server, keyFD: settings.keyFD,
                                        helperOptions: remote.helperArgs + (settings.logLevel.map { ["--log-level", $0.rawValue] } ?? []))
         location.protectedFiles = remote.tokenFile.map { [$0] } ?? []
@@ -69,7 +72,7 @@ public struct LaunchArguments: Equatable {
         var child = ChildSpec.command(command, base: cleanEnv ? ChildEnvironment.cleanBase : nil)
         var seen = Set<String>()
         child.fileVariables = fileVariables.filter { seen.insert($0).inserted }
-        return LaunchPlan(values: values, location: contextLocation(), child: child,
+        return LaunchPlan(values: values, location: try contextLocation(), child: child,
                           hardening: hardening, deleteOnExit: deleteOnExit, logger: logger)
     }
 
@@ -88,7 +91,7 @@ public struct LaunchArguments: Equatable {
             hardening.sandbox.profiles.append(RelativePath.beside(file, profile))
         }
         if case .http = definition.transport {
-            return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: try bridgeSpec(definition, file: file),
+            return LaunchPlan(values: .stored(executionID: id), location: try contextLocation(), child: try bridgeSpec(definition, file: file),
                               hardening: hardening, logger: logger)
         }
         let child = try McpResolver.child(definition, file: file)
@@ -96,7 +99,7 @@ public struct LaunchArguments: Equatable {
                              base: ChildEnvironment.mcpBase + (child.isDocker ? ChildEnvironment.dockerBase : []),
                              workingDirectory: child.workingDir, file: file, server: name)
         spec.container = child.isDocker
-        return LaunchPlan(values: .stored(executionID: id), location: contextLocation(), child: spec, hardening: hardening, logger: logger)
+        return LaunchPlan(values: .stored(executionID: id), location: try contextLocation(), child: spec, hardening: hardening, logger: logger)
     }
 
     /// An http server: the companion's bridge (`stigmer-exec-full mcp-bridge`), started as

@@ -183,15 +183,31 @@ public struct PodInjector: Sendable {
                 throw InjectionDenied("the pod already has a volume named \(quoted(name)); rename it")
             }
         }
+        // A mount of the injector's volume elsewhere (say, read-write in a sidecar) would
+        // let that container change the launcher under the others.
+        for kind in ["containers", "initContainers", "ephemeralContainers"] {
+            for other in Self.items(spec[kind]) {
+                for mount in Self.items(other["volumeMounts"]) {
+                    if let volume = Self.text(mount["name"]), [InjectorSettings.volumeName, InjectorSettings.caVolumeName].contains(volume) {
+                        throw InjectionDenied("container \(quoted(Self.text(other["name"]) ?? "")) mounts \(quoted(volume)), the injector's volume; rename the mount")
+                    }
+                }
+            }
+        }
         let allCommand = try Self.commandAnnotation(annotations, InjectAnnotation.command)
         var chosen: [ChosenContainer] = []
         var hasMounts: [Int: Bool] = [:], hasEnv: [Int: Bool] = [:]
         for (index, container) in containers.enumerated() where chosenNames.contains(names[index]) {
             let name = names[index]
+            // The launcher's control variables are the injector's to set: one from the pod
+            // (STIGMER_EXEC_FULL, say) would steer the launcher.
             for entry in Self.items(container["env"]) {
-                if let variable = Self.text(entry["name"]), ["STIGMER_TOKEN", "STIGMER_SERVER", "STIGMER_EXECUTION_ID"].contains(variable) {
-                    throw InjectionDenied("container \(quoted(name)) sets \(variable) itself; the injector sets it (remove it from env)")
+                if let variable = Self.text(entry["name"]), variable.hasPrefix("STIGMER_") {
+                    throw InjectionDenied("container \(quoted(name)) sets \(variable) itself; the injector sets the launcher's STIGMER_* variables (remove it from env)")
                 }
+            }
+            if !Self.items(container["envFrom"]).isEmpty {
+                throw InjectionDenied("container \(quoted(name)) uses envFrom, which could set the launcher's STIGMER_* variables; list its variables under env instead")
             }
             for mount in Self.items(container["volumeMounts"]) {
                 if let path = Self.text(mount["mountPath"]), [settings.mountPath, InjectorSettings.caMountPath].contains(path) {
@@ -205,11 +221,20 @@ public struct PodInjector: Sendable {
             let command = try Self.stringList(container["command"], "containers[\(index)].command").flatMap { $0.isEmpty ? nil : $0 }
             let args = try Self.stringList(container["args"], "containers[\(index)].args").flatMap { $0.isEmpty ? nil : $0 }
             let annotated = try Self.commandAnnotation(annotations, InjectAnnotation.command + "." + name) ?? allCommand
+            // The kubelet expands $(VAR) in command and args against the container's env,
+            // where STIGMER_TOKEN now is: a reference would put the token in argv.
+            for word in (command ?? []) + (args ?? []) + (annotated ?? []) where word.contains("$(STIGMER_") {
+                throw InjectionDenied("container \(quoted(name)) refers to a $(STIGMER_…) variable in its command or args; the kubelet would expand it to the execution token")
+            }
             chosen.append(ChosenContainer(index: index, name: name, image: image, command: command, args: args, annotated: annotated))
             hasMounts[index] = container["volumeMounts"] != nil
             hasEnv[index] = container["env"] != nil
         }
         let pullSecrets = Self.items(spec["imagePullSecrets"]).compactMap { Self.text($0["name"]) }
+        let lookups = Set(chosen.filter(\.needsImageConfig).map(\.image))
+        guard lookups.count <= Self.maxLookups else {
+            throw InjectionDenied("\(lookups.count) images would have to be looked up; at most \(Self.maxLookups) per pod: give the others their command (or the \(InjectAnnotation.command).NAME annotation)")
+        }
         return InjectionPlan(executionID: executionID, server: server,
                              tokenSecret: (secretParts[0], secretParts.count == 2 ? secretParts[1] : "token"), serverCA: serverCA,
                              launcherOptions: options, containers: chosen, pullSecrets: pullSecrets,
@@ -244,7 +269,9 @@ public struct PodInjector: Sendable {
         ops.append(plan.hasInitContainers ? .add("/spec/initContainers/0", install) : .add("/spec/initContainers", Document(.sequence([install]))))
 
         let launcher = settings.mountPath + "/stigmer-exec"
-        let command = [launcher, "run", "--execution-id", plan.executionID, "--server", plan.server] + plan.launcherOptions + ["--"]
+        // The kubelet expands $(VAR) and turns $$ into $ in command and args: our own
+        // words are escaped so they arrive as written.
+        let command = Self.escape([launcher, "run", "--execution-id", plan.executionID, "--server", plan.server] + plan.launcherOptions + ["--"])
         for container in plan.containers {
             let argv = try self.argv(container, images: images)
             let base = "/spec/containers/\(container.index)"
@@ -266,7 +293,15 @@ public struct PodInjector: Sendable {
                 ("name", .string("STIGMER_TOKEN")),
                 ("valueFrom", .object([("secretKeyRef", .object([("name", .string(plan.tokenSecret.name)), ("key", .string(plan.tokenSecret.key))]))])),
             ])
-            ops.append(plan.hasEnv[container.index] == true ? .add(base + "/env/-", token) : .add(base + "/env", Document(.sequence([token]))))
+            // The companion beside the launcher, by name: the image's own ENV must not choose
+            // another fetch helper.
+            let companion = Document.object([("name", .string("STIGMER_EXEC_FULL")), ("value", .string(settings.mountPath + "/stigmer-exec-full"))])
+            if plan.hasEnv[container.index] == true {
+                ops.append(.add(base + "/env/-", token))
+                ops.append(.add(base + "/env/-", companion))
+            } else {
+                ops.append(.add(base + "/env", Document(.sequence([token, companion]))))
+            }
             // `add` on an existing member replaces it (RFC 6902 §4.1).
             ops.append(.add(base + "/command", .list(command)))
             ops.append(.add(base + "/args", .list(argv)))
@@ -275,16 +310,15 @@ public struct PodInjector: Sendable {
     }
 
     /// What the container ran before, by Kubernetes' rules: `command` replaces the image's
-    /// Entrypoint and `args` its Cmd. The image's words are escaped (`$(` → `$$(`), since
-    /// in `args` the kubelet would expand `$(VAR)` in them, which it never did before.
+    /// Entrypoint and `args` its Cmd. The image's words are escaped (`$` → `$$`), since in
+    /// `args` the kubelet would expand `$(VAR)` and `$$` in them, which it never did before.
     func argv(_ container: ChosenContainer, images: [String: ImageConfig]) throws(InjectionDenied) -> [String] {
         if let command = container.command { return command + (container.args ?? []) }
         if let annotated = container.annotated { return annotated + (container.args ?? []) }
         guard let config = images[container.image] else {
             throw InjectionDenied("container \(quoted(container.name)): the command of image \(quoted(container.image)) is not known; set the \(InjectAnnotation.command).\(container.name) annotation (a JSON list)")
         }
-        let escape = { (words: [String]) in words.map { $0.replacingAll("$(", with: "$$(") } }
-        let argv = escape(config.entrypoint ?? []) + (container.args ?? escape(config.cmd ?? []))
+        let argv = Self.escape(config.entrypoint ?? []) + (container.args ?? Self.escape(config.cmd ?? []))
         guard !argv.isEmpty else {
             throw InjectionDenied("container \(quoted(container.name)): image \(quoted(container.image)) has neither Entrypoint nor Cmd and the container no command; set command, or the \(InjectAnnotation.command).\(container.name) annotation")
         }
@@ -315,6 +349,10 @@ public struct PodInjector: Sendable {
     }
 
     // MARK: reading the pod
+
+    /// Distinct images one pod may have looked up (each lookup holds memory and a budget
+    /// of time the API server is waiting for).
+    static let maxLookups = 8
 
     static func items(_ node: Document?) -> [Document] {
         guard let node, case .sequence(let items) = node.kind else { return [] }
@@ -364,10 +402,17 @@ public struct PodInjector: Sendable {
         }
     }
 
+    /// Words as the kubelet must leave them: every `$` doubled (`$$` → `$`; `$(X)` is
+    /// then never a reference).
+    static func escape(_ words: [String]) -> [String] {
+        words.map { $0.replacingAll("$", with: "$$") }
+    }
+
     static func commandAnnotation(_ annotations: [String: String], _ name: String) throws(InjectionDenied) -> [String]? {
         guard let text = annotations[name] else { return nil }
         let words: [String]?
-        if let document = try? Loader.documents(text, file: name).first, case .sequence = document.kind {
+        // JSON only (the reader that bounds its depth): an annotation is the pod author's.
+        if let document = try? Loader.documents(text, file: name + ".json").first, case .sequence = document.kind {
             words = try? stringList(document, name)
         } else {
             words = nil

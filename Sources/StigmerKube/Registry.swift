@@ -116,6 +116,8 @@ public struct RegistryClient: Sendable {
         variant = parts.count == 3 ? parts[2] : nil
     }
 
+    static let bodyLimit = 512 << 10
+
     static let manifestTypes = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
@@ -174,7 +176,9 @@ public struct RegistryClient: Sendable {
             throw FetchFailure(message: "\(session.image.registry) did not answer within \(budget.nanoseconds / 1_000_000) ms (--registry-timeout)")
         }
         do {
-            return try await get(url, headers: headers, timeout: .nanoseconds(left))
+            // Manifests and configs are kilobytes; a parsed document costs many times its
+            // text, and a registry is the pod author's choice.
+            return try await get(url, headers: headers, limit: Self.bodyLimit, timeout: .nanoseconds(left))
         } catch {
             if Sys.monotonicNanoseconds() >= session.deadline {
                 throw FetchFailure(message: "\(session.image.registry) did not answer within \(budget.nanoseconds / 1_000_000) ms (--registry-timeout)")
@@ -185,10 +189,15 @@ public struct RegistryClient: Sendable {
 
     func fetch(_ session: inout Session, _ target: String, accept: [(String, String)], digest: String?) async throws(FetchFailure) -> HTTPSResponse {
         let origin = HTTPURL(secure: true, host: Self.host(session.image.apiHost), port: Self.port(session.image.apiHost), target: target)
-        var response = try await follow(session, origin, headers: accept)
+        var (response, answeredBy) = try await follow(session, origin, headers: accept)
         if response.status == 401 {
+            // Only the registry's own challenge is answered: a host it redirected to (a
+            // CDN, or an open redirect) must not name a realm that gets the credentials.
+            guard answeredBy == origin.origin else {
+                throw FetchFailure(message: "\(session.image.registry) redirected to \(answeredBy), which asked for credentials; they are only sent where the registry itself asks")
+            }
             session.authorization = try await authorize(response.header("www-authenticate") ?? "", session: session)
-            response = try await follow(session, origin, headers: accept)
+            (response, answeredBy) = try await follow(session, origin, headers: accept)
         }
         switch response.status {
         case 200: break
@@ -210,13 +219,14 @@ public struct RegistryClient: Sendable {
 
     /// GET, following up to 3 redirects (blobs are often served from a CDN); the
     /// Authorization header only to the registry's own origin.
-    func follow(_ session: Session, _ start: HTTPURL, headers: [(String, String)]) async throws(FetchFailure) -> HTTPSResponse {
+    /// The final answer, and the origin that gave it.
+    func follow(_ session: Session, _ start: HTTPURL, headers: [(String, String)]) async throws(FetchFailure) -> (HTTPSResponse, String) {
         var url = start
         for _ in 0..<4 {
             var sent = headers
             if let authorization = session.authorization, url.origin == start.origin { sent.append(("Authorization", authorization)) }
             let response = try await get(session, url, headers: sent)
-            guard [301, 302, 303, 307, 308].contains(response.status), let location = response.header("location") else { return response }
+            guard [301, 302, 303, 307, 308].contains(response.status), let location = response.header("location") else { return (response, url.origin) }
             guard case .success(let next) = url.resolving(location), next.secure else {
                 throw FetchFailure(message: "\(url.origin) redirected to a location that is not https")
             }
@@ -324,6 +334,8 @@ public actor ImageConfigCache {
     var entries: [String: Entry] = [:]
     var inFlight: [String: Task<ImageConfig, Error>] = [:]
     let ttl: Int64
+    /// Lookups running at once, across every review: each holds a parsed document.
+    let permits = Permits(8)
     public private(set) var hits = 0
     public private(set) var misses = 0
 
@@ -337,7 +349,12 @@ public actor ImageConfigCache {
             return entry.config
         }
         misses += 1
-        let task = inFlight[key] ?? Task { () async throws -> ImageConfig in try await lookup() }
+        let permits = self.permits
+        let task = inFlight[key] ?? Task { () async throws -> ImageConfig in
+            await permits.acquire()
+            defer { Task { await permits.release() } }
+            return try await lookup()
+        }
         inFlight[key] = task
         do {
             let config = try await task.value
@@ -360,5 +377,22 @@ enum Hex {
         var out: [UInt8] = []
         for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A counting semaphore for async code.
+actor Permits {
+    var available: Int
+    var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(_ count: Int) { available = count }
+
+    func acquire() async {
+        if available > 0 { available -= 1; return }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty { available += 1 } else { waiting.removeFirst().resume() }
     }
 }

@@ -152,7 +152,7 @@ final class OpenConnections: @unchecked Sendable {
     /// False once stopping (the new connection is to be closed).
     func add(_ channel: Channel) -> Bool {
         lock.withLock {
-            guard !stopping else { return false }
+            guard !stopping, channels.count < WebhookServer.maxConnections else { return false }
             channels[ObjectIdentifier(channel)] = (channel, false)
             return true
         }
@@ -186,7 +186,10 @@ final class OpenConnections: @unchecked Sendable {
 /// `GET /readyz`. HTTP/1.1 with keep-alive (the API server reuses its connections); TLS
 /// only, as Kubernetes requires. SIGTERM stops accepting and lets answers in progress finish.
 public enum WebhookServer {
-    public static let maxBody = 8 << 20
+    /// A pod is at most ~1.5 MB (etcd's limit); the review holds it once on CREATE.
+    public static let maxBody = 4 << 20
+    /// Connections served at once; more are closed at once (the API server pools a few).
+    static let maxConnections = 512
 
     public static func run(host: String, port: Int, certificate: String, key: String, admission: Admission,
                            logger: Logger, group: MultiThreadedEventLoopGroup) async throws {
@@ -199,6 +202,10 @@ public enum WebhookServer {
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // Nothing read for a minute (a handshake, a request or the next one
+                        // that never comes): closed, so stalled clients cannot pile up.
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
+                        try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current()))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
@@ -304,6 +311,19 @@ public enum WebhookServer {
             return (.methodNotAllowed, "text/plain", "method not allowed\n")
         default:
             return (.notFound, "text/plain", "not found; the webhook answers POST /mutate\n")
+        }
+    }
+}
+
+/// Closes a connection on the IdleStateHandler's event.
+final class CloseWhenIdle: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 }

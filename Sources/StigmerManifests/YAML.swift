@@ -74,6 +74,11 @@ enum YAMLReader {
             guard budget >= 0 else { throw .data("\(file): document too large after expanding aliases; simplify it") }
         }
 
+        /// How deep collections nest: the composer recurses once per level (libyaml does
+        /// not), so a hostile `- - - - …` must end in an error, not a stack overflow.
+        var depth = 0
+        static let maxDepth = 512
+
         mutating func node(_ event: Event) throws(StigmerError) -> (document: Document, nodes: Int) {
             let (line, column) = (event.line, event.column)
             let anchor: UnsafeMutablePointer<yaml_char_t>?
@@ -90,7 +95,8 @@ enum YAMLReader {
                 try spend(1)
                 let scalar = event.raw.data.scalar
                 let value = Self.string(scalar.value, Int(scalar.length)) ?? ""
-                let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE
+                // `!!str 123` is the string "123", as a quoted scalar would be.
+                let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE && Self.string(scalar.tag) != "tag:yaml.org,2002:str"
                 if plain && ["", "~", "null", "Null", "NULL"].contains(value) {
                     result = (Document(.null, line: line, column: column), 1)
                 } else {
@@ -99,6 +105,9 @@ enum YAMLReader {
                 anchor = scalar.anchor
             case YAML_SEQUENCE_START_EVENT:
                 try spend(1)
+                depth += 1
+                defer { depth -= 1 }
+                guard depth <= Self.maxDepth else { throw .data("\(file):\(line):\(column): nested more than \(Self.maxDepth) levels deep") }
                 anchor = event.raw.data.sequence_start.anchor
                 var items: [Document] = []
                 var nodes = 1
@@ -112,6 +121,9 @@ enum YAMLReader {
                 result = (Document(.sequence(items), line: line, column: column), nodes)
             case YAML_MAPPING_START_EVENT:
                 try spend(1)
+                depth += 1
+                defer { depth -= 1 }
+                guard depth <= Self.maxDepth else { throw .data("\(file):\(line):\(column): nested more than \(Self.maxDepth) levels deep") }
                 anchor = event.raw.data.mapping_start.anchor
                 var entries: [Document.Entry] = []
                 var nodes = 1
@@ -122,6 +134,11 @@ enum YAMLReader {
                         throw .data("\(file):\(key.line):\(key.column): mapping keys must be plain strings")
                     }
                     let name = Self.string(key.raw.data.scalar.value, Int(key.raw.data.scalar.length)) ?? ""
+                    // A YAML 1.1 merge key would be kept as a key named "<<" and its fields
+                    // silently lost: refused.
+                    if name == "<<" && key.raw.data.scalar.style == YAML_PLAIN_SCALAR_STYLE {
+                        throw .data("\(file):\(key.line):\(key.column): YAML merge keys (<<) are not supported; write the fields out")
+                    }
                     if let keyAnchor = Self.string(key.raw.data.scalar.anchor) {
                         anchors[keyAnchor] = (Document(.scalar(name, plain: key.raw.data.scalar.style == YAML_PLAIN_SCALAR_STYLE),
                                                        line: key.line, column: key.column), 1)

@@ -47,7 +47,7 @@ final class InjectionTests: XCTestCase {
         let app = try XCTUnwrap(result["spec"]?["containers"].flatMap { PodInjector.items($0).first })
         XCTAssertEqual(compact(app["command"]), #"["/stigmer/stigmer-exec","run","--execution-id","exec-1","--server","grpcs://stigmer:7443","--init","--"]"#)
         XCTAssertEqual(compact(app["args"]), #"["/app","$(HOME)"]"#, "the pod's own words keep the kubelet's expansion")
-        XCTAssertEqual(compact(app["env"]), #"[{"name":"LEVEL","value":"debug"},{"name":"STIGMER_TOKEN","valueFrom":{"secretKeyRef":{"name":"exec-1-token","key":"tok"}}}]"#)
+        XCTAssertEqual(compact(app["env"]), #"[{"name":"LEVEL","value":"debug"},{"name":"STIGMER_TOKEN","valueFrom":{"secretKeyRef":{"name":"exec-1-token","key":"tok"}}},{"name":"STIGMER_EXEC_FULL","value":"/stigmer/stigmer-exec-full"}]"#)
         XCTAssertEqual(compact(app["volumeMounts"]), #"[{"name":"stigmer-exec","mountPath":"/stigmer","readOnly":true}]"#)
         let side = try XCTUnwrap(result["spec"]?["containers"].flatMap { PodInjector.items($0).last })
         XCTAssertNil(side["command"], "a container not chosen is untouched")
@@ -63,12 +63,12 @@ final class InjectionTests: XCTestCase {
         let plan = try XCTUnwrap(try injector.plan(source))
         XCTAssertEqual(plan.imagesToLookUp, ["registry.example/app:1", "nginx"])
         let images = [
-            "registry.example/app:1": ImageConfig(entrypoint: ["/entry"], cmd: ["--x", "$(NOT_OURS)"]),
+            "registry.example/app:1": ImageConfig(entrypoint: ["/entry"], cmd: ["--x", "$(NOT_OURS)", "echo $$ $HOME"]),
             "nginx": ImageConfig(entrypoint: nil, cmd: ["nginx", "-g", "daemon off;"]),
         ]
         let result = try PatchOperation.apply(try injector.patch(plan, images: images), to: source)
         let containers = PodInjector.items(result["spec"]?["containers"])
-        XCTAssertEqual(compact(containers[0]["args"]), #"["/entry","--x","$$(NOT_OURS)"]"#, "image words are escaped")
+        XCTAssertEqual(compact(containers[0]["args"]), #"["/entry","--x","$$(NOT_OURS)","echo $$$$ $$HOME"]"#, "every $ of the image's words is doubled")
         XCTAssertEqual(compact(containers[1]["args"]), #"["nginx","-g","daemon off;"]"#)
         XCTAssertThrowsError(try injector.patch(plan, images: ["nginx": images["nginx"]!]))
         XCTAssertThrowsError(try injector.patch(plan, images: images.merging(["nginx": ImageConfig(entrypoint: [], cmd: nil)]) { $1 })) { error in
@@ -87,6 +87,10 @@ final class InjectionTests: XCTestCase {
             ("exec-1-token/tok", "exec-1-token/tok\n    stigmer.ai/server: http://x", "stigmer.ai/server"),
             ("{name: LEVEL, value: debug}", "{name: STIGMER_TOKEN, value: x}", "STIGMER_TOKEN"),
             ("exec-1", "-rf", "execution id"),
+            ("{name: LEVEL, value: debug}", "{name: STIGMER_EXEC_FULL, value: /tmp/evil}", "STIGMER_EXEC_FULL"),
+            ("    env:\n", "    envFrom: [{configMapRef: {name: x}}]\n    env:\n", "envFrom"),
+            ("[\"/app\", \"$(HOME)\"]", "[\"/app\", \"$(STIGMER_TOKEN)\"]", "$(STIGMER_"),
+            ("  - name: side\n", "  - name: side\n    volumeMounts: [{name: stigmer-exec, mountPath: /x}]\n", "injector's volume"),
         ]
         for (from, to, needle) in cases {
             let source = try pod(Self.base.replacingOccurrences(of: from, with: to))
@@ -97,6 +101,32 @@ final class InjectionTests: XCTestCase {
         var noServer = injector
         noServer.settings.server = nil
         XCTAssertThrowsError(try noServer.plan(try pod(Self.base)))
+    }
+
+    func testLookupsPerPodAreBounded() throws {
+        var yaml = Self.base.replacingOccurrences(of: "    command: [\"/app\", \"$(HOME)\"]\n", with: "")
+        for i in 0..<8 { yaml += "\n  - name: extra\(i)\n    image: registry.example/extra\(i):1" }
+        XCTAssertThrowsError(try injector.plan(try pod(yaml))) { XCTAssertTrue("\($0)".contains("at most 8"), "\($0)") }
+    }
+
+    func testOwnWordsAreEscaped() throws {
+        let source = try pod(Self.base.replacingOccurrences(of: "exec-1-token/tok", with: "exec-1-token/tok\n    stigmer.ai/containers: app")
+            .replacingOccurrences(of: "stigmer.ai/execution-id: exec-1", with: "stigmer.ai/execution-id: run$$1"))
+        let plan = try XCTUnwrap(try injector.plan(source))
+        let result = try PatchOperation.apply(try injector.patch(plan, images: [:]), to: source)
+        let app = try XCTUnwrap(PodInjector.items(result["spec"]?["containers"]).first)
+        XCTAssertEqual(PodInjector.items(app["command"]).compactMap { PodInjector.text($0) }[3], "run$$$$1")
+    }
+
+    func testYAMLReaderRefusesWhatWouldChangeMeaning() throws {
+        XCTAssertThrowsError(try Loader.documents(String(repeating: "- ", count: 5_000) + "x", file: "deep.yaml")) {
+            XCTAssertTrue("\($0)".contains("levels deep"), "\($0)")
+        }
+        XCTAssertThrowsError(try Loader.documents("base: &b {a: 1}\nx:\n  <<: *b\n", file: "merge.yaml")) {
+            XCTAssertTrue("\($0)".contains("merge keys"), "\($0)")
+        }
+        let tagged = try XCTUnwrap(Loader.documents("port: !!str 123\n", file: "t.yaml").first)
+        XCTAssertEqual(compact(tagged), #"{"port":"123"}"#)
     }
 
     func testCommandAnnotations() throws {

@@ -38,6 +38,10 @@ struct InstallCommand: ParsableCommand {
             do { try Sys.mkdir(directory + "/lib", 0o755) } catch where error != .exists {
                 throw StigmerError(.ioError, "cannot create \(quoted(directory + "/lib"))", cause: error.description)
             } catch {}
+            // A lib that is a symbolic link would send the libraries elsewhere.
+            guard (try? Sys.lstat(directory + "/lib")).map({ $0.st_mode & S_IFMT == S_IFDIR }) == true else {
+                throw StigmerError(.notPermitted, "\(quoted(directory + "/lib")) is not a directory (a symbolic link?); install into an empty directory")
+            }
             for name in libraries.sorted() {
                 copied.append(try Self.copy(from: "\(source)/lib/\(name)", to: "\(directory)/lib/\(name)"))
             }
