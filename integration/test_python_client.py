@@ -423,7 +423,10 @@ def test_ctrl_c_stops_a_sync_run(server, launcher_env, tmp_path):
     token = stigmer_exec.create_context(exec_id, environment_refs=["runner-secrets"], **api(server))
     pidfile = tmp_path / "pids.json"
     script = write(tmp_path, "sync_run.py", f"""
-import json, sys, stigmer_exec
+import json, signal, sys, stigmer_exec
+# As at a terminal. A test run started in the background by a shell without job control
+# (`.ci/run &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 token = sys.stdin.readline().strip()
 stigmer_exec.run({exec_id!r}, [sys.executable, "-c", {STUBBORN!r}, {str(pidfile)!r}], token=token,
                  server={server.url!r}, binary={str(binary_path())!r}, env={launcher_env!r}, grace_period=1)
@@ -441,7 +444,8 @@ stigmer_exec.run({exec_id!r}, [sys.executable, "-c", {STUBBORN!r}, {str(pidfile)
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+            err = proc.stderr.read()
             raise AssertionError(f"Ctrl-C did not end the run within 30 s; stderr:\n{err.decode(errors='replace')}") from None
         err = proc.stderr.read()
     finally:
