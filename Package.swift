@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "StigmerKube",
             dependencies: [
-                "StigmerCore", "StigmerSystem", "StigmerManifests", "StigmerBridge",
+                "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests", "StigmerBridge",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -664,14 +664,19 @@ def test_each_fixture_is_answered_with_its_uid(webhook, reg, images, name):
         assert_denied(resp, "stigmer.ai/execution-id")
 
 
-def test_pod_with_command_is_injected_into_the_chosen_container_only(webhook):
-    rev = fixture_review("pod-with-command")
-    before = pod_of(rev)
-    after = mutated(rev, webhook.admit(rev))
+def assert_fixture_agent_injected(before: dict, after: dict):
+    """pod-with-command.json's "agent" container, injected as its annotations ask."""
     agent = container(before, "agent")
     assert_injected(before, after, chosen={"agent": agent["command"] + agent["args"]},
                     exec_id="exec-01j9z3k7q2", secret=("agent-runner-token", "execution-token"),
                     options=["--init", "--mask-output"])
+
+
+def test_pod_with_command_is_injected_into_the_chosen_container_only(webhook):
+    rev = fixture_review("pod-with-command")
+    before = pod_of(rev)
+    after = mutated(rev, webhook.admit(rev))
+    assert_fixture_agent_injected(before, after)
     assert pod_of(rev) == before == fixture_review("pod-with-command")["request"]["object"], \
         "applying the patch changed the request (test bug)"
 
@@ -802,10 +807,7 @@ def test_existing_init_containers_run_after_the_install(webhook):
     pod_of(rev)["spec"]["initContainers"] = [migrate]
     before = pod_of(rev)
     after = mutated(rev, webhook.admit(rev))
-    agent = container(before, "agent")
-    assert_injected(before, after, chosen={"agent": agent["command"] + agent["args"]},
-                    exec_id="exec-01j9z3k7q2", secret=("agent-runner-token", "execution-token"),
-                    options=["--init", "--mask-output"])
+    assert_fixture_agent_injected(before, after)
     assert [c["name"] for c in after["spec"]["initContainers"]] == ["stigmer-exec-install", "migrate"]
 
 

@@ -206,7 +206,7 @@ final class HTTPClient: Sendable {
 
     func connect(_ url: HTTPURL) async throws -> Connection {
         let tls = url.secure ? try tls() : nil
-        let literal = Self.isIPAddress(url.host)
+        let literal = HTTPURL.isIPAddress(url.host)
         let hostname = literal ? nil : url.host
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(min(timeout, .seconds(30)))
@@ -229,11 +229,6 @@ final class HTTPClient: Sendable {
         } catch {
             throw classify(error, url)
         }
-    }
-
-    static func isIPAddress(_ host: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
     /// NIO's and BoringSSL's errors, as one phrase.

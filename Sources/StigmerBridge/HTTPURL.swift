@@ -86,6 +86,12 @@ public struct HTTPURL: Sendable, Equatable {
 
     var hostInURL: String { host.contains(":") ? "[\(host)]" : host }
 
+    /// Whether `host` is an IPv4 or IPv6 address (no resolver needed, no SNI sent).
+    public static func isIPAddress(_ host: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
     /// The Host header: the port only when it is not the scheme's own.
     public var hostHeader: String { port == (secure ? 443 : 80) ? hostInURL : "\(hostInURL):\(port)" }
 

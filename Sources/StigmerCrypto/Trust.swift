@@ -29,8 +29,9 @@ public struct Canonical {
     public mutating func add(_ flag: Bool) { bytes.append(flag ? 1 : 0) }
 }
 
-enum Hex {
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+/// Lower-case hex, for digests and ids.
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 15)]] }

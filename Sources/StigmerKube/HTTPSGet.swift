@@ -53,7 +53,7 @@ public struct HTTPSGet: Sendable {
                                timeout: TimeAmount? = nil) async throws(FetchFailure) -> HTTPSResponse {
         guard url.secure else { throw FetchFailure(message: "\(url.origin): only https is used") }
         let tls = self.tls, timeout = min(timeout ?? self.timeout, self.timeout)
-        let literal = Self.isIPAddress(url.host)
+        let literal = HTTPURL.isIPAddress(url.host)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -102,10 +102,5 @@ public struct HTTPSGet: Sendable {
         } catch {
             throw FetchFailure(message: "cannot reach \(url.origin): \(error)")
         }
-    }
-
-    static func isIPAddress(_ host: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 }

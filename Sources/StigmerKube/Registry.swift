@@ -3,6 +3,7 @@ import NIOCore
 import StigmerBridge
 import StigmerSystem
 import StigmerCore
+import StigmerCrypto
 import StigmerManifests
 
 /// An image reference as Docker and the kubelet read it: `[registry/]repository[:tag][@digest]`,
@@ -336,8 +337,6 @@ public actor ImageConfigCache {
     let ttl: Int64
     /// Lookups running at once, across every review: each holds a parsed document.
     let permits = Permits(8)
-    public private(set) var hits = 0
-    public private(set) var misses = 0
 
     public init(ttlSeconds: Int64) { ttl = ttlSeconds }
 
@@ -345,15 +344,19 @@ public actor ImageConfigCache {
                        lookup: @escaping @Sendable () async throws(FetchFailure) -> ImageConfig) async throws(FetchFailure) -> ImageConfig {
         let key = "\(image)|\(credentials?.fingerprint ?? "-")"
         if ttl > 0 || image.digest != nil, let entry = entries[key], entry.expires > now {
-            hits += 1
             return entry.config
         }
-        misses += 1
         let permits = self.permits
         let task = inFlight[key] ?? Task { () async throws -> ImageConfig in
             await permits.acquire()
-            defer { Task { await permits.release() } }
-            return try await lookup()
+            do {
+                let config = try await lookup()
+                await permits.release()
+                return config
+            } catch {
+                await permits.release()
+                throw error
+            }
         }
         inFlight[key] = task
         do {
@@ -368,15 +371,6 @@ public actor ImageConfigCache {
             inFlight[key] = nil
             throw (error as? FetchFailure) ?? FetchFailure(message: "\(error)")
         }
-    }
-}
-
-enum Hex {
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

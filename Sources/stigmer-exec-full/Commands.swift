@@ -46,8 +46,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logger = try global.logger()
         LockedRegion.prefersSecretMemory = false  // per-fetch TLB shootdowns; see LockedRegion
-        let (host, port) = try Self.address(listen, flag: "--listen")
-        let health = try healthListen.map { text throws(StigmerError) in try Self.address(text, flag: "--health-listen") }
+        let (host, port) = try listenAddress(listen, flag: "--listen")
+        let health = try healthListen.map { text throws(StigmerError) in try listenAddress(text, flag: "--health-listen") }
         let token: String
         if let operatorTokenFile {
             // The same rules as the key file: ours, 0600 or 0400 (77 otherwise).
@@ -71,15 +71,6 @@ struct Serve: AsyncParsableCommand {
         config.healthHost = health.map { $0.host.isEmpty ? "0.0.0.0" : $0.host }
         config.healthPort = health?.port
         try await Server.run(config, logger: logger)
-    }
-
-    static func address(_ text: String, flag: String) throws(StigmerError) -> (host: String, port: Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw StigmerError.usage("invalid \(flag) \(quoted(text)); expected HOST:PORT, e.g. 127.0.0.1:7443")
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
     }
 }
 
@@ -339,4 +330,14 @@ struct Fetch: AsyncParsableCommand {
             throw StigmerError(.ioError, "cannot write to the launcher", cause: error.description)
         }
     }
+}
+
+/// HOST:PORT of a --listen flag ([IPv6] allowed; an empty host is every address).
+func listenAddress(_ text: String, flag: String) throws(StigmerError) -> (host: String, port: Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        throw StigmerError.usage("invalid \(flag) \(quoted(text)); expected HOST:PORT, e.g. 127.0.0.1:7443")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host, port)
 }

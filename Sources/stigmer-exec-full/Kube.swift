@@ -109,11 +109,7 @@ struct WebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = try global.logger()
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-                throw StigmerError.usage("invalid --listen \(quoted(listen)); expected HOST:PORT, e.g. 0.0.0.0:8443")
-            }
-            var host = String(listen[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            let (host, port) = try listenAddress(listen, flag: "--listen")
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let injector = try injection.injector()
             var resolver: ImageResolver?

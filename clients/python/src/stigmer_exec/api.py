@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import grpc
@@ -52,11 +52,7 @@ def create_context(execution_id: str, *, server: Optional[str] = None, operator_
     request = pb2.CreateExecutionContextRequest(
         spec=pb2.ExecutionContextSpec(execution_id=execution_id, data=data), ttl_seconds=ttl_seconds,
         replace=replace, agent=agent, instance=instance, environment_refs=list(environment_refs))
-    with _service(server, operator_token, tls_ca, allow_plaintext) as (stub, url, metadata):
-        try:
-            response = stub.CreateExecutionContext(request, metadata=metadata, timeout=timeout)
-        except grpc.RpcError as error:
-            raise _error(error, url) from None
+    response = _call("CreateExecutionContext", request, server, operator_token, tls_ca, allow_plaintext, timeout)
     return str(response.execution_token)
 
 
@@ -66,12 +62,18 @@ def delete_context(execution_id: str, *, server: Optional[str] = None, operator_
     """Delete the context of `execution_id` (its token stops working at once); True when
     there was one. Same server, token and TLS options as `create_context`."""
     request = pb2.DeleteExecutionContextRequest(execution_id=execution_id)
-    with _service(server, operator_token, tls_ca, allow_plaintext) as (stub, url, metadata):
+    response = _call("DeleteExecutionContext", request, server, operator_token, tls_ca, allow_plaintext, timeout)
+    return bool(response.deleted)
+
+
+def _call(method: str, request: Any, server: Optional[str], token: Optional[str],
+          tls_ca: Union[str, os.PathLike[str], None], allow_plaintext: bool, timeout: float) -> Any:
+    """One unary call of the service; gRPC errors as this package's exceptions."""
+    with _service(server, token, tls_ca, allow_plaintext) as (stub, url, metadata):
         try:
-            response = stub.DeleteExecutionContext(request, metadata=metadata, timeout=timeout)
+            return getattr(stub, method)(request, metadata=metadata, timeout=timeout)
         except grpc.RpcError as error:
             raise _error(error, url) from None
-    return bool(response.deleted)
 
 
 @contextlib.contextmanager
