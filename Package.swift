@@ -60,6 +60,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "StigmerStore", dependencies: ["StigmerCore", "StigmerSystem", "CSQLite"]),
         .target(name: "CStigmerShims"),
+        // The launcher's argv from the C runtime, not /proc/self/maps (argv.c says why).
+        .target(name: "CStigmerArgv"),
         // libseccomp (libseccomp-dev), for building filters; loading is in CStigmerShims.
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .target(
@@ -87,7 +89,7 @@ let package = Package(
             name: "stigmer-exec",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests",
-                "StigmerStore", "StigmerLaunch", "StigmerEngine", "StigmerCLI",
+                "StigmerStore", "StigmerLaunch", "StigmerEngine", "StigmerCLI", "CStigmerArgv",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
