@@ -125,7 +125,9 @@ public enum Dispatch {
     public static func belongsToCompanion(_ args: [String]) -> Bool {
         guard let command = args.first else { return false }
         if ["serve", "webhook", "inject"].contains(command) { return true }
-        guard ["context", "apply"].contains(command) else { return false }
+        // `key list|rotate|retire` on PostgreSQL too (init, seal and open touch no store).
+        let storeKeyCommand = command == "key" && args.count > 1 && ["list", "rotate", "retire"].contains(args[1])
+        guard ["context", "apply"].contains(command) || storeKeyCommand else { return false }
         func flag(_ name: String) -> String? {
             for (i, arg) in args.enumerated() {
                 if arg == "--" { return nil }

@@ -63,6 +63,72 @@ public enum KeySource {
     }
 }
 
+extension KeySource {
+    /// `key rotate`: the key file with `key` added last (the newest, which seals from now
+    /// on). A file of 32 raw bytes becomes base64 text, one key per line; comments stay.
+    public static func addKey(_ key: EncryptionKey, home: StigmerHome) throws(StigmerError) {
+        var old = try PrivateFile.read(home.keyFile, what: "key file")
+        defer { old.wipe() }
+        var text: [UInt8] = KeyRing.isText(old) ? old : []
+        if !KeyRing.isText(old) { text = Array(try KeyRing.parse(old, source: home.keyFile).newest.base64.utf8) }
+        if let last = text.last, last != 0x0A { text.append(0x0A) }
+        text += Array((key.base64 + "\n").utf8)
+        defer { text.wipe() }
+        try replaceKeyFile(home.keyFile, with: text)
+    }
+
+    /// `key retire`: the key file without the lines that hold key `id`. False when none did.
+    public static func removeKey(id: String, home: StigmerHome) throws(StigmerError) -> Bool {
+        var old = try PrivateFile.read(home.keyFile, what: "key file")
+        defer { old.wipe() }
+        var kept: [UInt8] = []
+        defer { kept.wipe() }
+        var removed = false
+        for line in old.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            let words = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D })
+            if words.count == 1, var decoded = Base64.decode(array: Array(words[0])) {
+                defer { decoded.wipe() }
+                if decoded.count == 32, (try? EncryptionKey(bytes: decoded))?.id == id { removed = true; continue }
+            }
+            kept += line
+            kept.append(0x0A)
+        }
+        if kept.last == 0x0A, old.last != 0x0A { kept.removeLast() }
+        guard removed else { return false }
+        try replaceKeyFile(home.keyFile, with: kept)
+        return true
+    }
+
+    /// Writes the key file whole to a temporary file beside it (0600), syncs it, renames it
+    /// over the old one and syncs the folder: a crash or a full disk leaves the old file or
+    /// the new one, never a mixture — the keys are what every stored value depends on.
+    static func replaceKeyFile(_ path: String, with text: [UInt8]) throws(StigmerError) {
+        let temporary = path + ".new"
+        do throws(Errno) {
+            // Ours to reuse: the home is 0700 and ours (a rotation killed before its rename
+            // leaves one behind).
+            try? Sys.unlink(temporary)
+            let fd = try Sys.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            do {
+                defer { Sys.close(fd) }
+                guard fchmod(fd, 0o600) == 0 else { throw Errno.current }
+                try IO.writeAll(fd, text)
+                try Sys.fsync(fd)
+            }
+            guard rename(temporary, path) == 0 else { throw Errno.current }
+        } catch {
+            try? Sys.unlink(temporary)
+            let full = error == Errno(ENOSPC) || error == Errno(EDQUOT)
+            throw StigmerError(.ioError, "cannot write the key file \(quoted(path))\(full ? ": the disk is full" : ""); it is unchanged — \(full ? "free space and " : "")run the command again", cause: error.description)
+        }
+        // The rename is durable once the folder is: until then a crash may bring the old file back.
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { _ = Glibc.fsync(fd); Glibc.close(fd) }
+    }
+}
+
 /// The key ring, loaded once and only when a secret needs it (DESIGN.md §5). Handed down
 /// to the engine as a value, so no layer calls back up into the CLI for the key.
 public final class KeyLoader {

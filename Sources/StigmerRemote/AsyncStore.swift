@@ -18,6 +18,9 @@ public protocol AsyncStore: Sendable {
     func executionID(forTokenHash hash: String) async throws(StigmerError) -> String?
     func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool
     func deleteExpired(now: Int64) async throws(StigmerError) -> Int
+    /// `key rotate` and `key retire` (see `Store`).
+    func rekey(now: Int64, _ rekeying: Rekeying) async throws(StigmerError) -> RekeyReport
+    func keyUsage() async throws(StigmerError) -> KeyUsage
 }
 
 /// A synchronous store behind a lock. SQLite calls are short (under a millisecond), so
@@ -82,6 +85,10 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
     }
     public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
     public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }
+    public func rekey(now: Int64, _ rekeying: Rekeying) async throws(StigmerError) -> RekeyReport {
+        try locked { () throws(StigmerError) in try store.rekey(now: now, rekeying) }
+    }
+    public func keyUsage() async throws(StigmerError) -> KeyUsage { try locked { () throws(StigmerError) in try store.keyUsage() } }
 }
 
 extension ResourceCatalog {

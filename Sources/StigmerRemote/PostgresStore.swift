@@ -112,8 +112,8 @@ public final class PostgresStore: AsyncStore {
     /// the server's own answer, becomes "unavailable" (69). On timeout the caller gets its
     /// answer at once: the operation is cancelled but not waited for, since a query stuck
     /// on a dead connection (or an advisory lock) does not always honour cancellation.
-    func db<T: Sendable>(_ what: String, _ op: @escaping @Sendable () async throws -> T) async throws(StigmerError) -> T {
-        let deadline = self.deadline
+    func db<T: Sendable>(_ what: String, deadline: Duration? = nil, _ op: @escaping @Sendable () async throws -> T) async throws(StigmerError) -> T {
+        let deadline = deadline ?? self.deadline
         let outcome: Result<T, StigmerError> = await withCheckedContinuation { continuation in
             let race = Race(continuation)
             let work = Task {
@@ -191,30 +191,7 @@ public final class PostgresStore: AsyncStore {
         let now = Sys.now()
         try await db("applying resources") { [client] in
             try await client.withTransaction(logger: logger) { conn in
-                for resource in resources {
-                    let kind = resource.kind, name = resource.name
-                    try await conn.query("DELETE FROM resources WHERE kind = \(kind) AND name = \(name)", logger: logger)
-                    try await conn.query("DELETE FROM resource_values WHERE kind = \(kind) AND owner = \(name)", logger: logger)
-                    var description: String?, agent: String?, refs: String?, tag: String?
-                    var data = Variables<EnvironmentValue>()
-                    switch resource {
-                    case .environment(let e): description = e.spec.summary; data = e.spec.data; tag = e.tag
-                    case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data; tag = a.tag
-                    case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n"); tag = i.tag
-                    }
-                    try await conn.query("""
-                        INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at, tag)
-                        VALUES (\(kind), \(name), \(description), \(agent), \(refs), \(now), \(tag))
-                        """, logger: logger)
-                    for (position, (variable, value)) in data.entries.enumerated() {
-                        let (text, sealed) = Self.columns(value.content)
-                        let secret = value.isSecret, summary = value.summary
-                        try await conn.query("""
-                            INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description)
-                            VALUES (\(kind), \(name), \(variable), \(position), \(text), \(sealed), \(secret), \(summary))
-                            """, logger: logger)
-                    }
-                }
+                for resource in resources { try await Self.write(resource, now: now, conn, logger) }
             }
         }
     }
@@ -337,14 +314,7 @@ public final class PostgresStore: AsyncStore {
                     inserted = true
                 }
                 guard inserted else { return false }
-                for (position, (name, value)) in context.data.entries.enumerated() {
-                    let (text, sealed) = Self.columns(value.content)
-                    let secret = value.isSecret, layer = value.layer.description
-                    try await conn.query("""
-                        INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer)
-                        VALUES (\(id), \(name), \(position), \(text ?? ""), \(sealed), \(secret), \(layer))
-                        """, logger: logger)
-                }
+                try await Self.insertValues(context, conn, logger)
                 return true
             }
         }

@@ -60,6 +60,10 @@ final class SQLiteConnection {
         if primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB {
             return StigmerError(.unavailable, "the store \(quoted(path)) is damaged or not a stigmer-exec database (\(what))", cause: message)
         }
+        if primary == SQLITE_FULL {
+            // Rolled back: SQLite's transaction leaves the file as it was.
+            return StigmerError(.ioError, "the disk holding the store \(quoted(path)) is full while \(what); nothing was written — free space and retry", cause: message)
+        }
         if primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM {
             return StigmerError(.notPermitted, "cannot write the store \(quoted(path)) while \(what); check its permissions", cause: message)
         }

@@ -68,6 +68,8 @@ public final class SQLiteStore: Store {
     ]
 
     let connection: SQLiteConnection
+    /// The launch's one read transaction, begun at open, is still open (`context` ends it).
+    var openedReadTransaction = false
 
     /// For a single-threaded process that reads the store once and leaves (the launch):
     /// SQLite without mutexes, memory statistics, and the lookaside buffer and page-cache
@@ -144,6 +146,7 @@ public final class SQLiteStore: Store {
             // the schema and the context from one snapshot, one set of locks (each
             // statement in its own transaction took the WAL locks and re-read page 1).
             try connection.exec("BEGIN", "opening")
+            openedReadTransaction = true
         }
         let version = try userVersion()
         guard version == Self.migrations.count else {
@@ -181,31 +184,28 @@ public final class SQLiteStore: Store {
         try StoreRules.check(resources)
         let now = Sys.now()
         try connection.transaction("applying resources") { () throws(StigmerError) in
-            for resource in resources {
-                let kind = resource.kind, name = resource.name
-                try connection.run("DELETE FROM resources WHERE kind = ? AND name = ?", [.text(kind), .text(name)], "replacing \(resource)")
-                try connection.run("DELETE FROM resource_values WHERE kind = ? AND owner = ?", [.text(kind), .text(name)], "replacing \(resource)")
-                var description: String?, agent: String?, refs: String?, tag: String?
-                var data = Variables<EnvironmentValue>()
-                switch resource {
-                case .environment(let e): description = e.spec.summary; data = e.spec.data; tag = e.tag
-                case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data; tag = a.tag
-                case .agentInstance(let i): agent = i.agentID; refs = i.environmentRefs.joined(separator: "\n"); tag = i.tag
-                }
-                try connection.run(
-                    "INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at, tag) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [.text(kind), .text(name), Self.optional(description), Self.optional(agent), Self.optional(refs), .int(now),
-                     Self.optional(tag)],
-                    "storing \(resource)")
-                for (position, (variable, value)) in data.entries.enumerated() {
-                    let (text, sealed) = Self.columns(value.content)
-                    try connection.run(
-                        "INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [.text(kind), .text(name), .text(variable), .int(Int64(position)), text, .int(sealed ? 1 : 0),
-                         .int(value.isSecret ? 1 : 0), Self.optional(value.summary)],
-                        "storing \(resource)")
-                }
-            }
+            for resource in resources { try write(resource, now: now) }
+        }
+    }
+
+    /// Replaces one resource's rows (inside the caller's transaction).
+    func write(_ resource: Resource, now: Int64) throws(StigmerError) {
+        let kind = resource.kind, name = resource.name
+        try connection.run("DELETE FROM resources WHERE kind = ? AND name = ?", [.text(kind), .text(name)], "replacing \(resource)")
+        try connection.run("DELETE FROM resource_values WHERE kind = ? AND owner = ?", [.text(kind), .text(name)], "replacing \(resource)")
+        let c = ResourceColumns(resource)
+        try connection.run(
+            "INSERT INTO resources (kind, name, description, agent, environment_refs, updated_at, tag) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [.text(kind), .text(name), Self.optional(c.description), Self.optional(c.agent), Self.optional(c.environmentRefs), .int(now),
+             Self.optional(c.tag)],
+            "storing \(resource)")
+        for (position, (variable, value)) in c.data.entries.enumerated() {
+            let (text, sealed) = Self.columns(value.content)
+            try connection.run(
+                "INSERT INTO resource_values (kind, owner, name, position, value, sealed, is_secret, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [.text(kind), .text(name), .text(variable), .int(Int64(position)), text, .int(sealed ? 1 : 0),
+                 .int(value.isSecret ? 1 : 0), Self.optional(value.summary)],
+                "storing \(resource)")
         }
     }
 
@@ -297,18 +297,24 @@ public final class SQLiteStore: Store {
                 guard replace else { throw StoreRules.conflict(id) }
                 try deleteContextRows(id)
             }
-            try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at, token_hash, tag) VALUES (?, ?, ?, ?, ?)",
-                               [.text(id), .int(context.createdAt), .int(context.expiresAt), Self.optional(context.tokenHash),
-                                Self.optional(context.tag)],
-                               "creating context \(id)")
-            for (position, (name, value)) in context.data.entries.enumerated() {
-                let (text, sealed) = Self.columns(value.content)
-                try connection.run(
-                    "INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [.text(id), .text(name), .int(Int64(position)), text, .int(sealed ? 1 : 0), .int(value.isSecret ? 1 : 0),
-                     .text(value.layer.description)],
-                    "creating context \(id)")
-            }
+            try insert(context)
+        }
+    }
+
+    /// A context's rows (inside the caller's transaction, with none there for its id).
+    func insert(_ context: ExecutionContext) throws(StigmerError) {
+        let id = context.executionID
+        try connection.run("INSERT INTO contexts (execution_id, created_at, expires_at, token_hash, tag) VALUES (?, ?, ?, ?, ?)",
+                           [.text(id), .int(context.createdAt), .int(context.expiresAt), Self.optional(context.tokenHash),
+                            Self.optional(context.tag)],
+                           "creating context \(id)")
+        for (position, (name, value)) in context.data.entries.enumerated() {
+            let (text, sealed) = Self.columns(value.content)
+            try connection.run(
+                "INSERT INTO context_values (execution_id, name, position, value, sealed, is_secret, layer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [.text(id), .text(name), .int(Int64(position)), text, .int(sealed ? 1 : 0), .int(value.isSecret ? 1 : 0),
+                 .text(value.layer.description)],
+                "creating context \(id)")
         }
     }
 
@@ -327,8 +333,12 @@ public final class SQLiteStore: Store {
         var bad: String?
         // One read transaction, so a concurrent replace is never seen half-done (a launch's
         // connection is already in the one it opened with).
+        // Ended here only when it is this read's own (or the launch's, begun at open): inside
+        // a caller's transaction (`rekey`) a COMMIT would end theirs half-way.
+        let ours = openedReadTransaction || sqlite3_get_autocommit(connection.db) != 0
         if sqlite3_get_autocommit(connection.db) != 0 { try connection.exec("BEGIN", "reading context \(executionID)") }
-        defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
+        openedReadTransaction = false
+        defer { if ours { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) } }
         try connection.run("SELECT created_at, expires_at, token_hash, tag FROM contexts WHERE execution_id = ?", [.text(executionID)],
                            "reading context \(executionID)") { row in times = (row.int(0), row.int(1), row.text(2), row.text(3)) }
         guard let times else { return nil }
@@ -360,11 +370,72 @@ public final class SQLiteStore: Store {
     }
 
     public func deleteExpired(now: Int64) throws(StigmerError) -> Int {
-        try connection.transaction("sweeping expired contexts") { () throws(StigmerError) -> Int in
-            try connection.run("DELETE FROM context_values WHERE execution_id IN (SELECT execution_id FROM contexts WHERE expires_at <= ?)",
-                               [.int(now)], "sweeping expired contexts")
-            try connection.run("DELETE FROM contexts WHERE expires_at <= ?", [.int(now)], "sweeping expired contexts")
-            return connection.changes()
+        try connection.transaction("sweeping expired contexts") { () throws(StigmerError) -> Int in try deleteExpired(inTransaction: now) }
+    }
+
+    func deleteExpired(inTransaction now: Int64) throws(StigmerError) -> Int {
+        try connection.run("DELETE FROM context_values WHERE execution_id IN (SELECT execution_id FROM contexts WHERE expires_at <= ?)",
+                           [.int(now)], "sweeping expired contexts")
+        try connection.run("DELETE FROM contexts WHERE expires_at <= ?", [.int(now)], "sweeping expired contexts")
+        return connection.changes()
+    }
+
+    // MARK: Keys
+
+    /// Every resource as stored, by kind and name (`rekey`, `keyUsage`).
+    func allResources() throws(StigmerError) -> [Resource] {
+        var keys: [(String, String)] = []
+        try connection.run("SELECT kind, name FROM resources ORDER BY kind, name", [], "listing resources") { row in
+            keys.append((row.text(0) ?? "", row.text(1) ?? ""))
         }
+        var out: [Resource] = []
+        for (kind, name) in keys {
+            switch kind {
+            case "Environment": if let e = try environment(name) { out.append(.environment(e)) }
+            case "AgentInstance": if let i = try instance(name) { out.append(.agentInstance(i)) }
+            case "Agent", "McpServer":
+                guard let row = try resourceRow(kind, name) else { continue }
+                let agent = Agent(name: name, summary: row.description, envSpec: EnvironmentSpec(data: try values(kind: kind, owner: name)), tag: row.tag)
+                out.append(kind == "Agent" ? .agent(agent) : .mcpServer(agent))
+            default:
+                throw StigmerError(.unavailable, "the store \(quoted(connection.path)) holds a resource of unknown kind \(quoted(kind)); it was written by something other than this stigmer-exec")
+            }
+        }
+        return out
+    }
+
+    func allContextIDs() throws(StigmerError) -> [String] {
+        var ids: [String] = []
+        try connection.run("SELECT execution_id FROM contexts ORDER BY execution_id", [], "listing contexts") { row in ids.append(row.text(0) ?? "") }
+        return ids
+    }
+
+    public func rekey(now: Int64, _ rekeying: Rekeying) throws(StigmerError) -> RekeyReport {
+        try connection.transaction("re-sealing the store") { () throws(StigmerError) -> RekeyReport in
+            var report = RekeyReport()
+            report.expiredSwept = try deleteExpired(inTransaction: now)
+            for resource in try allResources() {
+                try write(try rekeying.resource(resource), now: now)
+                report.resources += 1
+            }
+            for id in try allContextIDs() {
+                guard let context = try context(id) else { continue }
+                let rekeyed = try rekeying.context(context)
+                try deleteContextRows(id)
+                try insert(rekeyed)
+                report.contexts += 1
+            }
+            return report
+        }
+    }
+
+    public func keyUsage() throws(StigmerError) -> KeyUsage {
+        // One read transaction: one snapshot of everything.
+        try connection.exec("BEGIN", "reading the store's keys")
+        defer { _ = sqlite3_exec(connection.db, "COMMIT", nil, nil, nil) }
+        var usage = KeyUsage()
+        for resource in try allResources() { usage.note(resource) }
+        for id in try allContextIDs() { if let context = try context(id) { usage.note(context) } }
+        return usage
     }
 }

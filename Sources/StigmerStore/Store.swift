@@ -92,6 +92,110 @@ public protocol Store: AnyObject, ResourceLookup {
     func deleteContext(_ executionID: String) throws(StigmerError) -> Bool
     /// Deletes contexts whose expiry is at or before `now`; returns how many.
     func deleteExpired(now: Int64) throws(StigmerError) -> Int
+
+    /// `key rotate`: in one transaction, sweeps the contexts expired at `now`, then passes
+    /// every resource and every remaining context through `rekeying` and stores what it
+    /// returns. All or nothing: a failure anywhere leaves the store as it was.
+    func rekey(now: Int64, _ rekeying: Rekeying) throws(StigmerError) -> RekeyReport
+    /// Which keys what is stored depends on (`key retire`).
+    func keyUsage() throws(StigmerError) -> KeyUsage
+}
+
+/// What `key rotate` does to each stored thing: open and re-seal under the newest key,
+/// re-tag (StigmerEngine's `Rotation`). The store only reads and writes.
+public struct Rekeying: Sendable {
+    public let resource: @Sendable (Resource) throws(StigmerError) -> Resource
+    public let context: @Sendable (ExecutionContext) throws(StigmerError) -> ExecutionContext
+
+    public init(resource: @escaping @Sendable (Resource) throws(StigmerError) -> Resource,
+                context: @escaping @Sendable (ExecutionContext) throws(StigmerError) -> ExecutionContext) {
+        self.resource = resource
+        self.context = context
+    }
+}
+
+public struct RekeyReport: Sendable, Equatable {
+    public var resources = 0
+    public var contexts = 0
+    public var expiredSwept = 0
+    public init() {}
+}
+
+/// What stored values and tags are sealed or made with, by key id. A legacy value
+/// (Stigmer's bare base64) names no key: any loaded key might be the one.
+public struct KeyUsage: Sendable, Equatable {
+    /// Key id → where it is used ("Environment/prod", "context run-42"), each place once.
+    public var places: [String: [String]] = [:]
+    /// Places holding a legacy value.
+    public var legacy: [String] = []
+
+    public init() {}
+
+    public mutating func note(sealed text: String, at place: String) {
+        if let id = Self.keyID(sealed: text) { note(id, place) } else { noteOnce(&legacy, place) }
+    }
+
+    public mutating func note(tag: String?, at place: String) {
+        // m1:<key-id>:<mac>; an untagged or malformed one names no key (it fails its check anyway).
+        guard let tag, tag.hasPrefix("m1:") else { return }
+        let rest = tag.utf8.dropFirst(3)
+        guard let colon = rest.firstIndex(of: UInt8(ascii: ":")) else { return }
+        note(String(decoding: rest[..<colon], as: UTF8.self), place)
+    }
+
+    mutating func note(_ id: String, _ place: String) { noteOnce(&places[id, default: []], place) }
+
+    func noteOnce(_ list: inout [String], _ place: String) { if list.last != place { list.append(place) } }
+
+    /// The key id of a stored `v1:<key-id>:…` value; nil for the legacy form.
+    public static func keyID(sealed text: String) -> String? {
+        guard text.hasPrefix("v1:") else { return nil }
+        let rest = text.utf8.dropFirst(3)
+        guard let colon = rest.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        return String(decoding: rest[..<colon], as: UTF8.self)
+    }
+
+    /// Whether anything depends on a key other than `id` (or on no key in particular).
+    public func dependsOnOtherThan(_ id: String) -> Bool {
+        !legacy.isEmpty || places.keys.contains { $0 != id }
+    }
+
+    /// Everything stored, passed through `note` (shared by the stores).
+    public mutating func note(_ resource: Resource) {
+        let place = "\(resource)"
+        switch resource {
+        case .environment(let e):
+            for (_, value) in e.spec.data.entries { if case .sealed(let text) = value.content { note(sealed: text, at: place) } }
+            note(tag: e.tag, at: place)
+        case .agent(let a), .mcpServer(let a):
+            for (_, value) in a.envSpec.data.entries { if case .sealed(let text) = value.content { note(sealed: text, at: place) } }
+            note(tag: a.tag, at: place)
+        case .agentInstance(let i): note(tag: i.tag, at: place)
+        }
+    }
+
+    public mutating func note(_ context: ExecutionContext) {
+        let place = "context \(quoted(context.executionID))"
+        for (_, value) in context.data.entries { if case .sealed(let text) = value.content { note(sealed: text, at: place) } }
+        note(tag: context.tag, at: place)
+    }
+}
+
+/// What a store keeps of a resource, column by column: both stores write these.
+public struct ResourceColumns {
+    public var description: String?
+    public var agent: String?
+    public var environmentRefs: String?
+    public var tag: String?
+    public var data = Variables<EnvironmentValue>()
+
+    public init(_ resource: Resource) {
+        switch resource {
+        case .environment(let e): description = e.spec.summary; data = e.spec.data; tag = e.tag
+        case .agent(let a), .mcpServer(let a): description = a.summary; data = a.envSpec.data; tag = a.tag
+        case .agentInstance(let i): agent = i.agentID; environmentRefs = i.environmentRefs.joined(separator: "\n"); tag = i.tag
+        }
+    }
 }
 
 public enum StoreRules {
@@ -173,5 +277,28 @@ public final class InMemoryStore: Store {
         let expired = contexts.values.filter { $0.expiresAt <= now }.map(\.executionID)
         for id in expired { contexts.removeValue(forKey: id) }
         return expired.count
+    }
+
+    public func rekey(now: Int64, _ rekeying: Rekeying) throws(StigmerError) -> RekeyReport {
+        var report = RekeyReport()
+        var catalog = self.catalog, contexts = self.contexts.filter { $0.value.expiresAt > now }
+        report.expiredSwept = self.contexts.count - contexts.count
+        for resource in allResources { catalog.add(try rekeying.resource(resource)); report.resources += 1 }
+        for (id, context) in contexts { contexts[id] = try rekeying.context(context); report.contexts += 1 }
+        self.catalog = catalog
+        self.contexts = contexts
+        return report
+    }
+
+    public func keyUsage() throws(StigmerError) -> KeyUsage {
+        var usage = KeyUsage()
+        for resource in allResources { usage.note(resource) }
+        for context in contexts.values { usage.note(context) }
+        return usage
+    }
+
+    var allResources: [Resource] {
+        catalog.environments.values.map(Resource.environment) + catalog.agents.values.map(Resource.agent)
+            + catalog.instances.values.map(Resource.agentInstance)
     }
 }

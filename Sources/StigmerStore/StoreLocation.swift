@@ -62,6 +62,12 @@ public struct StoreLocation: Sendable, Equatable {
         return location
     }
 
+    /// The store for messages: its path, or its URL with any password hidden.
+    public func description(home: StigmerHome) -> String {
+        guard let location else { return quoted(home.path + "/" + SQLiteStore.fileName) }
+        return quoted(Self.isPostgres(location) ? Self.redacted(location) : sqlitePath ?? location)
+    }
+
     /// A PostgreSQL store: its commands belong to the companion.
     public var isPostgres: Bool { location.map(Self.isPostgres) ?? false }
 

@@ -187,4 +187,30 @@ struct AsyncStoreConformanceTests {
             }
         }
     }
+
+}
+
+extension AsyncStoreConformanceTests {
+    /// `key rotate` on every async store (PostgreSQL's own transaction, and the locked
+    /// SQLite store): all or nothing, expired contexts swept.
+    @Test(arguments: AsyncStoreKind.allCases)
+    func rekeyRewritesEverythingOrNothing(kind: AsyncStoreKind) async throws {
+        try await kind.with { store in
+            try await store.apply([.environment(Self.env), .agentInstance(Self.instance)])
+            try await store.createContext(Self.context("live"), replace: false)
+            try await store.createContext(Self.context("gone", expires: 100), replace: false)
+            #expect(try await store.keyUsage().places["k"]?.count == 3)
+            let failing = Rekeying(resource: { $0 }, context: { (_) throws(StigmerError) in throw StigmerError(.notPermitted, "tampered") })
+            await #expect(throws: StigmerError.self) { try await store.rekey(now: 200, failing) }
+            #expect(try await store.context("gone") != nil)
+            let retag = Rekeying(resource: { $0 }, context: { c in var c = c; c.data["T"]?.content = .sealed("v1:n:DDDD"); c.tag = "m1:n:y"; return c })
+            let report = try await store.rekey(now: 200, retag)
+            #expect(report.expiredSwept == 1 && report.contexts == 1 && report.resources == 2)
+            #expect(try await store.context("live")?.data["T"]?.content == .sealed("v1:n:DDDD"))
+            #expect(try await store.context("live")?.data.names == ["Z", "T", "R"])
+            #expect(try await store.context("gone") == nil)
+            let usage = try await store.keyUsage()
+            #expect(usage.places["n"] == ["context \"live\""] && usage.places["k"] == ["Environment/prod"])
+        }
+    }
 }

@@ -139,4 +139,40 @@ struct SQLiteStoreTests {
         let again = try SQLiteStore.open(path: path, create: false)!
         #expect(try again.userVersion() == SQLiteStore.migrations.count)
     }
+
+}
+
+extension StoreConformanceTests {
+    /// `key rotate`'s primitive: every resource and live context through the transform,
+    /// expired ones swept, in one transaction; a transform that throws changes nothing.
+    @Test(arguments: StoreKind.allCases)
+    func rekeyRewritesEverythingOrNothing(kind: StoreKind) throws {
+        let store = try kind.make()
+        try store.apply([.environment(env), .agent(agent), .agentInstance(instance)])
+        try store.createContext(context("live"), replace: false)
+        try store.createContext(context("gone", expires: 100), replace: false)
+        var usage = try store.keyUsage()
+        #expect(usage.places["k"]?.count == 3 && usage.legacy.isEmpty)
+
+        let failing = Rekeying(resource: { $0 }, context: { (_) throws(StigmerError) in throw StigmerError(.notPermitted, "tampered") })
+        #expect(throws: StigmerError.self) { try store.rekey(now: 200, failing) }
+        #expect(try store.context("gone") != nil && store.environment("prod") == env)
+
+        let retag = Rekeying(
+            resource: { resource in
+                guard case .environment(var e) = resource else { return resource }
+                e.spec.data["A"]?.content = .sealed("v1:n:CCCC")
+                e.tag = "m1:n:x"
+                return .environment(e)
+            },
+            context: { c in var c = c; c.data["T"]?.content = .sealed("v1:n:DDDD"); c.tag = "m1:n:y"; return c })
+        let report = try store.rekey(now: 200, retag)
+        #expect(report.expiredSwept == 1 && report.contexts == 1 && report.resources == 3)
+        #expect(try store.context("gone") == nil)
+        #expect(try store.context("live")?.data["T"]?.content == .sealed("v1:n:DDDD"))
+        #expect(try store.environment("prod")?.spec.data.names == ["B", "A"])
+        usage = try store.keyUsage()
+        #expect(usage.places["n"]?.count == 2 && usage.places["k"] == nil)
+        #expect(!usage.dependsOnOtherThan("n") && usage.dependsOnOtherThan("k"))
+    }
 }

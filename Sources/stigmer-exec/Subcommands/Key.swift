@@ -2,13 +2,15 @@ import ArgumentParser
 import StigmerCLI
 import StigmerCore
 import StigmerCrypto
+import StigmerEngine
+import StigmerStore
 import StigmerSystem
 
 struct KeyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key",
-        abstract: "Create the encryption key, and seal or open single values.",
-        subcommands: [Init.self, Seal.self, Open.self]
+        abstract: "Create, rotate and retire encryption keys; seal or open single values.",
+        subcommands: [Init.self, List.self, Rotate.self, Retire.self, Seal.self, Open.self]
     )
 
     struct Init: ParsableCommand {
@@ -112,6 +114,76 @@ struct KeyCommand: ParsableCommand {
             if case .failure(let error) = written {
                 throw StigmerError(.ioError, "cannot write to stdout", cause: error.description)
             }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the loaded keys, newest last, and how many stored things each one seals or tags.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var storeOptions: StoreOptions
+
+        func run() throws {
+            let ring = try global.keyRing(try global.logger())
+            try Stdout.write(Rotation.listing(ring, try storeOptions.open(home: try global.resolvedHome(), create: false)?.keyUsage() ?? KeyUsage()))
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a new key and re-seal everything stored with it.",
+            discussion: """
+                Adds a new key as the last line of $STIGMER_HOME/encryption.key (written whole and \
+                renamed into place), then re-seals every stored secret — Environments and live \
+                contexts — and remakes every integrity tag with it, in one transaction: all or \
+                nothing. Each old tag is checked first; expired contexts are swept. When something \
+                stored still depends on an older key — a rotation that was interrupted, or a key you \
+                put last yourself (keys from STIGMER_ENCRYPTION_KEY or --key-fd, or shared by \
+                servers) — no key is added and the newest loaded key is used: running it again \
+                finishes an interrupted rotation. Older keys stay loaded until `key retire`.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var storeOptions: StoreOptions
+
+        func run() throws {
+            let home = try global.resolvedHome()
+            var ring = try global.keyRing(try global.logger())
+            let store = try storeOptions.open(home: home, create: false)
+            let place = storeOptions.location.description(home: home)
+            let added = Rotation.needsNewKey(try store?.keyUsage() ?? KeyUsage(), ring)
+            if added { ring = try Rotation.addKey(to: ring, home: home, store: place) }
+            var report = RekeyReport()
+            if let store {
+                do { report = try store.rekey(now: Sys.now(), Rotation.rekeying(ring)) } catch {
+                    throw added ? Rotation.unfinished(error, ring, home) : error
+                }
+            }
+            Stderr.line(Rotation.summary(report, key: ring.newest, added: added, ring: ring, store: place))
+        }
+    }
+
+    struct Retire: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a key from $STIGMER_HOME/encryption.key once nothing stored needs it.",
+            discussion: """
+                Refused while the key is the newest, or anything in the store is sealed or tagged \
+                with it (run `key rotate` first). A store checks only itself: retire a key only \
+                when no other store (another home, a PostgreSQL database) or server still needs it. \
+                When the keys come from STIGMER_ENCRYPTION_KEY or --key-fd, it checks and tells you \
+                to remove the key there.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var storeOptions: StoreOptions
+        @Argument(help: ArgumentHelp("The key's id, as `key list` shows it.", valueName: "ID")) var id: String
+
+        func run() throws {
+            let home = try global.resolvedHome()
+            let ring = try global.keyRing(try global.logger())
+            let usage = try storeOptions.open(home: home, create: false)?.keyUsage() ?? KeyUsage()
+            try Rotation.retire(id, ring, usage, home: home, store: storeOptions.location.description(home: home))
         }
     }
 }
