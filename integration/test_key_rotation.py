@@ -22,6 +22,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -239,6 +240,36 @@ def test_keys_from_the_environment(home, tmp_path):
     env = {"STIGMER_ENCRYPTION_KEY": base64.b64encode(new).decode()}
     proc = ok(run(["run", "--execution-id", "exec-0", "--", *print_env(["CTX_0"])], home, env_extra=env))
     assert json.loads(proc.stdout)["CTX_0"].startswith("ctx0-0-")
+
+
+def test_launches_during_rotations_all_succeed(home, tmp_path):
+    """A launch reads the store before the key file: one that sees re-sealed values also
+    sees the key that sealed them."""
+    populate(home, tmp_path, environments=5, secrets=10, contexts=5, context_secrets=5)
+    want = launch_env(home, "exec-3", ["SECRET_9", "CTX_4"])
+    stop = threading.Event()
+    results = []
+
+    def launch_loop():
+        while not stop.is_set():
+            proc = run(["run", "--execution-id", "exec-3", "--", *print_env(["SECRET_9", "CTX_4"])], home)
+            results.append((proc.returncode, proc.stdout, proc.stderr))
+
+    thread = threading.Thread(target=launch_loop)
+    thread.start()
+    rotations = 0
+    try:
+        while rotations < 10 or len(results) < 30:
+            ok(run(["key", "rotate"], home))
+            rotations += 1
+    finally:
+        stop.set()
+        thread.join()
+    failures = [r for r in results if r[0] != 0 or json.loads(r[1]) != want]
+    assert not failures, f"{len(failures)} of {len(results)} launches during {rotations} rotations failed: {failures[:1]}"
+    for key in list(keys_on_disk(home))[:-1]:
+        ok(run(["key", "retire", key], home))
+    assert launch_env(home, "exec-3", ["SECRET_9", "CTX_4"]) == want
 
 
 # --------------------------------------------------------------------------
