@@ -308,6 +308,7 @@ def test_sigkill_at_random_moments_loses_nothing(home, tmp_path):
         proc.wait()
         check_nothing_lost(home, expected)
     assert kills >= 10, f"only {kills} of 30 rotations were still running when killed (one takes {took:.3f} s)"
+    print(f"{kills} of 30 rotations killed (one takes {took:.3f} s)")
     finish_and_retire(home, expected)
 
 
@@ -337,6 +338,7 @@ def test_sigkill_at_each_write_loses_nothing(home, tmp_path):
             points += proc.returncode != 0
             check_nothing_lost(home, expected)
     assert points >= 25, f"only {points} kill points were reached ({counts})"
+    print(f"rotation killed at {points} points: {counts}")
     finish_and_retire(home, expected)
 
 
