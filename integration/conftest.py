@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLES, PgCluster, binary_path, generate_stubs
+from helpers import EXAMPLES, PgCluster, SmallDisk, binary_path, generate_stubs
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,28 @@ def home(tmp_path_factory, bin_path) -> Path:
     path = tmp_path_factory.mktemp("stigmer-home") / "home"
     assert not path.exists()
     return path
+
+
+@pytest.fixture
+def small_disk(tmp_path_factory):
+    """A factory of small tmpfs disks (helpers.SmallDisk): `small_disk(size_bytes)` mounts
+    one and returns it; each is unmounted afterwards. Mounting needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disks = []
+
+    def make(size: int) -> SmallDisk:
+        disk = SmallDisk(tmp_path_factory.mktemp("small-disk") / "mnt", size)
+        try:
+            disk.mount()
+        except OSError as e:
+            pytest.skip(str(e))
+        disks.append(disk)
+        return disk
+
+    yield make
+    for disk in disks:
+        disk.unmount()
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ the pytest fixtures (and builds them from these helpers).
 - Assertions and polling: `describe`, `ok`, `one_line_error`, `wait_for` (poll with a
   timeout, raise naming what was awaited), `read_line`, `wait_exit`, `wait_gone`, …
 - The stored-context workflow: `key_init`, `apply_examples`, `create_context`, …
+- Faults: `SmallDisk` (a small tmpfs to fill up, and `attempts` of a writing command at
+  several fill levels), `disk_full_error`, `integrity_check`, `store_state`.
 - An MCP client (the official SDK's stdio client) for `mcp run` and wrapped configs.
 - Remote and PostgreSQL: `Server` (`stigmer-exec serve`, a `BackgroundProcess`),
   `PgCluster`, a recording stand-in companion, gRPC stubs and RFC 9180 HPKE opening.
@@ -594,6 +596,131 @@ def simple_context(home, exec_id, canary: bytes, *extra):
     return ok(
         create_context(home, exec_id, "--env", "CTX_PLAIN=plain", "--secret", "CTX_SECRET", *extra, secret_stdin=canary)
     )
+
+
+# --------------------------------------------------------------------------
+# faults: a disk that fills up, and what the store held before
+
+
+class SmallDisk:
+    """A small tmpfs (root only) to run out of space on, for the disk-full tests of any
+    writing command (`apply`, `context create`, `key rotate`): `home` is a STIGMER_HOME
+    path on it; `fill(leave)` takes all but about `leave` bytes with a filler file, `free()`
+    gives them back. The `small_disk` fixture mounts one and unmounts it afterwards."""
+
+    FILLER = "filler"
+
+    def __init__(self, mountpoint: Path, size: int):
+        self.mountpoint = Path(mountpoint)
+        self.size = size
+        self.home = self.mountpoint / "home"
+
+    def mount(self) -> "SmallDisk":
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size},mode=0700", "stigmer-small-disk",
+                               str(self.mountpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        if proc.returncode != 0:
+            raise OSError(f"cannot mount a tmpfs at {self.mountpoint}: {proc.stderr.decode(errors='replace').strip()}")
+        return self
+
+    def unmount(self):
+        # Lazy: a process the test left behind must not keep the mount (or the test) alive.
+        subprocess.run(["umount", "-l", str(self.mountpoint)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=30)
+
+    def available(self) -> int:
+        st = os.statvfs(self.mountpoint)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave: int = 0) -> int:
+        """Leave about `leave` bytes free (rounded down to pages); return what is left."""
+        self.free()
+        page = os.sysconf("SC_PAGE_SIZE")
+        take = (self.available() - leave) // page * page
+        if take > 0:
+            with open(self.mountpoint / self.FILLER, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, take)
+        return self.available()
+
+    def free(self):
+        (self.mountpoint / self.FILLER).unlink(missing_ok=True)
+
+    def attempts(self, args, levels, state, where, saved: Path, *, input=None, secrets_=(),
+                 on_success=None) -> dict:
+        """Run `stigmer-exec ARGS` in `home` once per fill level (bytes left free), each
+        time from the home as it is now (its files are kept in `saved`, off this disk).
+        A failure must be `disk_full_error` naming `where` (a path, or a tuple of paths:
+        the store and the key file, say), with the store whole and
+        `state()` (e.g. `store_state`, plus the key file for `key rotate`) as before;
+        `on_success(leave)` checks a run that had room enough. Returns {leave: exit status}."""
+        saved.mkdir(parents=True, exist_ok=True)
+        for path in self.home.iterdir():
+            shutil.copy2(path, saved / path.name)
+        before = state()
+        outcomes = {}
+        for leave in levels:
+            for path in self.home.iterdir():
+                path.unlink()
+            for path in saved.iterdir():
+                shutil.copy2(path, self.home / path.name)
+            self.fill(leave)
+            proc = run(args, self.home, input=input)
+            self.free()
+            outcomes[leave] = proc.returncode
+            if proc.returncode == 0:
+                if on_success:
+                    on_success(leave)
+                continue
+            disk_full_error(proc, where, secrets_=secrets_)
+            stray = {path.name for path in self.home.iterdir()} - {path.name for path in saved.iterdir()}
+            assert not stray, f"with {leave} bytes left the failed write left {sorted(stray)}"
+            if (self.home / DB).exists():
+                assert integrity_check(self.home / DB) == "ok", f"with {leave} bytes left: the store is damaged"
+            after = state()
+            assert after == before, f"with {leave} bytes left the home shows something else:\n{before}\n{after}"
+        return outcomes
+
+
+def disk_full_error(proc, where, secrets_=()) -> str:
+    """A writing command that ran out of space: exit 74, nothing on stdout, one stderr
+    line that says the disk is full, names `where` (the store or file; or a tuple of
+    paths, one of which) and says what to do, and holds none of `secrets_`."""
+    err = one_line_error(proc, 74, secrets_=secrets_)
+    places = [str(w) for w in (where if isinstance(where, (tuple, list)) else (where,))]
+    assert any(place in err for place in places), f"the line names none of {places}:\n{describe(proc)}"
+    assert "full" in err and "free" in err, f"the line does not say the disk is full and what to do:\n{describe(proc)}"
+    return err
+
+
+def integrity_check(db: Path) -> str:
+    """SQLite's own `PRAGMA integrity_check` of the store ("ok" when whole), opened
+    read-only so the check changes nothing."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
+    finally:
+        conn.close()
+
+
+def store_state(home, environments=(), contexts=()) -> dict:
+    """What the store shows through the binary: `env list`, `env get` of each of
+    `environments` and the table of `context get` of each of `contexts` (times left out:
+    they are the creation's). Each entry is (exit status, stdout), so "not found" is a
+    state too. Two equal results mean the user sees the same store."""
+    state = {"env list": _shown(run(["env", "list"], home))}
+    for name in environments:
+        state[f"env get {name}"] = _shown(run(["env", "get", name], home))
+    for exec_id in contexts:
+        code, out = _shown(run(["context", "get", exec_id], home))
+        state[f"context get {exec_id}"] = (code, out.split(b"\n\n", 1)[-1])
+    return state
+
+
+def _shown(proc) -> tuple[int, bytes]:
+    assert proc.returncode in (0, 66), f"the store cannot be read:\n{describe(proc)}"
+    return proc.returncode, proc.stdout
 
 
 # --------------------------------------------------------------------------

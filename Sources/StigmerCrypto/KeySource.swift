@@ -21,7 +21,11 @@ public enum KeySource {
     static func fromDescriptor(_ fd: Int32) throws(StigmerError) -> KeyRing {
         defer { Sys.closeConsumed(fd) }
         var bytes: [UInt8]
-        do { bytes = try IO.readAll(fd, limit: 64 << 10) } catch {
+        // A pipe or FIFO is read to its end (that is how a key is handed over), but only
+        // so far: a descriptor that never ends is refused, not read forever.
+        do { bytes = try IO.readAll(fd, limit: PrivateFile.sizeLimit) } catch let error where error.rawValue == EFBIG {
+            throw .notPermitted("--key-fd \(fd) gives more than \(PrivateFile.sizeLimit >> 10) KB, more than a key file ever holds; pass the key file, e.g. --key-fd 3 3<keyfile")
+        } catch {
             throw .notPermitted("cannot read the key from --key-fd \(fd); pass an open descriptor, e.g. --key-fd 3 3<keyfile", cause: error.description)
         }
         defer { bytes.wipe() }
@@ -46,7 +50,7 @@ public enum KeySource {
             if error == .exists {
                 throw .notPermitted("\(quoted(path)) already exists; refusing to overwrite a key (values sealed with it would be lost); move it away first if you really mean to replace it")
             }
-            throw StigmerError(.ioError, "cannot create \(quoted(path))", cause: error.description)
+            throw .cannotWrite("cannot create \(quoted(path))", error)
         }
         let key = EncryptionKey.generate()
         do throws(Errno) {
@@ -57,7 +61,7 @@ public enum KeySource {
             try Sys.fsync(fd)
         } catch {
             try? Sys.unlink(path)
-            throw StigmerError(.ioError, "cannot write \(quoted(path))", cause: error.description)
+            throw .cannotWrite("cannot write \(quoted(path))", error)
         }
         return key
     }

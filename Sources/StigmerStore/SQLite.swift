@@ -1,15 +1,18 @@
 import CSQLite
 import StigmerCore
+import StigmerSystem
 
 /// A minimal SQLite connection: prepare, bind, step. Values are always bound as
 /// parameters, so SQL text (and therefore any error SQLite reports) never holds a value.
 final class SQLiteConnection {
     let db: OpaquePointer
+    /// The store's path as messages name it (a store being created is opened under a
+    /// temporary name, but the user knows it by its own).
     let path: String
 
     /// `uri`: query parameters (`key=value&…`) for SQLite; the path is then given as a
-    /// `file:` URI with its own `%`, `?` and `#` escaped.
-    init(path: String, flags: Int32, uri query: String? = nil) throws(StigmerError) {
+    /// `file:` URI with its own `%`, `?` and `#` escaped. `shownAs`: the path for messages.
+    init(path: String, flags: Int32, uri query: String? = nil, shownAs: String? = nil) throws(StigmerError) {
         var handle: OpaquePointer?
         let rc: Int32
         if let query {
@@ -17,13 +20,16 @@ final class SQLiteConnection {
         } else {
             rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
         }
+        let shown = shownAs ?? path
         guard rc == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "code \(rc)"
+            let systemErrno = handle.map { sqlite3_system_errno($0) } ?? 0
             if let handle { sqlite3_close_v2(handle) }
-            throw StigmerError(.unavailable, "cannot open the store \(quoted(path))", cause: message)
+            if Self.outOfSpace(rc, systemErrno) { throw Self.diskFull(shown, "opening it", message) }
+            throw StigmerError(.unavailable, "cannot open the store \(quoted(shown))", cause: message)
         }
         db = handle
-        self.path = path
+        self.path = shown
         sqlite3_extended_result_codes(db, 1)
     }
 
@@ -51,23 +57,46 @@ final class SQLiteConnection {
         case null
     }
 
+    /// The one place SQLite's result codes become errors.
     func error(_ what: String, _ rc: Int32) -> StigmerError {
         let message = String(cString: sqlite3_errmsg(db))
         let primary = rc & 0xFF
+        // Before the rest: a full disk can also show as an I/O error or a file that
+        // cannot be created (the -wal, the journal), told apart by the OS's errno.
+        if Self.outOfSpace(rc, sqlite3_system_errno(db)) {
+            return Self.diskFull(path, what, message)
+        }
         if primary == SQLITE_BUSY || primary == SQLITE_LOCKED {
             return StigmerError(.unavailable, "the store \(quoted(path)) stayed locked while \(what); retry", cause: message)
         }
         if primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB {
-            return StigmerError(.unavailable, "the store \(quoted(path)) is damaged or not a stigmer-exec database (\(what))", cause: message)
-        }
-        if primary == SQLITE_FULL {
-            // Rolled back: SQLite's transaction leaves the file as it was.
-            return StigmerError(.ioError, "the disk holding the store \(quoted(path)) is full while \(what); nothing was written — free space and retry", cause: message)
+            return Self.damaged(path, "is damaged or not a stigmer-exec database (\(what))", cause: message)
         }
         if primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM {
             return StigmerError(.notPermitted, "cannot write the store \(quoted(path)) while \(what); check its permissions", cause: message)
         }
+        if primary == SQLITE_IOERR {
+            return StigmerError(.ioError, "cannot read or write the store \(quoted(path)) while \(what); check the disk it is on", cause: message)
+        }
         return StigmerError(.unavailable, "store error while \(what)", cause: message)
+    }
+
+    /// SQLITE_FULL, or an I/O error or failed create whose errno is ENOSPC or EDQUOT.
+    static func outOfSpace(_ rc: Int32, _ systemErrno: Int32) -> Bool {
+        let primary = rc & 0xFF
+        if primary == SQLITE_FULL { return true }
+        return (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) && Errno(systemErrno).isOutOfSpace
+    }
+
+    /// Every write is one transaction, rolled back when it cannot be completed: a full
+    /// disk leaves the store as it was (74, EX_IOERR).
+    static func diskFull(_ path: String, _ what: String, _ cause: String) -> StigmerError {
+        StigmerError(.ioError, "the disk holding the store \(quoted(path)) is full (while \(what)); nothing was changed — free some space there and retry", cause: cause)
+    }
+
+    /// A store SQLite (or the size of the file) says is not whole: 69, and what to do.
+    static func damaged(_ path: String, _ what: String, cause: String? = nil) -> StigmerError {
+        StigmerError(.unavailable, "the store \(quoted(path)) \(what); refusing to use it — restore it from a backup, or move it away to start a new store", cause: cause)
     }
 
     func exec(_ sql: String, _ what: String) throws(StigmerError) {

@@ -89,30 +89,95 @@ public final class SQLiteStore: Store {
     /// `create` is `nil`: nothing has been stored yet. `readOnly` is for the launch path:
     /// such a connection never writes, migrates or checkpoints (no fsync on close).
     public static func open(path: String, create: Bool, readOnly: Bool = false) throws(StigmerError) -> SQLiteStore? {
-        if !create {
-            let st: FileStatus
-            do { st = try Sys.stat(path) } catch let e where e == .notFound { return nil } catch {
-                throw StigmerError(.unavailable, "cannot reach the store \(quoted(path))", cause: error.description)
-            }
-            // A FIFO or device would block (or feed) SQLite forever: only a regular file.
-            guard st.st_mode & S_IFMT == S_IFREG else {
-                throw .data("the store \(quoted(path)) is not a regular file; point --store (or STIGMER_STORE) at a SQLite database file")
-            }
-        } else {
-            // Created 0600 before SQLite sees it; SQLite gives -wal and -shm the same mode.
-            let fd: Int32
-            do { fd = try Sys.open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600) } catch {
-                throw StigmerError(.ioError, "cannot create the store \(quoted(path))", cause: error.description)
-            }
-            Sys.close(fd)
+        let st: FileStatus
+        do { st = try Sys.stat(path) } catch let e where e == .notFound {
+            guard create else { return nil }
+            try createWhole(path)
+            return try SQLiteStore(path: path)
+        } catch {
+            throw StigmerError(.unavailable, "cannot reach the store \(quoted(path))", cause: error.description)
+        }
+        // A FIFO or device would block (or feed) SQLite forever: only a regular file.
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw .data("the store \(quoted(path)) is \(fileKind(st.st_mode)), not a regular file; point --store (or STIGMER_STORE) at a SQLite database file")
+        }
+        // Told by the size alone, before SQLite reads a byte: a store is never empty (it
+        // is created whole, below), and SQLite writes whole pages of 512 bytes or a
+        // multiple. SQLite would take an empty or cut-short file for a new database.
+        if st.st_size == 0 {
+            throw SQLiteConnection.damaged(path, "is empty (0 bytes): it was truncated, or is not a stigmer-exec store")
+        }
+        if st.st_size % 512 != 0 {
+            throw SQLiteConnection.damaged(path, "is damaged: its \(st.st_size) bytes are not whole pages (it was cut short)")
         }
         return try SQLiteStore(path: path, readOnly: readOnly && !create)
     }
 
-    init(path: String, readOnly: Bool = false) throws(StigmerError) {
+    /// A new store appears whole or not at all: created and migrated under a temporary
+    /// name, then linked into place. So a command killed (or out of disk space) while it
+    /// creates the store leaves none rather than an empty file, and an empty store is
+    /// always damage. Creators take turns by a lock on the temporary file; one killed
+    /// midway leaves it behind for the next, which starts it over.
+    static func createWhole(_ path: String) throws(StigmerError) {
+        let temporary = path + ".new"
+        let leftovers = [temporary, temporary + "-journal", temporary + "-wal", temporary + "-shm"]
+        let fd: Int32
+        do { fd = try Sys.open(temporary, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600) } catch {
+            throw .cannotWrite("cannot create the store \(quoted(path))", error)
+        }
+        defer { Sys.close(fd) }
+        do throws(Errno) {
+            try Sys.flock(fd, LOCK_EX)
+            // Another creator finished while this one waited: use its store (and drop the
+            // temporary file this open may have made anew).
+            if access(path, F_OK) == 0 {
+                try? Sys.unlink(temporary)
+                return
+            }
+            // A killed creator's half-made file and journal: start over from nothing.
+            try Sys.ftruncate(fd, 0)
+            for leftover in leftovers.dropFirst() { try? Sys.unlink(leftover) }
+        } catch {
+            throw StigmerError(.ioError, "cannot create the store \(quoted(path))", cause: error.description)
+        }
+        defer { for leftover in leftovers { try? Sys.unlink(leftover) } }
+        // Migrated with a rollback journal, so that when the connection is gone every
+        // byte is in the file itself, none in a WAL that is removed with the rest.
+        _ = try SQLiteStore(path: temporary, shownAs: path)
+        do throws(Errno) {
+            try Sys.fsync(fd)
+            try Sys.link(temporary, path)
+            try syncDirectory(of: path)
+        } catch let e where e == .exists {
+            // Made meanwhile by something that did not wait for the lock: it stays.
+        } catch {
+            throw .cannotWrite("cannot create the store \(quoted(path))", error)
+        }
+    }
+
+    /// fsync of the directory holding `path`, so its new name survives a power loss.
+    static func syncDirectory(of path: String) throws(Errno) {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = try Sys.open(directory, O_RDONLY | O_DIRECTORY)
+        defer { Sys.close(fd) }
+        try Sys.fsync(fd)
+    }
+
+    /// Whether the store's WAL holds no frames (missing or empty), as after the last
+    /// writer's close.
+    static func walIsEmpty(_ path: String) -> Bool {
+        do { return try Sys.stat(path + "-wal").st_size == 0 } catch { return error == .notFound }
+    }
+
+    /// `shownAs`: the path messages name (a store being created has a temporary one).
+    init(path: String, readOnly: Bool = false, shownAs: String? = nil) throws(StigmerError) {
         // A launch: one reader, usually the only connection to the file, for milliseconds.
         let oneShot = readOnly && Self.shortLived
-        if oneShot && access(path + "-shm", F_OK) == 0 {
+        // Only over an empty WAL: with frames in it (a writer attached, or a crash) a
+        // read-only index that disagrees with the WAL — stale, or the WAL damaged — makes
+        // SQLite retry for ten seconds and fail with SQLITE_PROTOCOL; a reader that may
+        // write the index rebuilds it instead.
+        if oneShot && access(path + "-shm", F_OK) == 0 && Self.walIsEmpty(path) {
             // With the WAL index opened read-only SQLite does not rebuild it (truncate,
             // extend, eight writes, map) but reads the database directly when the WAL is
             // empty, and indexes the WAL in its own memory when it is not; with a writer or
@@ -121,7 +186,7 @@ public final class SQLiteStore: Store {
             // would never advance a read mark, and checkpoints would stall behind them.
             connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY, uri: "readonly_shm=1")
         } else {
-            connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
+            connection = try SQLiteConnection(path: path, flags: readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, shownAs: shownAs)
         }
         // Keep -wal and -shm between connections: otherwise every launch creates and the
         // last one unlinks both files, which costs more than the whole query.
@@ -166,8 +231,6 @@ public final class SQLiteStore: Store {
         guard current < Self.migrations.count else {
             throw StigmerError(.unavailable, "the store \(quoted(connection.path)) has schema version \(current), newer than this stigmer-exec knows (\(Self.migrations.count)); upgrade stigmer-exec")
         }
-        // WAL is a property of the file; set once, outside a transaction.
-        try connection.exec("PRAGMA journal_mode = WAL", "enabling WAL")
         try connection.transaction("migrating the schema") { () throws(StigmerError) in
             // Re-read inside the write lock: another process may have migrated meanwhile.
             let version = try userVersion()
@@ -176,6 +239,10 @@ public final class SQLiteStore: Store {
             }
             try connection.exec("PRAGMA user_version = \(Self.migrations.count)", "recording the schema version")
         }
+        // WAL is a property of the file; set once, outside a transaction, and after the
+        // schema: a new store's first transaction then goes through a rollback journal
+        // into the file itself (see `createWhole`). An existing store is in WAL already.
+        try connection.exec("PRAGMA journal_mode = WAL", "enabling WAL")
     }
 
     // MARK: Resources

@@ -36,12 +36,12 @@ public struct StigmerHome: Sendable {
             for part in path.split(separator: "/") {
                 prefix += "/" + part
                 do { try Sys.mkdir(prefix, 0o700) } catch let e where e == .exists {} catch {
-                    throw StigmerError(.ioError, "cannot create \(quoted(prefix))", cause: error.description)
+                    throw .cannotWrite("cannot create \(quoted(prefix))", error)
                 }
             }
             return
         } catch {
-            throw StigmerError(.ioError, "cannot create \(quoted(path)); check the parent's permissions", cause: error.description)
+            throw .cannotWrite("cannot create \(quoted(path))\(error.isOutOfSpace ? "" : "; check the parent's permissions")", error)
         }
         try checkPrivate()
     }
@@ -65,6 +65,19 @@ public struct StigmerHome: Sendable {
     }
 }
 
+/// What a file that is not a regular one is, for messages.
+public func fileKind(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFDIR: "a directory"
+    case S_IFIFO: "a FIFO"
+    case S_IFCHR: "a character device"
+    case S_IFBLK: "a block device"
+    case S_IFSOCK: "a socket"
+    case S_IFLNK: "a symbolic link"
+    default: "of an unknown kind"
+    }
+}
+
 public func octal(_ mode: mode_t) -> String {
     let digits = String(mode & 0o7777, radix: 8)
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
@@ -74,12 +87,20 @@ public func octal(_ mode: mode_t) -> String {
 /// it is a regular file owned by us with mode 0600 or 0400 — else 77 — so a file others
 /// can read is refused rather than trusted.
 public enum PrivateFile {
+    /// More than a key file or a token file ever holds (a key is 45 bytes a line).
+    public static let sizeLimit = 64 << 10
+
     /// A missing file is a `.dataError` (the caller says what to do); every other refusal
     /// is `.notPermitted`.
     public static func read(_ path: String, what: String) throws(StigmerError) -> [UInt8] {
         let fd: Int32
+        // O_NONBLOCK: a FIFO with no writer would block the open forever; it is opened at
+        // once and refused below as not a regular file.
         do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
             if error == .notFound { throw .data("\(what) \(quoted(path)) does not exist") }
+            if error.rawValue == ENXIO {  // what open(2) says of a socket
+                throw .notPermitted("\(what) \(quoted(path)) is a socket, not a regular file; it must be the file itself (a symlink to one is followed)")
+            }
             throw .notPermitted("cannot open \(what) \(quoted(path))", cause: error.description)
         }
         defer { Sys.close(fd) }
@@ -91,7 +112,7 @@ public enum PrivateFile {
             throw .notPermitted("cannot inspect \(what) \(quoted(path))", cause: error.description)
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
-            throw .notPermitted("\(what) \(quoted(path)) is not a regular file")
+            throw .notPermitted("\(what) \(quoted(path)) is \(fileKind(st.st_mode)), not a regular file; it must be the file itself (a symlink to one is followed)")
         }
         guard st.st_uid == Sys.euid else {
             throw .notPermitted("\(what) \(quoted(path)) is owned by uid \(st.st_uid), not by you (uid \(Sys.euid)); run: chown \(Sys.euid) \(path)")
@@ -100,7 +121,11 @@ public enum PrivateFile {
         guard mode == 0o600 || mode == 0o400 else {
             throw .notPermitted("\(what) \(quoted(path)) has mode \(octal(mode)); it must be 0600 or 0400 — run: chmod 600 \(path)")
         }
-        do { return try IO.readAll(fd, limit: 64 << 10, expected: Int(st.st_size)) } catch {
+        // Refused by its size before a byte is read: a 1 GB file is not a key.
+        guard st.st_size <= sizeLimit else {
+            throw .notPermitted("\(what) \(quoted(path)) is \(st.st_size) bytes, more than such a file ever holds (\(sizeLimit >> 10) KB); is it the right file?")
+        }
+        do { return try IO.readAll(fd, limit: sizeLimit, expected: Int(st.st_size)) } catch {
             throw .notPermitted("cannot read \(what) \(quoted(path))", cause: error.description)
         }
     }

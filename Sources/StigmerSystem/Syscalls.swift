@@ -21,6 +21,19 @@ public struct Errno: Error, Sendable, Equatable, CustomStringConvertible {
     public static let notFound = Errno(ENOENT)
     public static let exists = Errno(EEXIST)
     public static let interrupted = Errno(EINTR)
+
+    /// The file system, or the user's quota on it, is full.
+    public var isOutOfSpace: Bool { rawValue == ENOSPC || rawValue == EDQUOT }
+}
+
+extension StigmerError {
+    /// A failed write or create (74). A full disk is said in words, with what to do: the
+    /// errno text alone ("No space left on device") does not say which disk or that
+    /// freeing space is the fix.
+    public static func cannotWrite(_ what: String, _ error: Errno) -> StigmerError {
+        guard error.isOutOfSpace else { return StigmerError(.ioError, what, cause: error.description) }
+        return StigmerError(.ioError, "\(what): the disk is full; free some space there and retry", cause: error.description)
+    }
 }
 
 /// Thin wrappers, one per syscall, named after it. `-1` becomes a thrown `Errno`; EINTR is
@@ -95,6 +108,20 @@ public enum Sys {
 
     public static func unlink(_ path: String) throws(Errno) {
         _ = try retrying { Glibc.unlink(path) }
+    }
+
+    public static func link(_ existing: String, _ new: String) throws(Errno) {
+        _ = try retrying { Glibc.link(existing, new) }
+    }
+
+    public static func flock(_ fd: Int32, _ operation: Int32) throws(Errno) {
+        // Named by its type: `flock` alone is also the struct of fcntl's locks.
+        let call: (Int32, Int32) -> Int32 = Glibc.flock(_:_:)
+        _ = try retrying { call(fd, operation) }
+    }
+
+    public static func ftruncate(_ fd: Int32, _ length: off_t) throws(Errno) {
+        _ = try retrying { Glibc.ftruncate(fd, length) }
     }
 
     public static func isatty(_ fd: Int32) -> Bool { Glibc.isatty(fd) == 1 }

@@ -15,8 +15,9 @@ struct StigmerExec: ParsableCommand {
         abstract: "Run processes with an execution's secrets injected: decrypted in memory, never on disk.",
         discussion: """
             Exit status: the child's own when it ran; else 64 usage, 65 bad input data, \
-            66 not found, 69 store/server unavailable, 77 not permitted (key, auth, tamper), \
-            78 missing variables or unresolvable placeholders, 126 not executable, 127 not found.
+            66 not found, 69 store/server unavailable (or the store damaged), 74 I/O error (a full \
+            disk: nothing is changed), 77 not permitted (key, auth, tamper), 78 missing variables or \
+            unresolvable placeholders, 126 not executable, 127 not found.
             """,
         version: "0.2.0",
         subcommands: [RunCommand.self, McpCommand.self, ApplyCommand.self, EnvCommand.self, ContextCommand.self, KeyCommand.self, PlanCommand.self, InstallCommand.self]

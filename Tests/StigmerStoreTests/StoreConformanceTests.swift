@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSQLite
 import Testing
 import StigmerCore
 @testable import StigmerStore
@@ -140,6 +141,51 @@ struct SQLiteStoreTests {
         #expect(try again.userVersion() == SQLiteStore.migrations.count)
     }
 
+    func temporaryDirectory() -> String {
+        var template = Array("/tmp/stigmer-store-XXXXXX".utf8CString)
+        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    /// Created whole: no temporary file left, and the file alone (no WAL) holds the schema.
+    @Test func aNewStoreIsCreatedWhole() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/stigmer.db"
+        // A killed creator's leftovers are started over, not used.
+        let stale = open(path + ".new", O_WRONLY | O_CREAT, 0o600)
+        _ = write(stale, "junk", 4)
+        close(stale)
+        _ = try SQLiteStore.open(path: path, create: true)
+        #expect(access(path + ".new", F_OK) != 0)
+        var st = stat()
+        stat(path, &st)
+        #expect(st.st_size > 0 && st.st_size % 512 == 0)
+    }
+
+    /// Empty or cut-short files were not written by stigmer-exec: 69, said as damage.
+    @Test(arguments: [0, 50, 4096 + 100])
+    func aTruncatedStoreIsRefused(size: Int) throws {
+        let path = temporaryDirectory() + "/stigmer.db"
+        _ = try SQLiteStore.open(path: path, create: true)
+        #expect(truncate(path, off_t(size)) == 0)
+        for create in [false, true] {
+            #expect {
+                _ = try SQLiteStore.open(path: path, create: create)
+            } throws: { error in
+                let error = error as? StigmerError
+                return error?.code == .unavailable && (error?.message.contains(size == 0 ? "empty" : "damaged") ?? false)
+            }
+        }
+    }
+
+    @Test func aFullDiskIsTold() {
+        #expect(SQLiteConnection.outOfSpace(SQLITE_FULL, 0))
+        #expect(SQLiteConnection.outOfSpace(SQLITE_IOERR | (3 << 8), EDQUOT))
+        #expect(SQLiteConnection.outOfSpace(SQLITE_CANTOPEN, ENOSPC))
+        #expect(!SQLiteConnection.outOfSpace(SQLITE_IOERR | (3 << 8), EIO))
+        #expect(!SQLiteConnection.outOfSpace(SQLITE_CORRUPT, ENOSPC))
+        let error = SQLiteConnection.diskFull("/h/stigmer.db", "applying resources", "database or disk is full")
+        #expect(error.exitStatus == 74 && error.message.contains("full") && error.message.contains("/h/stigmer.db"))
+    }
 }
 
 extension StoreConformanceTests {

@@ -36,7 +36,7 @@ struct InstallCommand: ParsableCommand {
         }
         if let libraries = try Directory.entries(source + "/lib") {
             do { try Sys.mkdir(directory + "/lib", 0o755) } catch where error != .exists {
-                throw StigmerError(.ioError, "cannot create \(quoted(directory + "/lib"))", cause: error.description)
+                throw StigmerError.cannotWrite("cannot create \(quoted(directory + "/lib"))", error)
             } catch {}
             // A lib that is a symbolic link would send the libraries elsewhere.
             guard (try? Sys.lstat(directory + "/lib")).map({ $0.st_mode & S_IFMT == S_IFDIR }) == true else {
@@ -77,7 +77,7 @@ struct InstallCommand: ParsableCommand {
             guard rename(temporary, destination) == 0 else { throw Errno.current }
         } catch {
             try? Sys.unlink(temporary)
-            throw StigmerError(.ioError, "cannot copy \(quoted(source)) to \(quoted(destination))", cause: error.description)
+            throw StigmerError.cannotWrite("cannot copy \(quoted(source)) to \(quoted(destination))", error)
         }
         return destination
     }
