@@ -127,4 +127,6 @@ put("seccomp", "archmap.json", '{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [
 # Crashes fuzzing found, minimised: replayed by every run and the CI smoke (FUZZING.md).
 put("seccomp", "crash-errno-overflow.json", '{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 18446744073701}')
 put("sealed", "crash-key-id-echo", "v1:sk-live-notakeyid:" + base64.b64encode(bytes(40)).decode())
+put("mcpconfig", "crash-duplicate-server.yaml", "apiVersion: agentic.stigmer.ai/v1\nkind: McpServer\nmetadata: {name: gh}\n"
+    "spec:\n  stdio: {command: a}\n  mcp_servers:\n  - name: gh\n    stdio: {command: b}\n")
 print("corpora written to", CORPUS)

@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh smoke                      CI: build the smoke set, replay each corpus, fuzz briefly
 # New inputs go to .build-fuzz/corpus/<harness> (the committed seeds stay small); crashes
 # to .build-fuzz/artifacts/<harness>/. One process at a time: the machines have 2 cores.
+# FUZZ_FLAGS adds libFuzzer flags (e.g. -runs=1000000); FUZZ_SCRATCH moves the build folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -13,7 +14,7 @@ ALL=(placeholders envfile json yaml resources mcpconfig sealed keyfile frame arg
 # The smoke builds what is cheap to build from scratch: everything but the harnesses
 # that need BoringSSL (swift-crypto) or the launch modules, which `make fuzz` covers.
 SMOKE=(${FUZZ_SMOKE_HARNESSES:-placeholders envfile json yaml resources mcpconfig})
-SCRATCH=.build-fuzz
+SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
 
 build() {
     # swiftc keeps only the last -sanitize= it is given, and SwiftPM passes fuzzer and
@@ -33,7 +34,7 @@ run() {
     echo "== fuzz-$h for ${seconds}s"
     # Swift's own backtracer trips ASan inside its crash handler: libFuzzer reports the trap.
     SWIFT_BACKTRACE=enable=no "$SCRATCH/release/fuzz-$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
-        -print_final_stats=1 -artifact_prefix="$SCRATCH/artifacts/$h/" "${dict[@]}" "$@" \
+        -print_final_stats=1 -artifact_prefix="$SCRATCH/artifacts/$h/" "${dict[@]}" ${FUZZ_FLAGS:-} "$@" \
         "$SCRATCH/corpus/$h" "Fuzz/corpus/$h"
 }
 

@@ -6,7 +6,7 @@ import StigmerManifests
 /// manifest, then each server made into templates as `mcp run` and the bridge do.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzMcpConfig(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    for document in Fuzz.documents(data, size, file: "fuzz.json") {
+    for document in Fuzz.documents(data, size, file: "fuzz.yaml") {
         check(document, planted: false)
         check(Fuzz.plantingValues(document), planted: true)
     }
