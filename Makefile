@@ -7,7 +7,7 @@ SWIFT   ?= swift
 BIN_DIR := $(shell pwd)/.build/debug
 export STIGMER_EXEC_BIN := $(BIN_DIR)/stigmer-exec
 
-.PHONY: all deps build test unit integration demo launcher release clean
+.PHONY: all deps build test unit integration demo launcher release fuzz fuzz-smoke clean
 
 all: build
 
@@ -87,5 +87,19 @@ release: launcher
 	@# the instant before (SECURITY.md promise 7).
 	chmod 0711 dist/stigmer-exec-full
 
+# libFuzzer harnesses (Fuzz/, FUZZING.md) with AddressSanitizer, in their own build folder:
+# each for FUZZ_SECONDS, one after another (FUZZ_HARNESSES to pick some). `fuzz-smoke` is
+# CI's: it builds the cheap harnesses, replays their corpora and fuzzes each for seconds.
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES ?=
+
+fuzz:
+	@scripts/deps.sh build
+	scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+fuzz-smoke:
+	@scripts/deps.sh build
+	scripts/fuzz.sh smoke
+
 clean:
-	rm -rf .build .build-static .build-release-full .build-postgres dist
+	rm -rf .build .build-static .build-release-full .build-postgres .build-fuzz dist

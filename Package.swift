@@ -177,3 +177,26 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer harnesses (FUZZING.md, `make fuzz`): only when STIGMER_FUZZ=1, so `swift build`,
+// the tests and the launcher never see them. Each links only the modules its parser lives
+// in (build time: 2 cores). Built with `-sanitize=fuzzer -sanitize=address` in .build-fuzz.
+if Context.environment["STIGMER_FUZZ"] == "1" {
+    func harness(_ name: String, _ modules: [Target.Dependency]) -> Target {
+        .executableTarget(name: "fuzz-\(name)", dependencies: ["FuzzSupport"] + modules, path: "Fuzz/\(name)")
+    }
+    package.targets += [
+        .target(name: "FuzzSupport", dependencies: ["StigmerCore", "StigmerManifests"], path: "Fuzz/Support"),
+        harness("placeholders", ["StigmerCore"]),
+        harness("envfile", ["StigmerCore"]),
+        harness("json", ["StigmerCore", "StigmerManifests"]),
+        harness("yaml", ["StigmerCore", "StigmerManifests"]),
+        harness("resources", ["StigmerCore", "StigmerManifests"]),
+        harness("mcpconfig", ["StigmerCore", "StigmerManifests"]),
+        harness("sealed", ["StigmerCore", "StigmerCrypto"]),
+        harness("keyfile", ["StigmerCore", "StigmerCrypto"]),
+        harness("frame", ["StigmerCore", "StigmerCrypto"]),
+        harness("arguments", ["StigmerCore", "StigmerEngine", "StigmerLaunch"]),
+        harness("seccomp", ["StigmerCore", "StigmerManifests", "StigmerLaunch"]),
+    ]
+}

@@ -127,6 +127,11 @@ public enum ResourceDecoder {
     static func mcpServerResource(name: String, spec: FieldMap?) throws(StigmerError) -> Agent {
         var result = try agent(name: name, spec: spec)
         if let spec, spec.optional("stdio") != nil || spec.optional("http") != nil || spec.optional("docker") != nil {
+            // Two servers of one name: `mcp run --server` would pick one and silently hide
+            // the other (found by the fuzz harness's invariant), as in a list.
+            if let list = spec.optional("mcp_servers"), result.mcpServers.contains(where: { $0.name == name }) {
+                throw list.error("duplicate server name \(quoted(name)): it is this McpServer's own name; rename the one in mcp_servers")
+            }
             result.mcpServers.insert(try serverBody(name: name, spec), at: 0)
         }
         return result

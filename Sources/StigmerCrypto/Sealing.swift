@@ -157,7 +157,11 @@ public enum Sealer {
     }
 
     static func notLoaded(_ binding: Binding, _ keyID: String, _ ring: KeyRing) -> StigmerError {
-        .notPermitted("sealed value for \(binding) was sealed with key \(keyID), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
+        // The id is input: shown only when it has a key id's shape (16 hex digits), so a
+        // secret pasted as `v1:<secret>:…` never reaches an error (found by fuzzing).
+        let isKeyID = keyID.utf8.count == 16 && keyID.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+        let shown = isKeyID ? keyID : "<not a key id: expected 16 hex digits>"
+        return .notPermitted("sealed value for \(binding) was sealed with key \(shown), which is not loaded (loaded: \(ring.keys.map(\.id).joined(separator: ", ")) from \(ring.source)); load the right key with --key-fd, STIGMER_ENCRYPTION_KEY or $STIGMER_HOME/encryption.key")
     }
 
     static func tryOpen(_ payload: [UInt8], _ key: EncryptionKey, _ associatedData: [UInt8]) -> [UInt8]? {

@@ -15,7 +15,7 @@ import StigmerCore
 public enum OCIProfile {
     public static func decode(_ root: Field) throws(StigmerError) -> SeccompProfile {
         let top = try root.mapping()
-        let defaultErrno = try top.optional("defaultErrnoRet").map { (f) throws(StigmerError) in Int32(try f.int()) }
+        let defaultErrno = try top.optional("defaultErrnoRet").map(Self.errno)
         let defaultField = try top.require("defaultAction")
         var profile = SeccompProfile(name: root.file, defaultAction: try action(defaultField, errno: defaultErrno))
 
@@ -45,7 +45,7 @@ public enum OCIProfile {
             if let excludes = try map.optional("excludes")?.mapping() {
                 if let list = excludes.optional("arches"), (try list.stringList()).contains(where: { goArch($0) == native }) { continue }
             }
-            let errno = try map.optional("errnoRet").map { (f) throws(StigmerError) in Int32(try f.int()) }
+            let errno = try map.optional("errnoRet").map(Self.errno)
             let act = try action(try map.require("action"), errno: errno ?? defaultErrno)
             var args: [SeccompProfile.Comparison] = []
             for arg in try map.optional("args")?.sequence() ?? [] {
@@ -78,6 +78,14 @@ public enum OCIProfile {
         case "SCMP_ACT_TRACE": return .trace(UInt16(truncatingIfNeeded: errno ?? 0))
         default: throw field.error("unsupported action; expected SCMP_ACT_ALLOW, ERRNO, KILL, KILL_PROCESS, KILL_THREAD, TRAP, LOG or TRACE (NOTIFY needs a supervisor stigmer-exec does not run)")
         }
+    }
+
+    /// `defaultErrnoRet`/`errnoRet`: the 16 bits of data a seccomp action carries. A larger
+    /// number trapped converting to Int32 (found by fuzzing): refused, as a negative one.
+    static func errno(_ field: Field) throws(StigmerError) -> Int32 {
+        let value = try field.int()
+        guard (0...0xFFFF).contains(value) else { throw field.error("expected an errno from 0 to 65535") }
+        return Int32(value)
     }
 
     static func comparison(_ name: String) -> scmp_compare? {

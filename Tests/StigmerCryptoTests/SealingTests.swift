@@ -79,6 +79,23 @@ struct SealingTests {
         expectError("not base64!", binding, code: .dataError, containing: "neither")
     }
 
+    /// Found by fuzzing (Fuzz/sealed, FUZZING.md): whatever stood where the key id goes was
+    /// shown in the "not loaded" error, so a secret pasted as `v1:<secret>:…` reached stderr.
+    @Test func keyIDSlotIsShownOnlyWhenItIsAKeyID() throws {
+        let other = KeyRing(keys: [EncryptionKey.generate(), EncryptionKey.generate()], source: "other")
+        let payload = Base64.encode([UInt8](repeating: 0, count: 40))
+        do {
+            _ = try opened("v1:sk-live-notakeyid:\(payload)", for: binding, with: other)
+            Issue.record("opened")
+        } catch {
+            #expect(error.code == .notPermitted)
+            #expect(!error.description.contains("sk-live"), "\(error)")
+            #expect(error.message.contains("not a key id"), "\(error)")
+        }
+        // A real key id that is not loaded is still named: it tells which key to load.
+        expectError("v1:0123456789abcdef:\(payload)", binding, ring: other, code: .notPermitted, containing: "key 0123456789abcdef, which is not loaded")
+    }
+
     @Test func legacyFormOpensWithoutAssociatedData() throws {
         let box = try AES.GCM.seal(Array("legacy".utf8), using: ring.newest.key)
         let legacy = Base64.encode(box.combined!)

@@ -38,6 +38,10 @@ struct ManifestErrorTests {
          "m.yaml:4:9: metadata.name: invalid name \"bad name\": use letters, digits, '-', '_' and '.' (at most 253)"),
         ("a: [1, 2\n", "m.yaml:2:1: invalid YAML: did not find expected ',' or ']' while parsing a flow sequence"),
         ("a: 1\na: 2\n", "m.yaml:1:1: duplicate key \"a\"; keep one"),
+        // Found by the mcpconfig fuzz harness's invariant (FUZZING.md): an McpServer's own
+        // server and an mcp_servers entry of the same name, one silently hidden by the other.
+        ("apiVersion: agentic.stigmer.ai/v1\nkind: McpServer\nmetadata: {name: gh}\nspec:\n  stdio: {command: a}\n  mcp_servers:\n  - name: gh\n    stdio: {command: b}\n",
+         "m.yaml:7:3: spec.mcp_servers: duplicate server name \"gh\": it is this McpServer's own name; rename the one in mcp_servers"),
     ])
     func locatedErrors(text: String, expected: String) {
         let e = error(text)
