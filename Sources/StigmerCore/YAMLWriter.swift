@@ -14,11 +14,22 @@ public enum YAMLWriter {
         return out
     }
 
+    /// How long a key may be on its own line's start: YAML limits an implicit key to 1024
+    /// characters (libyaml counts them), so a longer one is written explicitly, `? key` then
+    /// `: value` (found by fuzzing: a long key did not read back).
+    static let implicitKeyLimit = 1000
+
     static func mapping(_ entries: [Document.Entry], indent: Int, into out: inout String) {
         let pad = String(repeating: " ", count: indent)
         for entry in entries {
-            out += pad + string(entry.key) + ":"
-            value(entry.value, indent: indent, into: &out)
+            let key = string(entry.key)
+            if key.utf8.count > implicitKeyLimit {
+                out += pad + "? " + key + "\n" + pad + ":"
+                value(entry.value, indent: indent, sequenceIndent: indent + 2, into: &out)
+            } else {
+                out += pad + key + ":"
+                value(entry.value, indent: indent, into: &out)
+            }
         }
     }
 
@@ -42,14 +53,16 @@ public enum YAMLWriter {
     }
 
     /// A value after `key:`: on the same line if scalar or empty, else below it.
-    static func value(_ node: Document, indent: Int, into out: inout String) {
+    /// A sequence goes at the key's own indent (`sequenceIndent`), as YAML allows for a
+    /// simple key; under an explicit one, indented.
+    static func value(_ node: Document, indent: Int, sequenceIndent: Int? = nil, into out: inout String) {
         switch node.kind {
         case .mapping(let entries) where !entries.isEmpty:
             out += "\n"
             mapping(entries, indent: indent + 2, into: &out)
         case .sequence(let items) where !items.isEmpty:
             out += "\n"
-            sequence(items, indent: indent, into: &out)
+            sequence(items, indent: sequenceIndent ?? indent, into: &out)
         default:
             out += " " + scalar(node) + "\n"
         }

@@ -173,6 +173,19 @@ final class InjectionTests: XCTestCase {
         XCTAssertEqual(compact(back), compact(source), written)
     }
 
+    /// Found by fuzzing (Fuzz/yaml): a key longer than YAML's 1024-character limit on
+    /// implicit keys was written as one and did not read back; now it is explicit (`? key`).
+    func testYAMLWriterWritesLongKeysExplicitly() throws {
+        let long = String(repeating: "\u{FFFD}", count: 700) + "\\n" + String(repeating: "k", count: 400)
+        for value in [#""v""#, "[1, [2]]", #"{"a": {"b": [3]}}"#, "null"] {
+            let source = try pod(#"{"\#(long)": \#(value), "short": [{"\#(long)": 1, "x": 2}]}"#)
+            let written = YAMLWriter.write(source)
+            XCTAssertTrue(written.contains("? "), written)
+            let back = try XCTUnwrap(Loader.documents(written, file: "out.yaml").first)
+            XCTAssertEqual(compact(back), compact(source), written)
+        }
+    }
+
     func testImageReferences() {
         func parse(_ s: String) -> String? { ImageReference.parse(s).map { "\($0.registry)|\($0.repository)|\($0.reference)" } }
         XCTAssertEqual(parse("nginx"), "docker.io|library/nginx|latest")
