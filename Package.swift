@@ -198,5 +198,6 @@ if Context.environment["STIGMER_FUZZ"] == "1" {
         harness("frame", ["StigmerCore", "StigmerCrypto"]),
         harness("arguments", ["StigmerCore", "StigmerEngine", "StigmerLaunch"]),
         harness("seccomp", ["StigmerCore", "StigmerManifests", "StigmerLaunch"]),
+        harness("kube", ["StigmerCore", "StigmerManifests", "StigmerKube"]),
     ]
 }

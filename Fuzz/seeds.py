@@ -124,6 +124,18 @@ put("seccomp", "small.json", '{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoR
     ' {"names": ["mount"], "action": "SCMP_ACT_KILL_PROCESS", "includes": {"minKernel": "4.8", "arches": ["amd64"]}, "excludes": {"caps": ["CAP_SYS_ADMIN"]}}]}')
 put("seccomp", "archmap.json", '{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X32"]}],'
     ' "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}, {"names": ["kill"], "action": "SCMP_ACT_TRACE", "errnoRet": 3}]}')
+# Kubernetes: first byte even = a pod (the admission fixtures), odd = an image reference
+# line, then a registry's WWW-Authenticate challenge.
+for p in admission:
+    with open(p, "rb") as f:
+        put("kube", "pod-" + os.path.basename(p), b"\x00" + f.read())
+for i, (image, challenge) in enumerate([
+    ("nginx", 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"'),
+    ("localhost:5000/team/app:v1.2-rc", 'Basic realm="registry"'),
+    ("ghcr.io/o/r@sha256:" + "ab" * 32, 'Bearer realm="https://h/t", error="invalid_token", x=unquoted, y="a\\"b"'),
+]):
+    put("kube", f"registry-{i}", b"\x01" + image.encode() + b"\n" + challenge.encode())
+
 # Crashes fuzzing found, minimised: replayed by every run and the CI smoke (FUZZING.md).
 put("seccomp", "crash-errno-overflow.json", '{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 18446744073701}')
 put("sealed", "crash-key-id-echo", "v1:sk-live-notakeyid:" + base64.b64encode(bytes(40)).decode())

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
 
-ALL=(placeholders envfile json yaml resources mcpconfig sealed keyfile frame arguments seccomp)
+ALL=(placeholders envfile json yaml resources mcpconfig sealed keyfile frame arguments seccomp kube)
 # The smoke builds what is cheap to build from scratch: everything but the harnesses
 # that need BoringSSL (swift-crypto) or the launch modules, which `make fuzz` covers.
 SMOKE=(${FUZZ_SMOKE_HARNESSES:-placeholders envfile json yaml resources mcpconfig})

@@ -273,7 +273,7 @@ public struct RegistryClient: Sendable {
     }
 
     /// `realm="…",service="…",scope="…"` (quoted strings with backslash escapes).
-    static func challengeParameters(_ text: String) -> [String: String] {
+    package static func challengeParameters(_ text: String) -> [String: String] {
         var out: [String: String] = [:]
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
