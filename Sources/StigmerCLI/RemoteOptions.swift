@@ -125,7 +125,7 @@ public enum Dispatch {
     public static func belongsToCompanion(_ args: [String]) -> Bool {
         guard let command = args.first else { return false }
         if ["serve", "webhook", "inject"].contains(command) { return true }
-        guard ["context", "apply"].contains(command) else { return false }
+        guard ["context", "apply", "env", "plan"].contains(command) else { return false }
         func flag(_ name: String) -> String? {
             for (i, arg) in args.enumerated() {
                 if arg == "--" { return nil }
