@@ -36,7 +36,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         // Already in the graph (gRPC, postgres-nio); named for the server's connection limiter.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
-        // Already in the graph (gRPC's TLS, postgres-nio); named for the MCP HTTP bridge.
+        // Already in the graph (gRPC's TLS, postgres-nio); named for the MCP HTTP bridge and
+        // TLS to PostgreSQL.
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
@@ -106,6 +107,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                // postgres-nio's TLS settings (sslmode, sslrootcert in the store URL).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Generated/README.md"]

@@ -1109,9 +1109,10 @@ def _as_postgres(cmd) -> list[str]:
 class PgCluster:
     """A PostgreSQL cluster on 127.0.0.1, owned (started here) or external."""
 
-    def __init__(self, host: str, port: int, user: str = "stigmer", base: Path | None = None):
+    def __init__(self, host: str, port: int, user: str = "stigmer", base: Path | None = None, settings=()):
         self.host, self.port, self.user = host, port, user
         self.base = base  # None: external, never started, stopped or restarted here
+        self.settings = tuple(settings)  # NAME=VALUE, as `postgres -c` takes them
 
     @property
     def owned(self) -> bool:
@@ -1123,19 +1124,41 @@ class PgCluster:
         return cls(parts.hostname or "127.0.0.1", parts.port or 5432, parts.username or "stigmer")
 
     @classmethod
-    def create(cls) -> "PgCluster":
+    def create(cls, settings=(), configure=None) -> "PgCluster":
+        """A new cluster, started. `settings`: extra `-c NAME=VALUE`s; `configure(cluster)`
+        runs between initdb and the first start (to place files in `cluster.data`)."""
         # Not under pytest's tmp dir: /tmp/pytest-of-root is 0700, and postgres is not root.
         base = Path(tempfile.mkdtemp(prefix="stigmer-pg-"))
         if os.geteuid() == 0:
             shutil.chown(base, user="postgres")
-        cluster = cls("127.0.0.1", free_port(), base=base)
+        cluster = cls("127.0.0.1", free_port(), base=base, settings=settings)
         proc = subprocess.run(_as_postgres([pg_bin() / "initdb", "-D", base / "data", "-A", "trust", "-U", "stigmer"]),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         if proc.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             raise RuntimeError(f"initdb failed: {proc.stderr.decode(errors='replace')}")
-        cluster.start()
+        try:
+            if configure:
+                configure(cluster)
+            cluster.start()
+        except BaseException:
+            cluster.destroy()
+            raise
         return cluster
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def place(self, name: str, source: Path, mode: int = 0o600) -> Path:
+        """Copy `source` into the data directory as the server's own file (PostgreSQL
+        refuses a key file others can read)."""
+        target = self.data / name
+        shutil.copyfile(source, target)
+        target.chmod(mode)
+        if os.geteuid() == 0:
+            shutil.chown(target, user="postgres")
+        return target
 
     def _ctl(self, *args, check=True):
         proc = subprocess.run(_as_postgres([pg_bin() / "pg_ctl", "-D", self.base / "data", *args]),
@@ -1147,7 +1170,7 @@ class PgCluster:
 
     def _opts(self) -> str:
         return (f"-k {self.base} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c max_connections=200")
+                f"-c max_connections=200" + "".join(f" -c {setting}" for setting in self.settings))
 
     def start(self):
         assert self.owned
@@ -1192,6 +1215,47 @@ class PgCluster:
             self.psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         except AssertionError:
             pass
+
+
+# --------------------------------------------------------------------------
+# a private CA
+
+
+class PrivateCA:
+    """A throwaway certificate authority made with openssl in `directory` (EC P-256, valid
+    two days), which issues server and client certificates."""
+
+    def __init__(self, directory: Path, name: str = "stigmer-test-ca"):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.pem, self.key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", self.key, "-out", self.pem, "-days", "2", "-subj", f"/CN={name}",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def _openssl(self, *args):
+        proc = subprocess.run(["openssl", *map(str, args)], cwd=self.dir, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=60)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+
+    def issue(self, name: str, subject_alt_names: str | None = None, client: bool = False) -> tuple[Path, Path]:
+        """(cert.pem, key.pem) for CN=`name`; a server certificate names
+        `subject_alt_names` (e.g. "DNS:localhost"), a client certificate none."""
+        key, csr, cert = self.dir / f"{name}.key", self.dir / f"{name}.csr", self.dir / f"{name}.pem"
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        extensions = self.dir / f"{name}.ext"
+        lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+                 f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}"]
+        if subject_alt_names:
+            lines.append(f"subjectAltName={subject_alt_names}")
+        extensions.write_text("\n".join(lines) + "\n")
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.pem, "-CAkey", self.key, "-set_serial",
+                      str(secrets.randbits(63)), "-days", "2", "-extfile", extensions, "-out", cert)
+        key.chmod(0o600)
+        return cert, key
 
 
 # --------------------------------------------------------------------------

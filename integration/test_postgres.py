@@ -1,9 +1,10 @@
 """Black-box tests of the PostgreSQL store ("Remote contexts"): the lean CLI handing
-`apply` and `context create|get|delete|gc` over to stigmer-exec-full for a postgres://
-store, `run` opening the store's ciphertext fetched by the companion's helper, the store
-conformance rules (duplicate ids, all-or-nothing apply), launches across a PostgreSQL
-restart (whole environment or 69, nothing in between), and two `serve` processes on one
-database.
+`apply`, `context create|get|delete|gc`, `env list|get|delete` and `plan` over to
+stigmer-exec-full for a postgres:// store (answering as on SQLite), `run` opening the
+store's ciphertext fetched by the companion's helper, the store conformance rules
+(duplicate ids, all-or-nothing apply), launches across a PostgreSQL restart (whole
+environment or 69, nothing in between), and two `serve` processes on one database. TLS to
+PostgreSQL: test_postgres_tls.py.
 
 Each test gets its own database (`pg_db`) of the session's cluster (`pg_cluster`, see
 conftest.py): a throwaway cluster started as user postgres, or $STIGMER_TEST_POSTGRES_URL's.
@@ -141,6 +142,44 @@ def test_postgres_store_lifecycle(pg_db, home, examples):
     gc = ok(run(["context", "gc", "--store", url], home))
     assert gc.stdout == b"0\n", describe(gc)
     assert cluster.psql(db, "SELECT execution_id FROM contexts") == "pg-long"
+
+
+# `env` and `plan` answer on PostgreSQL as on SQLite: each step through both stores, side by
+# side (stdin: the --secret's value).
+ENV_AND_PLAN_STEPS = [
+    (["env", "list"], None),
+    (["env", "get", "github-prod"], None),
+    (["env", "get", "base"], None),
+    (["env", "get", "nope"], None),
+    (["plan", *STORY_ARGS], b"typed-secret\n"),
+    (["plan", "--agent", "github-reviewer", "--env-ref", "base", "--env", "GITHUB_TOKEN=x", "--env", "SLACK_WEBHOOK=y"], None),
+    (["plan", "--env-ref", "no-such-env"], None),
+    (["plan", "--instance", "github-reviewer-prod"], None),
+    (["plan", "--env", "ONLY=runtime"], None),
+    (["env", "delete", "nope"], None),
+    (["env", "delete", "base"], None),
+    (["env", "list"], None),
+    (["env", "get", "base"], None),
+]
+
+
+def test_env_and_plan_on_postgres_answer_as_on_sqlite(pg_db, home, examples):
+    cluster, db = pg_db
+    url = cluster.url(db)
+    key_init(home)
+    apply_examples(home, examples)
+    apply_examples(home, examples, store=url)
+    codes = set()
+    for args, stdin in ENV_AND_PLAN_STEPS:
+        sqlite = run(args, home, input=stdin)
+        postgres = run([*args, "--store", url], home, input=stdin)
+        same = (postgres.returncode, postgres.stdout, postgres.stderr) == (sqlite.returncode, sqlite.stdout, sqlite.stderr)
+        assert same, f"{args}:\nsqlite:\n{describe(sqlite)}\npostgres:\n{describe(postgres)}"
+        assert EXAMPLE_TOKEN not in postgres.stdout + postgres.stderr and b"typed-secret" not in postgres.stdout
+        codes.add(postgres.returncode)
+    assert codes == {0, 66, 78}, codes  # found, not found, a required variable missing
+    assert "Environment/base" not in resources(cluster, db)
+    assert cluster.psql(db, "SELECT count(*) FROM resource_values WHERE owner = 'base'") == "0"
 
 
 def test_postgres_fetch_helper_gets_ciphertext_and_no_key(pg_db, home, examples, tmp_path):
@@ -607,4 +646,5 @@ def test_a_postgres_writer_cannot_change_a_resource(pg_db, home, examples):
                      "VALUES ('Environment', 'base', 'LD_PRELOAD', 99, '/tmp/attacker.so', false, false)")
     one_line_error(create_context(home, "pg-r2", *STORY_ARGS, secret_stdin=b"x", store=url), 77, "Environment/base",
                    "integrity")
+    one_line_error(run(["plan", *STORY_ARGS, "--store", url], home, input=b"x\n"), 77, "Environment/base", "integrity")
     assert cluster.psql(db, "SELECT execution_id FROM contexts") == "pg-r1"

@@ -127,7 +127,7 @@ public enum Dispatch {
         if ["serve", "webhook", "inject"].contains(command) { return true }
         // `key list|rotate|retire` on PostgreSQL too (init, seal and open touch no store).
         let storeKeyCommand = command == "key" && args.count > 1 && ["list", "rotate", "retire"].contains(args[1])
-        guard ["context", "apply"].contains(command) || storeKeyCommand else { return false }
+        guard ["context", "apply", "env", "plan"].contains(command) || storeKeyCommand else { return false }
         func flag(_ name: String) -> String? {
             for (i, arg) in args.enumerated() {
                 if arg == "--" { return nil }

@@ -15,6 +15,10 @@ public final class PostgresStore: AsyncStore {
     /// How long one operation may wait for the database before it is "unavailable" (69):
     /// postgres-nio otherwise queues requests for a minute while it cannot connect.
     let deadline: Duration
+    /// The URL the client connects with, for `diagnose`; nil: no diagnosis.
+    let target: PostgresTarget?
+    /// One diagnosis at a time (`serve` runs many operations at once).
+    let diagnosing = Atomic<Bool>(false)
 
     static let migrations: [[String]] = [
         [
@@ -49,63 +53,11 @@ public final class PostgresStore: AsyncStore {
         ],
     ]
 
-    public init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(5)) {
+    public init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(5), target: PostgresTarget? = nil) {
         self.client = client
         self.logger = logger
         self.deadline = deadline
-    }
-
-    /// `postgres://user:password@host:port/database` (no TLS; sslmode=disable is the only
-    /// mode this build speaks — put it on loopback or a private network).
-    public static func configuration(_ url: String) throws(StigmerError) -> PostgresClient.Configuration {
-        var rest = Substring(url)
-        let shown = StoreLocation.redacted(url)
-        for prefix in ["postgresql://", "postgres://"] where rest.hasPrefix(prefix) { rest = rest.dropFirst(prefix.count) }
-        guard rest.count < url.count else { throw .usage("invalid store \(quoted(shown)); expected postgres://user:password@host:port/database") }
-        if let q = rest.firstIndex(of: "?") {
-            // Never fail open: TLS asked for and not done would send the password in clear.
-            for parameter in rest[rest.index(after: q)...].split(separator: "&") {
-                let pair = parameter.split(separator: "=", maxSplits: 1)
-                guard pair.first == "sslmode", pair.count == 2 else { continue }
-                switch pair[1] {
-                case "disable", "allow", "prefer": break
-                case "require", "verify-ca", "verify-full":
-                    throw .usage("sslmode=\(pair[1]) in the store URL: this build does not speak TLS to PostgreSQL, and will not connect in clear when TLS is asked for; use a local or tunnelled connection with sslmode=disable")
-                default:
-                    throw .usage("invalid sslmode=\(quoted(String(pair[1]))) in the store URL; use disable, allow, prefer, require, verify-ca or verify-full")
-                }
-            }
-            rest = rest[..<q]
-        }
-        var user = "postgres", password: String?, host = "127.0.0.1", port = 5432, database = "postgres"
-        if let at = rest.lastIndex(of: "@") {
-            let auth = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = auth.firstIndex(of: ":") {
-                user = String(auth[..<colon])
-                password = String(auth[auth.index(after: colon)...])
-            } else {
-                user = String(auth)
-            }
-        }
-        if let slash = rest.firstIndex(of: "/") {
-            database = String(rest[rest.index(after: slash)...])
-            rest = rest[..<slash]
-        }
-        if let colon = rest.lastIndex(of: ":") {
-            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
-                throw .usage("invalid port in store \(quoted(shown))")
-            }
-            port = p
-            rest = rest[..<colon]
-        }
-        if !rest.isEmpty { host = String(rest) }
-        var config = PostgresClient.Configuration(host: host, port: port, username: user, password: password,
-                                                  database: database.isEmpty ? "postgres" : database, tls: .disable)
-        config.options.connectTimeout = .seconds(3)
-        config.options.minimumConnections = 0
-        config.options.maximumConnections = 8
-        return config
+        self.target = target
     }
 
     /// Runs `op` within the deadline; the database being away, or any error that is not
@@ -131,8 +83,35 @@ public final class PostgresStore: AsyncStore {
                     work.cancel()
                 }
             }
+            // The pool retries a connection that fails, silently, until the deadline. When the
+            // answer is slow, one connection of our own asks why, and a cause that waiting
+            // cannot cure (no TLS on the server, a certificate or a password refused) ends the
+            // wait at once, named.
+            if target != nil {
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    guard !race.isFinished, let refusal = await self.diagnose() else { return }
+                    if race.finish(.failure(refusal)) { work.cancel() }
+                }
+            }
         }
         return try outcome.get()
+    }
+
+    /// One connection outside the pool, with the same settings: nil when it connects, or
+    /// fails in a way the deadline should decide (refused, reset, the server restarting).
+    func diagnose() async -> StigmerError? {
+        guard let target, diagnosing.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return nil }
+        defer { diagnosing.store(false, ordering: .relaxed) }
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .error)
+        do {
+            let connection = try await PostgresConnection.connect(configuration: target.connection, id: 0, logger: quiet)
+            try? await connection.close()
+            return nil
+        } catch {
+            return target.refusal(error)
+        }
     }
 
     /// The first of two racers to finish resumes the continuation; the other is ignored.
@@ -141,6 +120,8 @@ public final class PostgresStore: AsyncStore {
         let continuation: CheckedContinuation<Result<T, StigmerError>, Never>
 
         init(_ continuation: CheckedContinuation<Result<T, StigmerError>, Never>) { self.continuation = continuation }
+
+        var isFinished: Bool { finished.withLock { $0 } }
 
         func finish(_ result: Result<T, StigmerError>) -> Bool {
             let first = finished.withLock { done in

@@ -55,8 +55,9 @@ public enum StoreFactory {
                 // not the user's business: one line per error is (DESIGN.md §8).
                 var poolLogger = logger
                 poolLogger.logLevel = max(logger.logLevel, .error)
-                let client = PostgresClient(configuration: try PostgresStore.configuration(location), backgroundLogger: poolLogger)
-                let store = PostgresStore(client: client, logger: logger)
+                let target = try PostgresTarget(location)
+                let client = PostgresClient(configuration: target.client, backgroundLogger: poolLogger)
+                let store = PostgresStore(client: client, logger: logger, target: target)
                 // Not a structured child: when the database is gone, the pool's shutdown
                 // can wait on a connection that never answers; the caller must not.
                 let pool = Task { await client.run() }

@@ -78,8 +78,8 @@ public struct StoreLocation: Sendable, Equatable {
             return try SQLiteStore.open(path: home.path + "/" + SQLiteStore.fileName, create: create, readOnly: readOnly)
         }
         if Self.isPostgres(location) {
-            // apply, context and run reach PostgreSQL through the companion before this.
-            throw .usage("this command works on the embedded SQLite store only, for now (env list|get|delete, plan and mcp check on PostgreSQL are not implemented); use `context get --store postgres://…` or the server")
+            // apply, context, env, plan and run reach PostgreSQL through the companion before this.
+            throw .usage("this command works on the embedded SQLite store only, for now (mcp check on PostgreSQL is not implemented); use `context get --store postgres://…` or the server")
         }
         // Not String.contains: a launch passes here, and _StringProcessing's searcher costs
         // it metadata and page faults.

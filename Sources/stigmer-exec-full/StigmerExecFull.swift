@@ -16,7 +16,8 @@ struct StigmerExecFull: AsyncParsableCommand {
         commandName: "stigmer-exec",
         abstract: "stigmer-exec's companion: the gRPC service, remote contexts, the PostgreSQL store and the MCP HTTP bridge.",
         version: "0.2.0",
-        subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, KeyCommand.self, Fetch.self, McpBridgeCommand.self, WebhookCommand.self, InjectCommand.self]
+        subcommands: [Serve.self, ContextCommand.self, ApplyCommand.self, EnvCommand.self, PlanCommand.self, KeyCommand.self, Fetch.self,
+                      McpBridgeCommand.self, WebhookCommand.self, InjectCommand.self]
     )
 
     static func main() async {

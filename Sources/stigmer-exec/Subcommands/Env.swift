@@ -3,11 +3,10 @@ import StigmerCLI
 import StigmerCore
 import StigmerSystem
 
+/// On the embedded store; a PostgreSQL store's are the companion's (same output, EnvOutput).
 struct EnvCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "env",
-        abstract: "List, show and delete stored Environments (secret values are never shown).",
-        subcommands: [List.self, Get.self, Delete.self])
+        commandName: "env", abstract: EnvOutput.abstract, subcommands: [List.self, Get.self, Delete.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List Environments.")
@@ -17,11 +16,7 @@ struct EnvCommand: ParsableCommand {
         func run() throws {
             _ = try global.logger()
             let environments = try storeOptions.open(home: try global.resolvedHome(), create: false)?.environments() ?? []
-            let rows = environments.map { env in
-                [env.name, "\(env.spec.data.count)", "\(env.spec.data.entries.filter { $0.value.isSecret }.count)",
-                 printable(env.spec.summary ?? "")]
-            }
-            try Stdout.write(Table.render(["NAME", "VARIABLES", "SECRETS", "DESCRIPTION"], rows))
+            try Stdout.write(EnvOutput.list(environments))
         }
     }
 
@@ -34,17 +29,9 @@ struct EnvCommand: ParsableCommand {
         func run() throws {
             _ = try global.logger()
             guard let env = try storeOptions.open(home: try global.resolvedHome(), create: false)?.environment(name) else {
-                throw StigmerError.notFound("Environment \(quoted(name)) not found; see `stigmer-exec env list`")
+                throw EnvOutput.notFound(name)
             }
-            let rows = env.spec.data.entries.map { (variable, value) -> [String] in
-                let shown: String
-                switch value.content {
-                case .plain(let text) where !value.isSecret: shown = printable(text)
-                default: shown = "<secret>"
-                }
-                return [variable, value.isSecret ? "yes" : "no", shown]
-            }
-            try Stdout.write(Table.render(["NAME", "SECRET", "VALUE"], rows))
+            try Stdout.write(EnvOutput.show(env))
         }
     }
 
@@ -57,9 +44,9 @@ struct EnvCommand: ParsableCommand {
         func run() throws {
             _ = try global.logger()
             guard let store = try storeOptions.open(home: try global.resolvedHome(), create: false), try store.deleteEnvironment(name) else {
-                throw StigmerError.notFound("Environment \(quoted(name)) not found; see `stigmer-exec env list`")
+                throw EnvOutput.notFound(name)
             }
-            try Stdout.write("Environment/\(name) deleted\n")
+            try Stdout.write(EnvOutput.deleted(name))
         }
     }
 }
