@@ -920,7 +920,8 @@ class BackgroundProcess:
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
         """Signal the process, wait for it, return its exit status; kill it and raise if it
-        is still running after `timeout` s."""
+        is still running after `timeout` s. On return `stderr` holds everything it wrote
+        (read to EOF), so a test may count its lines without waiting any longer."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -933,8 +934,10 @@ class BackgroundProcess:
             raise AssertionError(f"{self.name} did not exit within {timeout} s of {sig!r}:\n{self.describe()}")
         finally:
             if self._reader:
-                self._reader.join(timeout=5)
+                self._reader.join(timeout=TIMEOUT_S)
+            drained = not (self._reader and self._reader.is_alive())
             self.proc.stderr.close()
+        assert drained, f"{self.name}'s stderr was not read to its end within {TIMEOUT_S} s of its exit"
         return code
 
     def kill(self):

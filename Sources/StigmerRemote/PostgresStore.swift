@@ -77,21 +77,23 @@ public final class PostgresStore: AsyncStore {
                     _ = race.finish(.failure(Self.map(error, what)))
                 }
             }
+            // One watcher per operation; it ends after a second when the answer came.
             Task {
-                try? await Task.sleep(for: deadline)
+                let early = min(deadline, .seconds(1))
+                try? await Task.sleep(for: early)
+                guard !race.isFinished else { return }
+                // The pool retries a connection that fails, silently, until the deadline. A slow
+                // answer gets one connection of our own that asks why: a cause waiting cannot
+                // cure (no TLS on the server, a certificate or a password refused) ends the
+                // wait at once, named.
+                if target != nil {
+                    Task {
+                        if let refusal = await self.diagnose(), race.finish(.failure(refusal)) { work.cancel() }
+                    }
+                }
+                try? await Task.sleep(for: deadline - early)
                 if race.finish(.failure(StigmerError(.unavailable, "PostgreSQL did not answer within \(deadline) while \(what); check that it is running and reachable"))) {
                     work.cancel()
-                }
-            }
-            // The pool retries a connection that fails, silently, until the deadline. When the
-            // answer is slow, one connection of our own asks why, and a cause that waiting
-            // cannot cure (no TLS on the server, a certificate or a password refused) ends the
-            // wait at once, named.
-            if target != nil {
-                Task {
-                    try? await Task.sleep(for: .seconds(1))
-                    guard !race.isFinished, let refusal = await self.diagnose() else { return }
-                    if race.finish(.failure(refusal)) { work.cancel() }
                 }
             }
         }

@@ -20,7 +20,7 @@ import StigmerSystem
 /// libpq: a public CA vouches for every name it ever signed). `sslcert` and `sslkey` give a
 /// client certificate (the key file private to its owner, like the master key's).
 /// Parameter values may be percent-encoded; any other parameter is refused.
-struct PostgresURL: Sendable, Equatable {
+struct PostgresURL: Sendable {
     enum SSLMode: String, Sendable {
         case disable, require
         case verifyCA = "verify-ca"
@@ -51,8 +51,10 @@ struct PostgresURL: Sendable, Equatable {
         }
         // The query is left out of messages: libpq also reads a password there.
         let shown = StoreLocation.redacted(String(rest))
-        for prefix in ["postgresql://", "postgres://"] where rest.hasPrefix(prefix) { rest = rest.dropFirst(prefix.count) }
-        guard rest.count < url.count else { throw .usage("invalid store \(quoted(shown)); expected postgres://user:password@host:port/database") }
+        guard let scheme = ["postgresql://", "postgres://"].first(where: { rest.hasPrefix($0) }) else {
+            throw .usage("invalid store URL; expected postgres://user:password@host:port/database")
+        }
+        rest = rest.dropFirst(scheme.count)
         var out = PostgresURL()
         if let at = rest.lastIndex(of: "@") {
             let auth = rest[..<at]

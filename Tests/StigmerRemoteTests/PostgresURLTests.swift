@@ -63,6 +63,11 @@ struct PostgresURLTests {
         #expect(!error.description.contains("hunter2") && !error.description.contains("hunter3"), "\(error)")
     }
 
+    @Test func anotherSchemeIsRefused() throws {
+        let error = try #require(Self.refusal("mysql://user:hunter2@h/d?sslmode=require"))
+        #expect(error.code == .usage && error.description.contains("expected postgres://") && !error.description.contains("hunter2"))
+    }
+
     @Test func badPortNeverShowsThePassword() throws {
         let error = try #require(Self.refusal("postgres://user:hunter2@127.0.0.1:notaport/db?sslmode=require"))
         #expect(error.code == .usage && error.description.contains("invalid port") && !error.description.contains("hunter2"))
