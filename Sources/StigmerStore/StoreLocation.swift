@@ -50,7 +50,7 @@ public struct StoreLocation: Sendable, Equatable {
     /// user in /proc. (stigmer-exec never puts one in an argv it builds.)
     public func warnIfPasswordInArgv() {
         if let option, Self.holdsPassword(option) {
-            Stderr.line("stigmer-exec: warning: --store holds a database password, and argv is readable by every user in /proc/PID/cmdline; set STIGMER_STORE or use a password file (PGPASSFILE) instead")
+            Stderr.line("stigmer-exec: warning: --store holds a database password, and argv is readable by every user in /proc/PID/cmdline; set STIGMER_STORE instead (the environment is private to the process and its user)")
         }
     }
 
