@@ -73,11 +73,10 @@ extension KeySource {
     public static func addKey(_ key: EncryptionKey, home: StigmerHome) throws(StigmerError) {
         var old = try PrivateFile.read(home.keyFile, what: "key file")
         defer { old.wipe() }
-        var text: [UInt8] = KeyRing.isText(old) ? old : []
-        if !KeyRing.isText(old) { text = Array(try KeyRing.parse(old, source: home.keyFile).newest.base64.utf8) }
+        var text = KeyRing.isText(old) ? old : Array(try KeyRing.parse(old, source: home.keyFile).newest.base64.utf8)
+        defer { text.wipe() }
         if let last = text.last, last != 0x0A { text.append(0x0A) }
         text += Array((key.base64 + "\n").utf8)
-        defer { text.wipe() }
         try replaceKeyFile(home.keyFile, with: text)
     }
 
@@ -122,14 +121,10 @@ extension KeySource {
             guard rename(temporary, path) == 0 else { throw Errno.current }
         } catch {
             try? Sys.unlink(temporary)
-            let full = error == Errno(ENOSPC) || error == Errno(EDQUOT)
-            throw StigmerError(.ioError, "cannot write the key file \(quoted(path))\(full ? ": the disk is full" : ""); it is unchanged — \(full ? "free space and " : "")run the command again", cause: error.description)
+            throw .cannotWrite("cannot write the key file \(quoted(path)); it is unchanged", error)
         }
         // The rename is durable once the folder is: until then a crash may bring the old file back.
-        let slash = path.lastIndex(of: "/")
-        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { _ = Glibc.fsync(fd); Glibc.close(fd) }
+        try? Sys.syncDirectory(of: path)
     }
 }
 

@@ -147,20 +147,12 @@ public final class SQLiteStore: Store {
         do throws(Errno) {
             try Sys.fsync(fd)
             try Sys.link(temporary, path)
-            try syncDirectory(of: path)
+            try Sys.syncDirectory(of: path)
         } catch let e where e == .exists {
             // Made meanwhile by something that did not wait for the lock: it stays.
         } catch {
             throw .cannotWrite("cannot create the store \(quoted(path))", error)
         }
-    }
-
-    /// fsync of the directory holding `path`, so its new name survives a power loss.
-    static func syncDirectory(of path: String) throws(Errno) {
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let fd = try Sys.open(directory, O_RDONLY | O_DIRECTORY)
-        defer { Sys.close(fd) }
-        try Sys.fsync(fd)
     }
 
     /// Whether the store's WAL holds no frames (missing or empty), as after the last

@@ -106,6 +106,15 @@ public enum Sys {
         _ = try retrying { Glibc.fsync(fd) }
     }
 
+    /// fsync of the directory holding `path`, so a name just created or renamed there
+    /// survives a power loss.
+    public static func syncDirectory(of path: String) throws(Errno) {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = try open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(fd) }
+        try fsync(fd)
+    }
+
     public static func unlink(_ path: String) throws(Errno) {
         _ = try retrying { Glibc.unlink(path) }
     }
