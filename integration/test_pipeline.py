@@ -428,6 +428,24 @@ def test_inherited_sighup_disposition_reaches_the_child(home, flags, disposition
     assert proc.stdout.decode().strip() == expected, describe(proc)
 
 
+@pytest.mark.parametrize("flags", [[], ["--init"], ["--seccomp", "strict"]], ids=["exec", "init", "strict"])
+def test_the_child_ignores_exactly_what_was_inherited_ignored(home, flags):
+    """The exec path reads no disposition (execve keeps ignores and resets handlers): that
+    is right only while the launcher ignores no signal of its own on the way. The child's
+    whole SigIgn is exactly the inherited set, and its mask is empty."""
+    def preexec():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    proc = run(["run", "--env", "A=1", *flags, "--", "/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], home,
+               preexec_fn=preexec)
+    assert proc.returncode == 0, describe(proc)
+    fields = dict(line.split(":\t") for line in proc.stdout.decode().splitlines())
+    expected = (1 << (signal.SIGHUP - 1)) | (1 << (signal.SIGUSR2 - 1))
+    assert int(fields["SigIgn"], 16) == expected, describe(proc)
+    assert int(fields["SigBlk"], 16) == 0, describe(proc)
+
+
 # --------------------------------------------------------------------------
 # f. apply -f DIR and apply -f -
 

@@ -848,9 +848,10 @@ static int stigmer_prepare(const struct stigmer_launch *l, int spawned, const ch
         // execve resets handlers by itself; what the launcher ignored that it had not
         // inherited ignored goes back to default. Inherited ignores stay (nohup, tini's
         // sigconf): a child of `nohup stigmer-exec run` ignores SIGHUP as it would under env.
+        // (2: the caller ignored nothing of its own — the exec path — so only the mask.)
         uint64_t mask = 0;
-        int have_mask = ignored_mask(&mask) == 0;
-        for (int sig = 1; sig < _NSIG; sig++) {
+        int have_mask = l->reset_signals == 1 && ignored_mask(&mask) == 0;
+        for (int sig = 1; sig < _NSIG && l->reset_signals == 1; sig++) {
             if (sig == SIGKILL || sig == SIGSTOP) continue;
             if (!is_ignored(sig, mask, have_mask)) continue;
             if (l->inherited_ignored && sigismember(l->inherited_ignored, sig) == 1) continue;

@@ -4,14 +4,20 @@ import Glibc
 import StigmerCore
 import StigmerSystem
 
-/// One piece of a string the child gets: literal bytes, or an opened value.
+/// One piece of a string the child gets: literal bytes or text, a `NAME=`, or an opened
+/// value. Text is kept as the String it came as (no byte copy until the arena).
 public enum ChildPiece {
     case text([UInt8])
+    case literal(String)
+    /// `NAME=`: a variable's name and the equals sign.
+    case assignment(String)
     case value(SecretBytes.Entry)
 
     var count: Int {
         switch self {
         case .text(let bytes): bytes.count
+        case .literal(let text): text.utf8.count
+        case .assignment(let name): name.utf8.count + 1
         case .value(let entry): entry.range.count
         }
     }
@@ -115,22 +121,26 @@ public struct ChildSpec: Sendable {
 
     static func pieces(_ template: Template, _ values: borrowing SecretBytes, files: SecretFiles? = nil) -> [ChildPiece] {
         var out: [ChildPiece] = []
+        append(template, values, files: files, to: &out)
+        return out
+    }
+
+    static func append(_ template: Template, _ values: borrowing SecretBytes, files: SecretFiles?, to out: inout [ChildPiece]) {
         for segment in template.segments {
             switch segment {
-            case .literal(let text): out.append(.text(Array(text.utf8)))
+            case .literal(let text): out.append(.literal(text))
             case .file(let name, _):
                 // Checked before: every file name has its descriptor.
-                out.append(.text(Array((files?.path(of: name) ?? "/dev/null").utf8)))
+                out.append(.literal(files?.path(of: name) ?? "/dev/null"))
             case .reference(let name, let fallback, _):
                 // ${NAME:-fallback}: the fallback when unset or empty (DESIGN.md §4).
                 if let entry = values.entry(name), !(fallback != nil && entry.range.isEmpty) {
                     out.append(.value(entry))
                 } else if let fallback {
-                    out.append(.text(Array(fallback.utf8)))
+                    out.append(.literal(fallback))
                 }
             }
         }
-        return out
     }
 }
 
@@ -208,41 +218,79 @@ public struct ChildImage {
     public let handoff: UnsafeRawBufferPointer
 
     public init(_ spec: ChildSpec, values: borrowing SecretBytes, inherited: [[UInt8]], files: SecretFiles? = nil) throws(StigmerError) {
-        var variables: [(name: String, pieces: [ChildPiece])] = []
+        // Every string's pieces one after another, and where each string ends: a few
+        // arrays for the whole image, not a few per variable (a launch builds ~100 strings).
+        var pieces: [ChildPiece] = []
+        var ends: [Int] = []
+        // What the values set, which no inherited entry may set again. A file-only
+        // variable is not inherited either.
+        var overridden = Set<String>(minimumCapacity: values.entries.count + 2 * spec.fileVariables.count)
         switch spec.environment {
         case .everyValue:
-            for entry in values.entries where !spec.fileVariables.contains(entry.name) { variables.append((entry.name, [.value(entry)])) }
+            for entry in values.entries { overridden.insert(entry.name) }
+            for name in spec.fileVariables { overridden.insert(name + "_FILE") }
+        case .templates(let env):
+            for (name, _) in env { overridden.insert(name) }
+        }
+        for name in spec.fileVariables { overridden.insert(name) }
+        let kept = ChildEnvironment.inherited(inherited, base: spec.base, overridden: overridden)
+        pieces.reserveCapacity(kept.count + 2 * values.entries.count + 2 * spec.argv.count + 8)
+        ends.reserveCapacity(kept.count + values.entries.count + spec.argv.count + 2)
+        for entry in kept {
+            pieces.append(.text(entry))
+            ends.append(pieces.count)
+        }
+        switch spec.environment {
+        case .everyValue:
+            for entry in values.entries where !spec.fileVariables.contains(entry.name) {
+                pieces.append(.assignment(entry.name))
+                pieces.append(.value(entry))
+                ends.append(pieces.count)
+            }
             for name in spec.fileVariables {
-                variables.append((name + "_FILE", [.text(Array((files?.path(of: name) ?? "/dev/null").utf8))]))
+                pieces.append(.assignment(name + "_FILE"))
+                pieces.append(.literal(files?.path(of: name) ?? "/dev/null"))
+                ends.append(pieces.count)
             }
         case .templates(let env):
-            for (name, template) in env { variables.append((name, ChildSpec.pieces(template, values, files: files))) }
+            for (name, template) in env {
+                pieces.append(.assignment(name))
+                ChildSpec.append(template, values, files: files, to: &pieces)
+                ends.append(pieces.count)
+            }
         }
-        // A file-only variable is not inherited either.
-        let kept = ChildEnvironment.inherited(inherited, base: spec.base, overridden: Set(variables.map(\.name) + spec.fileVariables))
-        var environment: [[ChildPiece]] = kept.map { [.text($0)] }
-        for (name, pieces) in variables { environment.append([.text(Array(name.utf8) + [UInt8(ascii: "=")])] + pieces) }
-        let arguments = spec.argv.map { ChildSpec.pieces($0, values, files: files) }
+        let environmentCount = ends.count
+        for template in spec.argv {
+            ChildSpec.append(template, values, files: files, to: &pieces)
+            ends.append(pieces.count)
+        }
+        let argumentCount = ends.count - environmentCount
         let handoffPieces = spec.handoff?.pieces(values) ?? []
 
         let pointer = MemoryLayout<UnsafeMutablePointer<CChar>?>.stride
-        let size = (environment + arguments + [handoffPieces]).reduce(0) { $0 + $1.reduce(1) { $0 + $1.count } }
-            + (environment.count + arguments.count + 2) * pointer + pointer
+        let size = pieces.reduce(0) { $0 + $1.count } + ends.count + handoffPieces.reduce(1) { $0 + $1.count }
+            + (environmentCount + argumentCount + 2) * pointer + pointer
         arena = try SecretArena(capacity: size)
-        envp = try arena.pointerArray(count: environment.count)
-        for (i, pieces) in environment.enumerated() { envp[i] = try arena.cString(pieces, from: values) }
-        argv = try arena.pointerArray(count: arguments.count)
-        for (i, pieces) in arguments.enumerated() { argv[i] = try arena.cString(pieces, from: values) }
+        envp = try arena.pointerArray(count: environmentCount)
+        argv = try arena.pointerArray(count: argumentCount)
+        var start = 0
+        for (i, end) in ends.enumerated() {
+            let string = try arena.cString(pieces[start..<end], from: values)
+            if i < environmentCount { envp[i] = string } else { argv[i - environmentCount] = string }
+            start = end
+        }
         if handoffPieces.isEmpty {
             handoff = UnsafeRawBufferPointer(start: nil, count: 0)
         } else {
-            let start = try arena.cString(handoffPieces, from: values)
+            let start = try arena.cString(handoffPieces[...], from: values)
             handoff = UnsafeRawBufferPointer(start: start, count: handoffPieces.reduce(0) { $0 + $1.count })
         }
         // A directory name is not kept secret: it is visible in /proc/PID/cwd anyway.
         workingDirectory = spec.workingDirectory.map { String(decoding: ChildSpec.pieces($0, values).flatMap { piece -> [UInt8] in
             switch piece {
             case .text(let bytes): bytes
+            case .literal(let text): Array(text.utf8)
+            case .assignment(let name): Array(name.utf8) + [UInt8(ascii: "=")]
             case .value(let entry): values.withBytes(entry) { Array($0) }
             }
         }, as: UTF8.self) }
@@ -278,9 +326,9 @@ public enum ChildEnvironment {
     public static func inherited(_ entries: [[UInt8]], base: [String]?, overridden: Set<String>) -> [[UInt8]] {
         let keep = base.map(Set.init)
         return entries.filter { entry in
-            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")) else { return false }
+            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")), !entry.starts(with: "STIGMER_".utf8) else { return false }
             let name = String(decoding: entry[..<eq], as: UTF8.self)
-            if name.hasPrefix("STIGMER_") || overridden.contains(name) { return false }
+            if overridden.contains(name) { return false }
             guard let keep else { return true }
             return keep.contains(name) && !entry[(eq + 1)...].starts(with: [UInt8(ascii: "("), UInt8(ascii: ")")])
         }

@@ -79,9 +79,11 @@ public enum Launch {
         // 1. Not dumpable, core limit 0 — before any secret is in memory, so no other
         //    process of this user can read ours and no crash can write it to disk.
         try SelfProtection.finish(allowCoreDumps: plan.hardening.allowCoreDumps)
-        // What we inherited as ignored stays ignored in the child (nohup), read before
-        // anything here could change it.
-        let inheritedSignals = InheritedSignals()
+        // What we inherited as ignored stays ignored in the child (nohup). A supervisor
+        // reads it first thing, before anything here could change it, for the child it
+        // forks; an exec needs nothing read: execve keeps ignored dispositions, and this
+        // process ignores no signal of its own on the way (Launcher.exec).
+        let inheritedSignals = plan.supervises ? InheritedSignals() : nil
         SQLiteStore.configureShortLived()
         // Nonsense is refused before anything is opened; sandbox profiles are read.
         try check(plan)
@@ -152,11 +154,10 @@ public enum Launch {
         TestHooks.pauseWhileHoldingSecrets()
         log.debug("launching", metadata: ["command": "\(display ?? image.command)", "mode": "\(plan.supervises ? "supervise" : "exec")"])
         try files.handOver()
-        guard plan.supervises else {
+        guard plan.supervises, let inheritedSignals else {
             // 5-6. Signals reset, limits, no_new_privs, the filter last, execve: this
             //      process becomes the child.
-            try Launcher.exec(path: path, argv: image.argv, envp: image.envp, hardening: hardening,
-                              inherited: inheritedSignals, display: display)
+            try Launcher.exec(path: path, argv: image.argv, envp: image.envp, hardening: hardening, display: display)
         }
         let status = try supervise(plan, image: image, path: path, display: display, hardening: hardening,
                                    inherited: inheritedSignals, masker: masker, handoff: handoffPipe?.read, files: files)

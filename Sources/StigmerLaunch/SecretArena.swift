@@ -18,22 +18,23 @@ public final class SecretArena {
     public var capacity: Int { region.capacity }
 
     /// Copies the pieces in, one after another, NUL-terminated; returns the C string.
-    public func cString(_ pieces: [ChildPiece], from values: borrowing SecretBytes) throws(StigmerError) -> UnsafeMutablePointer<CChar> {
+    public func cString(_ pieces: ArraySlice<ChildPiece>, from values: borrowing SecretBytes) throws(StigmerError) -> UnsafeMutablePointer<CChar> {
         let length = pieces.reduce(0) { $0 + $1.count } + 1
         let start = try reserve(length, alignment: 1)
         var offset = 0
+        func copy(_ raw: UnsafeRawBufferPointer) {
+            if let base = raw.baseAddress { (start + offset).copyMemory(from: base, byteCount: raw.count) }
+            offset += raw.count
+        }
         for piece in pieces {
             switch piece {
-            case .text(let bytes):
-                bytes.withUnsafeBytes { raw in
-                    if let base = raw.baseAddress { (start + offset).copyMemory(from: base, byteCount: raw.count) }
-                }
-                offset += bytes.count
-            case .value(let entry):
-                values.withBytes(entry) { raw in
-                    if let base = raw.baseAddress { (start + offset).copyMemory(from: base, byteCount: raw.count) }
-                }
-                offset += entry.range.count
+            case .text(let bytes): bytes.withUnsafeBytes { copy($0) }
+            case .literal(var text): text.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
+            case .assignment(var name):
+                name.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
+                start.storeBytes(of: UInt8(ascii: "="), toByteOffset: offset, as: UInt8.self)
+                offset += 1
+            case .value(let entry): values.withBytes(entry) { copy($0) }
             }
         }
         start.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self)

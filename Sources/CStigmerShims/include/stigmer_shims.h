@@ -49,7 +49,7 @@ struct stigmer_launch {
     long long address_space_limit; // > 0: RLIMIT_AS soft and hard
     int stdout_fd;         // >= 0: dup2 onto 1 (spawn only)
     int stderr_fd;         // >= 0: dup2 onto 2 (spawn only)
-    int reset_signals;     // 1: empty mask, default dispositions (but inherited ignores)
+    int reset_signals;     // 1: empty mask, default dispositions (but inherited ignores); 2: empty mask only
     const char *cwd;       // non-NULL: chdir before the filters (working_dir)
     const sigset_t *inherited_ignored; // may be NULL: no ignore was inherited
     int foreground_terminal; // >= 0 (spawn, new group): tcsetpgrp(this fd, child)
