@@ -40,6 +40,7 @@ from helpers import (
     CORE_FILE_SIZE,
     INTEGRATION_DIR,
     TIMEOUT_S,
+    base_env,
     binary_path,
     describe,
     key_init,
@@ -639,6 +640,35 @@ def test_mask_output_leaves_non_secret_values_alone(home):
     assert proc.stderr == b"visible-value-42 <concealed>\n", describe(proc)
 
 
+def test_secret_memory_by_lifetime(home, tmp_path):
+    """What a supervisor holds while its child runs (--mask-output's patterns) is in a
+    memfd_secret area; what a launch holds until execve is locked, dump-excluded memory
+    (LockedRegion says why), and no memfd_secret is made for it."""
+    key_init(home)
+    secret = new_canary("lifetime")
+    ok(run_create(home, "mem-1", secret))
+    code = "import sys, time; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([str(binary_path()), "run", "--execution-id", "mem-1", "--mask-output", "--",
+                             sys.executable, "-c", code], env=base_env(home), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert "secretmem" in maps, f"the masker's patterns are not in memfd_secret memory:\n{maps}"
+
+    log = tmp_path / "exec.log"
+    traced = launch(["run", "--execution-id", "mem-1", "--", "true"], home,
+                    prefix=["strace", "-f", "-qq", "-e", "trace=memfd_secret,mlock,madvise", "-o", str(log)])
+    assert traced.returncode == 0, describe(traced)
+    calls = log.read_text()
+    assert "memfd_secret(" not in calls, calls
+    assert "MADV_DONTDUMP" in calls and "mlock(" in calls, calls
+
+
 def run_create(home, exec_id, secret: bytes):
     """A context with the plain VISIBLE=visible-value-42 and the secret CTX_SECRET."""
     return launch(["context", "create", "--execution-id", exec_id, "--env", "VISIBLE=visible-value-42",
@@ -709,8 +739,8 @@ def test_strace_no_secret_written_and_no_file_created(home, tmp_path):
     # The launcher's part: everything before the execve of the child.
     execs = [i for i, c in enumerate(calls) if c["name"] == "execve" and c["ret"] == "0"]
     assert len(execs) >= 2, f"expected the launcher's and the child's execve: {[calls[i]['line'] for i in execs]}"
-    # The child's argv and envp are built in the secret area (memfd_secret): strace cannot
-    # read them, only the path.
+    # The child's execve: its path, and its argv (strace reads the locked area as root
+    # can; with a masker's memfd_secret area it could not).
     assert calls[execs[1]]["args"].startswith('"/usr/bin/sh"') or '["sh", "-c"' in calls[execs[1]]["args"], \
         calls[execs[1]]["line"]
     launcher_calls = calls[: execs[1]]

@@ -45,7 +45,8 @@ public final class Masker {
         for form in forms where form.count >= Self.minimumLength && !unique.contains(form) { unique.append(form) }
         unique.sort { $0.count > $1.count }
         let size = unique.reduce(0) { $0 + $1.count } + 64
-        arena = try SecretArena(capacity: size)
+        // Held for the child's whole life: out of the kernel's direct map too.
+        arena = try SecretArena(capacity: size, secretMemory: true)
         for form in unique {
             let p = try arena.cString(form)
             patterns.append((UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), form.count))

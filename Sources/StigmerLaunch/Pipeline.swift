@@ -116,7 +116,7 @@ public enum Launch {
             hardening.privateNetwork = true
         }
         // 2-3. Only the names this launch needs, decrypted straight into locked memory
-        //      (memfd_secret, else mlock + MADV_DONTDUMP) that one owner wipes.
+        //      (mlock + MADV_DONTDUMP; LockedRegion says why not memfd_secret) that one owner wipes.
         let values = try open(plan)
         // Read and used: the key and tokens given in our own environment are wiped from it
         // (a supervisor's /proc/PID/environ stays readable by root for the child's life).

@@ -10,8 +10,9 @@ public final class SecretArena {
     let region: LockedRegion
     public private(set) var used = 0
 
-    public init(capacity: Int) throws(StigmerError) {
-        region = try LockedRegion(capacity: capacity)
+    /// `secretMemory`: for what outlives the launch (LockedRegion says why not always).
+    public init(capacity: Int, secretMemory: Bool = false) throws(StigmerError) {
+        region = try LockedRegion(capacity: capacity, secretMemory: secretMemory)
     }
 
     public var kind: LockedRegion.Kind { region.kind }

@@ -4,11 +4,20 @@ import Glibc
 import CStigmerShims
 import StigmerCore
 
-/// Memory for plaintext (SECURITY.md, order step 2): a `memfd_secret` mapping — removed
-/// from the kernel's direct map, never swapped, never in a core dump — or, where the kernel
-/// lacks it (ENOSYS), anonymous memory that is locked (mlock) and excluded from dumps
-/// (MADV_DONTDUMP). Memory that cannot be locked fails: fail closed. Wiped with
+/// Memory for plaintext (SECURITY.md, order step 2): anonymous memory that is locked (mlock:
+/// never swapped) and excluded from core dumps (MADV_DONTDUMP) in a process that is already
+/// non-dumpable — or, for what is held while a child runs (`secretMemory`), a `memfd_secret`
+/// mapping, which is also out of the kernel's direct map (a kernel without it: the same
+/// locked memory). Memory that cannot be locked fails: fail closed. Wiped with
 /// `explicit_bzero` and unmapped when it ends.
+///
+/// Why not `memfd_secret` for everything: it hides the plaintext from root and the kernel,
+/// which SECURITY.md puts out of scope, and each page it hands out is taken out of the
+/// direct map with a TLB flush on every core (an IPI each, dearer in a VM: 0.21 ms of a
+/// 2.5 ms launch here, benchmarks/RESULTS.md). A launch holds its plaintext for about a
+/// millisecond before the child holds it in ordinary memory, readable by root in
+/// /proc/PID/environ, for its whole life; the context server held it per fetch. What a
+/// supervisor keeps while its child runs (`--mask-output`'s patterns) keeps `memfd_secret`.
 public struct LockedRegion: ~Copyable {
     public enum Kind: String, Sendable { case memfdSecret = "memfd_secret", lockedAnonymous = "mlock+MADV_DONTDUMP" }
 
@@ -16,18 +25,11 @@ public struct LockedRegion: ~Copyable {
     public let capacity: Int
     public let kind: Kind
 
-    /// The context server sets this off before it serves: each `memfd_secret` area is taken
-    /// out of the kernel's direct map and put back when it ends, and both flush every
-    /// core's TLB (an IPI each) — per fetch, that was a tenth of the server's CPU
-    /// (benchmarks/RESULTS.md). Its plaintexts then live in locked, dump-excluded memory, as
-    /// on a kernel without `memfd_secret`; the launcher keeps it on.
-    nonisolated(unsafe) public static var prefersSecretMemory = true
-
-    public init(capacity requested: Int) throws(StigmerError) {
+    public init(capacity requested: Int, secretMemory: Bool = false) throws(StigmerError) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let size = max(page, (requested + page - 1) / page * page)
         capacity = size
-        let fd = Self.prefersSecretMemory ? stigmer_memfd_secret() : -1
+        let fd = secretMemory ? stigmer_memfd_secret() : -1
         if fd >= 0 {
             defer { Sys.close(fd) }
             guard ftruncate(fd, off_t(size)) == 0 else {

@@ -45,7 +45,6 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = try global.logger()
-        LockedRegion.prefersSecretMemory = false  // per-fetch TLB shootdowns; see LockedRegion
         let (host, port) = try listenAddress(listen, flag: "--listen")
         let health = try healthListen.map { text throws(StigmerError) in try listenAddress(text, flag: "--health-listen") }
         let token: String
