@@ -125,6 +125,8 @@ public struct LaunchArguments: Equatable {
     /// `mcp check`: every placeholder of the config (or of `--server`) against the stored
     /// context's names — no value is opened — as a table of names; 78 lists every problem.
     public func mcpCheck() throws(StigmerError) {
+        // A one-shot reader, like a launch: no shared WAL index set up, no page cache bulk.
+        SQLiteStore.configureShortLived()
         let logger = try settings.logger()
         let id = try checkedExecutionID()
         guard let file = config else { throw .usage("give --config FILE") }

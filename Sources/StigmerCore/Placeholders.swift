@@ -46,6 +46,29 @@ public enum Placeholder {
         }
     }
 
+    /// The first `byte` in `bytes[from..<to]`, eight bytes at a time: literal text is
+    /// most of a config, and `mcp check` scans a whole one (benchmarks/mcp-check.sh).
+    static func find(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+        var j = from
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let pattern = UInt64(byte) &* ones
+            while j + 8 <= to {
+                // A zero byte of x is a match; the lowest flagged byte is always a true one.
+                let x = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self)) ^ pattern
+                let found = (x &- ones) & ~x & 0x8080_8080_8080_8080
+                if found != 0 { return j + found.trailingZeroBitCount / 8 }
+                j += 8
+            }
+        }
+        while j < to {
+            if bytes[j] == byte { return j }
+            j += 1
+        }
+        return nil
+    }
+
     /// The grammar, in one pass over `bytes` and without building anything: `literal` gets
     /// each run of input taken as it is (the `${` of a `$${`, a lone `$`, a placeholder with a
     /// problem), `reference` each well-formed reference — its name's and fallback's byte
@@ -56,9 +79,18 @@ public enum Placeholder {
         var problems: [Problem] = []
         var i = 0
         let n = bytes.count
-        // Columns (Unicode scalars, 1-based) of increasing indexes: each byte counted once.
+        // Columns (Unicode scalars, 1-based) of increasing indexes: each byte counted once,
+        // eight at a time (a byte that is not a UTF-8 continuation starts a scalar).
         var counted = 0, column = 1
         func columnAt(_ target: Int) -> Int {
+            if let base = bytes.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while counted + 8 <= target {
+                    let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: counted, as: UInt64.self))
+                    column += 8 - (w & ~(w << 1) & 0x8080_8080_8080_8080).nonzeroBitCount
+                    counted += 8
+                }
+            }
             while counted < target {
                 if bytes[counted] & 0xC0 != 0x80 { column += 1 }
                 counted += 1
@@ -66,9 +98,7 @@ public enum Placeholder {
             return column
         }
         func find(_ byte: UInt8, from: Int, to: Int) -> Int? {
-            var j = from
-            while j < to { if bytes[j] == byte { return j }; j += 1 }
-            return nil
+            Placeholder.find(byte, in: bytes, from: from, to: to)
         }
         while i < n {
             // Literal text up to the next `$`, at once.

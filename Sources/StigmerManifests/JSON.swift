@@ -132,10 +132,29 @@ struct JSONReader {
         }
     }
 
+    /// Where a string's plain run may end, from `from`: the first eight bytes holding a
+    /// quote, a backslash or a control character, looked at eight at a time (the byte-wise
+    /// loop after it finds the exact one). Strings are most of a config's bytes.
+    static func stringEnd(_ bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
+        guard let base = bytes.baseAddress else { return from }
+        let raw = UnsafeRawPointer(base)
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        var j = from
+        while j + 8 <= bytes.count {
+            let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+            let quote = w ^ (ones &* 0x22), backslash = w ^ (ones &* 0x5C)
+            // A zero byte of quote or backslash, or a byte below 0x20 in w.
+            let stop = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (w &- ones &* 0x20) & ~w) & high
+            if stop != 0 { return j }
+            j += 8
+        }
+        return j
+    }
+
     mutating func string() throws(StigmerError) -> String {
         i += 1  // opening quote
         // The common case, no escape: one copy, straight from the input.
-        var j = i
+        var j = Self.stringEnd(bytes, from: i)
         while j < bytes.count {
             let b = bytes[j]
             if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { break }

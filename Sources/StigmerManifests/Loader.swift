@@ -14,8 +14,7 @@ public enum Loader {
     }
 
     public static func text(_ path: String) throws(StigmerError) -> String {
-        let bytes = try IO.readFile(path)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = try IO.readText(path) else {
             throw .data("\(path): not valid UTF-8 text; save it as UTF-8")
         }
         return text

@@ -170,16 +170,7 @@ public enum IO {
             let capacity = min(expected, limit) + 1
             var failure: Errno?
             out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-                while count < buffer.count {
-                    do throws(Errno) {
-                        let n = try Sys.read(fd, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
-                        if n == 0 { return }
-                        count += n
-                    } catch {
-                        failure = error
-                        return
-                    }
-                }
+                (count, failure) = fill(fd, buffer)
             }
             if let failure {
                 out.wipe()
@@ -229,6 +220,68 @@ public enum IO {
 
     /// Reads a regular file (no FIFOs or devices that could block), as a located error.
     public static func readFile(_ path: String, limit: Int = 64 << 20) throws(StigmerError) -> [UInt8] {
+        try withFile(path) { fd, size throws(Errno) in try readAll(fd, limit: limit, expected: size) }
+    }
+
+    /// A text file, as `readFile` opens it; nil when it is not UTF-8. An ASCII file (most
+    /// configs and manifests) is read straight into the String's storage: a 1 MB config was
+    /// read into a byte array and copied into a String, two buffers and ~512 page faults.
+    public static func readText(_ path: String, limit: Int = 64 << 20) throws(StigmerError) -> String? {
+        try withFile(path) { fd, size throws(Errno) -> String? in
+            if size > 0 && size < limit {
+                var failure: Errno?
+                var ascii = true
+                // One byte more than the file reports, to see its end.
+                let text = String(unsafeUninitializedCapacity: size + 1) { buffer in
+                    let count: Int
+                    (count, failure) = fill(fd, buffer)
+                    ascii = failure == nil && count <= size && isASCII(UnsafeBufferPointer(rebasing: buffer[..<count]))
+                    return ascii ? count : 0
+                }
+                if let failure { throw failure }
+                if ascii { return text }
+                // Not ASCII, or longer than it said: read again, validated as UTF-8.
+                guard lseek(fd, 0, SEEK_SET) == 0 else { throw Errno.current }
+            }
+            return String(validating: try readAll(fd, limit: limit), as: UTF8.self)
+        }
+    }
+
+    /// Reads into `buffer` until it is full, EOF or an error: how much was read, and the error.
+    static func fill(_ fd: Int32, _ buffer: UnsafeMutableBufferPointer<UInt8>) -> (Int, Errno?) {
+        var count = 0
+        while count < buffer.count {
+            do throws(Errno) {
+                let n = try Sys.read(fd, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
+                if n == 0 { break }
+                count += n
+            } catch {
+                return (count, error)
+            }
+        }
+        return (count, nil)
+    }
+
+    /// No byte with the high bit set (8 at a time): valid UTF-8 as it stands.
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        var i = 0
+        var high: UInt64 = 0
+        while i + 8 <= bytes.count {
+            high |= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < bytes.count {
+            high |= UInt64(bytes[i])
+            i += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
+    }
+
+    /// Opens `path` for reading (a directory refused; a FIFO read blocking once open) and
+    /// hands `body` the descriptor and, for a regular file, its size (else 0).
+    static func withFile<T>(_ path: String, _ body: (Int32, Int) throws(Errno) -> T) throws(StigmerError) -> T {
         let fd: Int32
         do { fd = try Sys.open(path, O_RDONLY | O_NONBLOCK) } catch {
             throw StigmerError(error == .notFound ? .dataError : .ioError,
@@ -246,7 +299,7 @@ public enum IO {
                 let flags = fcntl(fd, F_GETFL)
                 if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
             }
-            return try readAll(fd, limit: limit, expected: st.st_mode & S_IFMT == S_IFREG ? Int(st.st_size) : 0)
+            return try body(fd, st.st_mode & S_IFMT == S_IFREG ? Int(st.st_size) : 0)
         } catch let e as Errno {
             throw StigmerError(.ioError, "cannot read \(quoted(path))", cause: e.description)
         } catch let e as StigmerError {

@@ -140,3 +140,39 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Placeholder scanning")
+struct PlaceholderScanTests {
+    /// The scanner's word-at-a-time search and column count against byte-wise ones, on
+    /// random text of `$ { } x é 🙂` at every offset (the words straddle every boundary).
+    @Test func wordAtATimeAgreesWithByteWise() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [String] = ["$", "{", "}", "x", "A", "é", "🙂", "\u{0}", "\u{FF}"]
+        for _ in 0..<2_000 {
+            let text = (0..<Int.random(in: 0..<40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }.joined()
+            let bytes = Array(text.utf8)
+            bytes.withUnsafeBufferPointer { buffer in
+                for from in 0...bytes.count {
+                    for byte in [UInt8(ascii: "$"), UInt8(ascii: "}"), 0x00, 0xFF] {
+                        let expected = bytes[from...].firstIndex(of: byte)
+                        #expect(Placeholder.find(byte, in: buffer, from: from, to: bytes.count) == expected)
+                    }
+                }
+            }
+            // Every reference's column is its scalar offset + 1, as a byte-wise count gives it.
+            let (segments, _) = Placeholder.parse(text)
+            for case .reference(_, _, let column) in segments {
+                #expect(column >= 1 && column <= text.unicodeScalars.count)
+            }
+            _ = bytes.withUnsafeBufferPointer { buffer in
+                Placeholder.scan(buffer, literal: { _ in }, reference: { name, _, column, _ in
+                    let start = name.lowerBound - 2  // `${`, or `${env:` / `${file:` below
+                    var at = start
+                    while at >= 0 && !(bytes[at] == UInt8(ascii: "$") && bytes[at + 1] == UInt8(ascii: "{")) { at -= 1 }
+                    let scalars = String(decoding: bytes[..<at], as: UTF8.self).unicodeScalars.count
+                    #expect(column == scalars + 1)
+                })
+            }
+        }
+    }
+}
