@@ -151,7 +151,7 @@ public struct LaunchArguments: Equatable {
             let (found, names) = s.check(lookup: lookup)
             problems += found
             rows.append([s.name, s.transport.name, found.isEmpty ? "ok" : "\(found.count) problem\(found.count == 1 ? "" : "s")",
-                         names.joined(separator: " ")])
+                         Table.words(names)])
         }
         try Stdout.write(Table.render(["SERVER", "TYPE", "STATUS", "VARIABLES"], rows))
         if !problems.isEmpty { throw McpResolver.error(problems, file: file) }
