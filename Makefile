@@ -89,7 +89,7 @@ release: launcher
 
 # libFuzzer harnesses (Fuzz/, FUZZING.md) with AddressSanitizer, in their own build folder:
 # each for FUZZ_SECONDS, one after another (FUZZ_HARNESSES to pick some). `fuzz-smoke` is
-# CI's: it builds the six cheap harnesses, replays their corpora and fuzzes each for seconds.
+# CI's: it builds all twelve in one debug plan, replays their corpora and fuzzes each for seconds.
 FUZZ_SECONDS ?= 60
 FUZZ_HARNESSES ?=
 

@@ -203,4 +203,19 @@ if Context.environment["STIGMER_FUZZ"] == "1" {
         harness("seccomp", ["StigmerCore", "StigmerManifests", "StigmerLaunch"]),
         harness("kube", ["StigmerCore", "StigmerManifests", "StigmerKube"]),
     ]
+    // Only the harnesses and the modules they reach: a plain `swift build` then builds all
+    // twelve in one plan (the CI smoke), and never the executables, gRPC or PostgreSQL.
+    var reached: Set<String> = []
+    func reach(_ name: String) {
+        guard reached.insert(name).inserted, let target = package.targets.first(where: { $0.name == name }) else { return }
+        for dependency in target.dependencies {
+            switch dependency {
+            case .targetItem(let name, _), .byNameItem(let name, _): reach(name)
+            default: break
+            }
+        }
+    }
+    package.targets.filter { $0.name.hasPrefix("fuzz-") }.forEach { reach($0.name) }
+    package.products = []
+    package.targets.removeAll { !reached.contains($0.name) }
 }
