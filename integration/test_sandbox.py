@@ -834,6 +834,42 @@ def test_a_bind_mount_of_the_homes_parent_is_no_way_around(home, tmp_path):
         subprocess.run(["umount", str(alias)], check=True)
 
 
+def _mounts_of_the_filesystem_of(path: Path) -> int:
+    """How many lines of /proc/self/mountinfo show the filesystem `path` is on."""
+    dev = os.stat(path).st_dev
+    wanted = f"{os.major(dev)}:{os.minor(dev)}"
+    return sum(line.split()[2] == wanted for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+@pytest.mark.skipif(tuple(map(int, re.findall(r"\d+", os.uname().release)[:2])) < (6, 8),
+                    reason="listmount and statmount need Linux 6.8")
+def test_the_mount_table_is_parsed_only_when_another_mount_could_show_the_home(home, tmp_path):
+    """Another name for the home needs another mount of its filesystem. listmount and
+    statmount tell whether there is one (a superblock's device, no text), so a launch
+    whose home's filesystem is mounted once never has the kernel format
+    /proc/self/mountinfo (~60 µs for a fresh process here); with a bind mount of the
+    home's parent it is read, and the alias kept out (the tests above)."""
+    key_init(home)
+    if _mounts_of_the_filesystem_of(home) != 1:
+        pytest.skip("the home's filesystem is mounted more than once here")
+    log = tmp_path / "calls.log"
+    traced = run(["run", "--env", "A=1", "--", "true"], home, prefix=["strace", "-f", "-qq", "-e", "trace=openat", "-o", log])
+    assert traced.returncode == 0, describe(traced)
+    assert "mountinfo" not in log.read_text(), log.read_text()
+    if os.geteuid() != 0:
+        return
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    if subprocess.run(["mount", "--bind", str(home.parent), str(alias)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        traced = run(["run", "--env", "A=1", "--", "true"], home, prefix=["strace", "-f", "-qq", "-e", "trace=openat", "-o", log])
+        assert traced.returncode == 0, describe(traced)
+        assert "/proc/self/mountinfo" in log.read_text(), log.read_text()
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+
+
 def test_tcp_rules_are_not_bypassed_with_mptcp_or_sctp(home, listeners):
     """Landlock's TCP rules cover IPPROTO_TCP only: under --net-*, the socket guard refuses
     MPTCP (which falls back to plain TCP, to any port) and SCTP."""
