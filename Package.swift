@@ -63,6 +63,9 @@ let package = Package(
         .target(name: "CStigmerShims"),
         // The launcher's argv from the C runtime, not /proc/self/maps (argv.c says why).
         .target(name: "CStigmerArgv"),
+        // What the fully static launcher defines instead of library members it never uses:
+        // libdispatch (nodispatch.c) and SQLite's compiled-in extensions (sqlite.c).
+        .target(name: "CStigmerStatic"),
         // libseccomp (libseccomp-dev), for building filters; loading is in CStigmerShims.
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .target(
@@ -90,7 +93,7 @@ let package = Package(
             name: "stigmer-exec",
             dependencies: [
                 "StigmerCore", "StigmerSystem", "StigmerCrypto", "StigmerManifests",
-                "StigmerStore", "StigmerLaunch", "StigmerEngine", "StigmerCLI", "CStigmerArgv",
+                "StigmerStore", "StigmerLaunch", "StigmerEngine", "StigmerCLI", "CStigmerArgv", "CStigmerStatic",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
