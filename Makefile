@@ -57,9 +57,12 @@ demo:
 # side by side — fewer pages touched, so fewer page faults and less to unmap at execve.
 # Concrete generic types get direct metadata accessors, not mangled names the runtime
 # demangles on first use (a fifth of a launch's instructions went to the demangler).
-LAUNCHER_FLAGS := -Xswiftc -static-executable -Xswiftc -Xfrontend -Xswiftc -function-sections \
+# STIGMER_STATIC_LAUNCHER: libdispatch and SQLite's extensions stay out (Sources/CStigmerStatic).
+LAUNCHER_FLAGS := -Xcc -DSTIGMER_STATIC_LAUNCHER -Xswiftc -static-executable -Xswiftc -Xfrontend -Xswiftc -function-sections \
 	-Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors -Xcc -ffunction-sections \
-	-Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/scripts/launch.order -Xlinker --no-warn-symbol-ordering
+	-Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/scripts/launch.order -Xlinker --no-warn-symbol-ordering \
+	$(if $(LAUNCHER_MAP),-Xlinker -Map=$(LAUNCHER_MAP))
+# LAUNCHER_MAP=FILE: lld's link map too (scripts/generate-launch-order.sh reads it).
 
 launcher:
 	@scripts/deps.sh build
@@ -72,6 +75,11 @@ launcher:
 	@# this one, so that what is measured here is what ships.
 	@cp .build-static/release/stigmer-exec .build-static/release/stigmer-exec.copy && \
 	  mv .build-static/release/stigmer-exec.copy .build-static/release/stigmer-exec
+	@# No libdispatch: its constructor reads /sys/devices/system/cpu/possible twice and the
+	@# CPU affinity on every launch; the idle Concurrency runtime's references to it are
+	@# defined by nodispatch.c.
+	@if nm .build-static/release/stigmer-exec | grep -q ' libdispatch_init$$'; then \
+	  echo "stigmer-exec links libdispatch (libdispatch_init); keep it out of the launch path (nodispatch.c)" >&2; exit 1; fi
 
 release: launcher
 	@# The launcher links no Foundation (its initialisers would run on every launch);
