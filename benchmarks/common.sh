@@ -22,3 +22,17 @@ bench_vars_context() {
     for i in $(seq 0 99); do echo "VAR_$i=value-$i"; done > "$work/vars.env"
     "$bin" context create --execution-id bench --env-file "$work/vars.env" 2>/dev/null
 }
+
+# The page cache of each binary as a fresh install leaves it: dropped, then read as a file.
+# How the kernel last read a binary decides how it maps it: read by cp or cat, the page cache
+# holds large folios, and a launch of this one took 164-167 page faults; dropped under memory
+# pressure and faulted back in by running it, small ones, and 187-191 (~0.1 ms more;
+# benchmarks/RESULTS.md, 2026-12-08). Builds compared in one run must start alike.
+as_installed() {
+    local f
+    for f in "$@"; do
+        sync "$f" 2>/dev/null || true
+        dd if="$f" iflag=nocache count=0 status=none 2>/dev/null || true
+        cat "$f" > /dev/null
+    done
+}

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-dist/stigmer-exec}")
 command -v tini >/dev/null || { echo "needs tini: apt-get install -y tini" >&2; exit 1; }
 . benchmarks/common.sh
+as_installed "$bin"
 bench_context
 rss() { awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s %s kB  ", $1, $2}' "/proc/$1/status"; }
 for i in 1 2 3; do

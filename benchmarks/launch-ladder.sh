@@ -17,6 +17,7 @@ command -v gcc >/dev/null || { echo "needs gcc: apt-get install -y gcc" >&2; exi
 swiftc=$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)
 
 . benchmarks/common.sh
+as_installed "$bin"
 bench_context
 vars=()
 mapfile -t vars < <(cat "$work/plain.env" "$work/secret.env")

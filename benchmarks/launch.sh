@@ -11,6 +11,7 @@ baseline=${2:+$(realpath "$2")}
 command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
 
 . benchmarks/common.sh
+as_installed "$bin" ${baseline:+"$baseline"}
 bench_context
 vars=()
 mapfile -t vars < <(cat "$work/plain.env" "$work/secret.env")

@@ -10,6 +10,7 @@ command -v hyperfine >/dev/null || { echo "needs hyperfine: apt-get install -y h
 command -v envsubst >/dev/null || { echo "needs envsubst: apt-get install -y gettext-base" >&2; exit 1; }
 
 . benchmarks/common.sh
+as_installed "$bin"
 bench_vars_context
 
 python3 - "$work/config.json" <<'PY'
