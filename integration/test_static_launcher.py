@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLES, KEY_FILE, REPO, apply_examples, describe, run
+from helpers import DB, EXAMPLES, KEY_FILE, REPO, apply_examples, describe, ok, run
 
 STATIC = Path(os.environ.get("STIGMER_STATIC_LAUNCHER") or REPO / ".build-static" / "release" / "stigmer-exec")
 
@@ -26,11 +27,6 @@ pytestmark = pytest.mark.skipif(not STATIC.is_file(), reason=f"{STATIC} is missi
 def static(args, home, **kwargs):
     proc = run(args, home, binary=STATIC, **kwargs)
     assert b"internal error" not in proc.stderr and b"Concurrency" not in proc.stderr, describe(proc)
-    return proc
-
-
-def ok(proc):
-    assert proc.returncode == 0, describe(proc)
     return proc
 
 
@@ -72,3 +68,14 @@ def test_every_launcher_command_runs_on_the_static_build(home, tmp_path):
     target.mkdir()
     ok(static(["install", target], home))
     assert os.access(target / "stigmer-exec", os.X_OK)
+
+
+def test_a_virtual_table_in_the_store_does_not_stop_the_static_launcher(home):
+    """The static launcher registers none of SQLite's compiled-in virtual tables
+    (sqlite.c). A store that another tool gave an FTS5 table still opens, and its contexts
+    still launch: the launch reads only its own tables."""
+    ok(static(["key", "init"], home))
+    ok(static(["context", "create", "--execution-id", "vt-1", "--env", "A=1"], home))
+    with sqlite3.connect(Path(home) / DB) as db:
+        db.execute("CREATE VIRTUAL TABLE notes USING fts5(body)")
+    assert ok(static(["run", "--execution-id", "vt-1", "--", "sh", "-c", 'printf %s "$A"'], home)).stdout == b"1"

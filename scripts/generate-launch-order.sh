@@ -151,7 +151,8 @@ if mapfile:
                 return True
         return False
     demoted = [n for n in listed if in_large_section(n)]
-    listed = [n for n in listed if n not in set(demoted)] + demoted
+    large = set(demoted)
+    listed = [n for n in listed if n not in large] + demoted
 open(out, "w").write("\n".join(listed) + "\n")
 print(f"{len(names)} functions (callgrind, then sampled), {len(hot) + len(kept)} symbols from page faults, "
       f"{len(demoted)} in sections of 64 kB or more placed last, in {out}")
