@@ -110,6 +110,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // postgres-nio's TLS settings (sslmode, sslrootcert in the store URL).
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,7 +179,8 @@ let package = Package(
         .testTarget(name: "StigmerCLITests", dependencies: ["StigmerCLI", "StigmerLaunch", "StigmerEngine"]),
         .testTarget(
             name: "StigmerRemoteTests",
-            dependencies: ["StigmerRemote", "StigmerStore", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: ["StigmerRemote", "StigmerStore", .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -4,14 +4,20 @@
 # 20 secrets, HPKE-seal 50 values to the caller's key), and create+delete throughput.
 # Builds the release binaries and the load generator first. The server runs pinned to CPU 1,
 # the load generator to CPU 0 (PIN=0: unpinned); each line ends with how busy each was.
-#   benchmarks/remote.sh            (SECONDS_PER_RUN=5 by default)
+# A third load, on SQLite only: the same fetch refused at once (a wrong operator token), the
+# transport's own ceiling on the server's core.
+#   benchmarks/remote.sh            (SECONDS_PER_RUN=5 by default; BIN_DIR=DIR: built binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
-swift build -c release --product stigmer-exec >/dev/null
-swift build -c release --product stigmer-exec-full >/dev/null
-swift build -c release --product stigmer-bench >/dev/null
-bin=$PWD/.build/release
+# BIN_DIR: binaries built already (stigmer-exec, stigmer-exec-full, stigmer-bench), say
+# another commit's for a before-and-after.
+if [ -z "${BIN_DIR:-}" ]; then
+    swift build -c release --product stigmer-exec >/dev/null
+    swift build -c release --product stigmer-exec-full >/dev/null
+    swift build -c release --product stigmer-bench >/dev/null
+fi
+bin=${BIN_DIR:-$PWD/.build/release}
 secs=${SECONDS_PER_RUN:-5}
 
 work=$(mktemp -d)
@@ -68,6 +74,8 @@ measure() {  # $1: label
         ids="$ids${ids:+,}bench-$i"
     done
     for c in 1 8 32; do load "$1" --mode fetch --ids "$ids" --concurrency $c; done
+    # The same call refused at once (a wrong operator token): the transport's own ceiling.
+    if [ "$1" = sqlite ]; then load "$1" --mode denied --ids "$ids" --concurrency 32; fi
     load "$1" --mode create-delete --concurrency 8
 }
 

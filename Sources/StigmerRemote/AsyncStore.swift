@@ -52,6 +52,17 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
         return try result.get()
     }
 
+    /// A write: off the server's event loops, onto Swift's global pool. It may wait for the
+    /// writer's lock and for fsync (a millisecond or more), and a loop thread blocked that
+    /// long would stall every connection it serves. Reads stay where they are: each has a
+    /// reader of its own and never waits on the disk's cache flush.
+    func writing<T>(_ body: () throws(StigmerError) -> T) async throws(StigmerError) -> T {
+        let result: Result<T, StigmerError> = await withTaskExecutorPreference(globalConcurrentExecutor) {
+            do throws(StigmerError) { return .success(try locked(body)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
     /// `body` on an idle reader (the writer when there are none; a busy one, in turn, when
     /// all are busy).
     func reading<T>(_ body: (any Store) throws(StigmerError) -> T) throws(StigmerError) -> T {
@@ -70,25 +81,25 @@ public final class LockedStore: AsyncStore, @unchecked Sendable {
         }
     }
 
-    public func apply(_ resources: [Resource]) async throws(StigmerError) { try locked { () throws(StigmerError) in try store.apply(resources) } }
+    public func apply(_ resources: [Resource]) async throws(StigmerError) { try await writing { () throws(StigmerError) in try store.apply(resources) } }
     public func environment(_ name: String) async throws(StigmerError) -> Environment? { try reading { (s) throws(StigmerError) in try s.environment(name) } }
     public func environments() async throws(StigmerError) -> [Environment] { try reading { (s) throws(StigmerError) in try s.environments() } }
-    public func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteEnvironment(name) } }
+    public func deleteEnvironment(_ name: String) async throws(StigmerError) -> Bool { try await writing { () throws(StigmerError) in try store.deleteEnvironment(name) } }
     public func agent(_ name: String) async throws(StigmerError) -> Agent? { try reading { (s) throws(StigmerError) in try s.agent(name) } }
     public func instance(_ name: String) async throws(StigmerError) -> AgentInstance? { try reading { (s) throws(StigmerError) in try s.instance(name) } }
     public func createContext(_ context: ExecutionContext, replace: Bool) async throws(StigmerError) {
-        try locked { () throws(StigmerError) in try store.createContext(context, replace: replace) }
+        try await writing { () throws(StigmerError) in try store.createContext(context, replace: replace) }
     }
     public func context(_ executionID: String) async throws(StigmerError) -> ExecutionContext? { try reading { (s) throws(StigmerError) in try s.context(executionID) } }
     public func executionID(forTokenHash hash: String) async throws(StigmerError) -> String? {
         try reading { (s) throws(StigmerError) -> String? in try s.executionID(forTokenHash: hash) }
     }
-    public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try locked { () throws(StigmerError) in try store.deleteContext(executionID) } }
-    public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try locked { () throws(StigmerError) in try store.deleteExpired(now: now) } }
+    public func deleteContext(_ executionID: String) async throws(StigmerError) -> Bool { try await writing { () throws(StigmerError) in try store.deleteContext(executionID) } }
+    public func deleteExpired(now: Int64) async throws(StigmerError) -> Int { try await writing { () throws(StigmerError) in try store.deleteExpired(now: now) } }
     public func rekey(now: Int64, _ rekeying: Rekeying) async throws(StigmerError) -> RekeyReport {
-        try locked { () throws(StigmerError) in try store.rekey(now: now, rekeying) }
+        try await writing { () throws(StigmerError) in try store.rekey(now: now, rekeying) }
     }
-    public func keyUsage() async throws(StigmerError) -> KeyUsage { try locked { () throws(StigmerError) in try store.keyUsage() } }
+    public func keyUsage() async throws(StigmerError) -> KeyUsage { try await writing { () throws(StigmerError) in try store.keyUsage() } }
 }
 
 extension ResourceCatalog {

@@ -131,7 +131,8 @@ public enum Server {
             let group = ServiceGroup(services: [sweeper, GRPCServerService(server: server, logger: logger, tls: config.tlsCertificate != nil,
                                                                                     serverKey: Base64.encode(ServerIdentity(config.keys.newest).publicKey))] + services,
                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            try await group.run()
+            // The transports run on NIO's singleton group; so do the handlers.
+            try await withTaskExecutorPreference(EventLoopGroupExecutor()) { try await group.run() }
         }
     }
 }

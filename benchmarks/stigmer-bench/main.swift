@@ -15,7 +15,9 @@ struct Bench {
             defer { args.removeSubrange(i...(i + 1)) }
             return args[i + 1]
         }
-        let mode = take("--mode") ?? "fetch"              // fetch | create-delete
+        // fetch | create-delete | denied (a fetch with a wrong operator token: the server
+        // answers PERMISSION_DENIED after hashing it; what the transport alone costs).
+        let mode = take("--mode") ?? "fetch"
         let port = Int(take("--port") ?? "0")!
         let token = take("--token") ?? ""
         let ids = (take("--ids") ?? "").split(separator: ",").map(String.init)
@@ -30,12 +32,19 @@ struct Bench {
                     let transport = try HTTP2ClientTransport.Posix(target: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext)
                     return try await withGRPCClient(transport: transport) { client in
                         let service = Stigmer_Exec_V1_ExecutionContextService.Client(wrapping: client)
-                        let metadata: Metadata = ["authorization": "Bearer \(token)"]
+                        let metadata: Metadata = ["authorization": "Bearer \(mode == "denied" ? "not-the-operator" : token)"]
                         var out: [Double] = []
                         var i = 0
                         while ContinuousClock.now < deadline {
                             let start = ContinuousClock.now
-                            if mode == "fetch" {
+                            if mode == "denied" {
+                                do {
+                                    _ = try await service.getExecutionContext(.with { $0.executionID = ids[(w + i) % ids.count] }, metadata: metadata)
+                                    preconditionFailure("a wrong operator token was let through")
+                                } catch let error as RPCError {
+                                    precondition(error.code == .permissionDenied, "\(error)")
+                                }
+                            } else if mode == "fetch" {
                                 let request = Stigmer_Exec_V1_GetExecutionContextRequest.with {
                                     $0.executionID = ids[(w + i) % ids.count]
                                     $0.recipientPublicKey = .init(publicKey)
