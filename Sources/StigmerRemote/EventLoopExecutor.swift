@@ -9,9 +9,13 @@ import NIOPosix
 /// (benchmarks/RESULTS.md). What may block for long (a write's fsync, waiting for the
 /// writer's lock) leaves the loops (`LockedStore`).
 final class EventLoopGroupExecutor: TaskExecutor {
+    /// For NIO's singleton group, the one grpc-swift's transports and PostgresNIO use.
+    /// Never released: a job holds only an unowned reference to its executor.
+    static let singleton = EventLoopGroupExecutor(.singleton)
+
     let group: MultiThreadedEventLoopGroup
 
-    init(_ group: MultiThreadedEventLoopGroup = .singleton) { self.group = group }
+    init(_ group: MultiThreadedEventLoopGroup) { self.group = group }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)

@@ -132,7 +132,7 @@ public enum Server {
                                                                                     serverKey: Base64.encode(ServerIdentity(config.keys.newest).publicKey))] + services,
                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             // The transports run on NIO's singleton group; so do the handlers.
-            try await withTaskExecutorPreference(EventLoopGroupExecutor()) { try await group.run() }
+            try await withTaskExecutorPreference(EventLoopGroupExecutor.singleton) { try await group.run() }
         }
     }
 }

@@ -19,7 +19,7 @@ struct EventLoopExecutorTests {
         let reader = try SQLiteStore.open(path: dir + "/stigmer.db", create: false, readOnly: true)!
         let store = LockedStore(writer, readers: [reader])
         let context = AsyncStoreConformanceTests.context("loop")
-        try await withTaskExecutorPreference(EventLoopGroupExecutor()) {
+        try await withTaskExecutorPreference(EventLoopGroupExecutor.singleton) {
             #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil, "the task runs on an event loop")
             let onLoopWhileWriting = try await store.writing { () throws(StigmerError) -> Bool in
                 try writer.createContext(context, replace: false)
