@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOPosix
 import Testing
 import StigmerCore
@@ -12,28 +9,26 @@ import StigmerStore
 @Suite("Event loop executor")
 struct EventLoopExecutorTests {
     @Test func handlersRunOnAnEventLoopAndWritesLeaveIt() async throws {
-        var template = Array("/tmp/stigmer-executor-XXXXXX".utf8CString)
-        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        defer { _ = system("rm -rf '\(dir)'") }
-        let writer = try SQLiteStore.open(path: dir + "/stigmer.db", create: true)!
-        let reader = try SQLiteStore.open(path: dir + "/stigmer.db", create: false, readOnly: true)!
-        let store = LockedStore(writer, readers: [reader])
-        let context = AsyncStoreConformanceTests.context("loop")
-        try await withTaskExecutorPreference(EventLoopGroupExecutor.singleton) {
-            #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil, "the task runs on an event loop")
-            let onLoopWhileWriting = try await store.writing { () throws(StigmerError) -> Bool in
-                try writer.createContext(context, replace: false)
-                return MultiThreadedEventLoopGroup.currentEventLoop != nil
+        // The server's SQLite shape: a writer and reader connections behind LockedStore.
+        try await AsyncStoreKind.sqliteReaders.with { asyncStore in
+            let store = try #require(asyncStore as? LockedStore)
+            let context = AsyncStoreConformanceTests.context("loop")
+            try await withTaskExecutorPreference(EventLoopGroupExecutor.singleton) {
+                #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil, "the task runs on an event loop")
+                let onLoopWhileWriting = try await store.writing { () throws(StigmerError) -> Bool in
+                    try store.store.createContext(context, replace: false)
+                    return MultiThreadedEventLoopGroup.currentEventLoop != nil
+                }
+                #expect(!onLoopWhileWriting, "a write ran on an event loop thread")
+                // Back on a loop after the write, and a child task inherits the preference.
+                #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil)
+                let grouped = await withTaskGroup(of: Bool.self) { group in
+                    group.addTask { MultiThreadedEventLoopGroup.currentEventLoop != nil }
+                    return await group.next()!
+                }
+                #expect(grouped, "a child task left the event loops")
+                #expect(try await store.context("loop")?.executionID == "loop")
             }
-            #expect(!onLoopWhileWriting, "a write ran on an event loop thread")
-            // Back on a loop after the write, and a child task inherits the preference.
-            #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil)
-            let grouped = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { MultiThreadedEventLoopGroup.currentEventLoop != nil }
-                return await group.next()!
-            }
-            #expect(grouped, "a child task left the event loops")
-            #expect(try await store.context("loop")?.executionID == "loop")
         }
     }
 }
